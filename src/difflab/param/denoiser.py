@@ -1,0 +1,98 @@
+"""The denoiser contract: D(x_t, t, cond) -> prediction, with its parameterization and its process.
+
+Samplers, guidance and the analysis code all take a `Denoiser`: any object with
+
+* `__call__(x_t, t, cond=None) -> Tensor`, the raw prediction, with t a float tensor of shape (B,) in
+  [0, 1] (0 = data, 1 = noise);
+* `parameterization` (one of eps, x0, v, velocity) and `process` (a NoiseProcess).
+
+`predict` converts the raw output to (x0_hat, eps_hat) through param.parameterization, the one place
+that knows the prediction types. `NetworkDenoiser` and `EDMDenoiser` turn a raw network
+forward(x, c_noise, cond) into a Denoiser; the networks themselves know nothing of processes.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from difflab.param.parameterization import (
+    Coefficients,
+    Prediction,
+    check_parameterization,
+    coefficients,
+    to_x0_eps,
+)
+from difflab.process.base import NoiseProcess
+from difflab.utils.tensors import append_dims
+
+
+class Denoiser:
+    """Mixin giving every denoiser `predict` and `coefficients` from its parameterization and process."""
+
+    parameterization: str
+    process: NoiseProcess
+
+    def coefficients(self, x: Tensor, t: Tensor) -> Coefficients:
+        return coefficients(self.parameterization, self.process, t, x.ndim, x.dtype)
+
+    def predict(self, x: Tensor, t: Tensor, cond=None) -> Prediction:
+        """(x0_hat, eps_hat) at (x_t, t)."""
+        return to_x0_eps(self.parameterization, self(x, t, cond), x, self.coefficients(x, t))
+
+
+class NetworkDenoiser(nn.Module, Denoiser):
+    """A raw network as a denoiser: D(x_t, t, cond) = net(x_t, time_scale * t, cond).
+
+    time_scale = 1000 puts continuous times on the scale of DDPM's integer steps, which is where
+    sinusoidal time embeddings were designed to work (Ho et al. 2020).
+    """
+
+    def __init__(self, net: nn.Module, process: NoiseProcess, parameterization: str, time_scale: float = 1000.0):
+        super().__init__()
+        self.net = net
+        self.process = process
+        self.parameterization = check_parameterization(parameterization)
+        self.time_scale = float(time_scale)
+
+    def forward(self, x: Tensor, t: Tensor, cond=None) -> Tensor:
+        t = torch.as_tensor(t, device=x.device, dtype=x.dtype).expand(x.shape[0])
+        return self.net(x, t * self.time_scale, cond)
+
+
+class EDMDenoiser(nn.Module, Denoiser):
+    """EDM preconditioning (Karras et al. 2022, Table 1) for any process with alpha(t) > 0.
+
+    With x~ = x_t / alpha and sigma~ = sigma / alpha (x~ = x0 + sigma~ eps, EDM's scaled variable):
+    D(x_t) = c_skip x~ + c_out F(c_in x~, c_noise) with c_skip = sd^2 / (sigma~^2 + sd^2),
+    c_out = sigma~ sd / sqrt(sigma~^2 + sd^2), c_in = 1 / sqrt(sigma~^2 + sd^2), c_noise = ln(sigma~) / 4.
+    The output is an x0 prediction; the network F sees unit-variance input and target at every t.
+    """
+
+    parameterization = "x0"
+
+    def __init__(self, net: nn.Module, process: NoiseProcess, sigma_data: float = 0.5):
+        super().__init__()
+        if not sigma_data > 0:
+            raise ValueError(f"sigma_data must be positive; got {sigma_data!r}")
+        self.net, self.process, self.sigma_data = net, process, float(sigma_data)
+
+    def forward(self, x: Tensor, t: Tensor, cond=None) -> Tensor:
+        t = torch.as_tensor(t, device=x.device).expand(x.shape[0])
+        alpha, sigma = self.process.alpha(t), self.process.sigma(t)
+        s = sigma / alpha  # EDM sigma, float64
+        sd2 = self.sigma_data**2
+        c_skip = sd2 / (s**2 + sd2)
+        c_out = s * self.sigma_data / torch.sqrt(s**2 + sd2)
+        c_in = 1 / torch.sqrt(s**2 + sd2)
+        c_noise = torch.log(s) / 4
+        x_s = x / append_dims(alpha, x.ndim).to(x.dtype)
+        F = self.net(append_dims(c_in, x.ndim).to(x.dtype) * x_s, c_noise.to(x.dtype), cond)
+        return append_dims(c_skip, x.ndim).to(x.dtype) * x_s + append_dims(c_out, x.ndim).to(x.dtype) * F
+
+
+def is_denoiser(obj) -> bool:
+    """True for objects that honour the contract (callable with parameterization and process)."""
+    return callable(obj) and hasattr(obj, "parameterization") and hasattr(obj, "process")
+
+

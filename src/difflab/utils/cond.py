@@ -1,0 +1,48 @@
+"""The conditioning contract shared by networks, guidance, the trainer and the samplers.
+
+`cond` is None or a dict of batch-first tensors:
+
+* "class_labels": LongTensor (B,), values in 0..num_classes-1;
+* "context": FloatTensor (B, L, D), token embeddings of a frozen text encoder;
+* "context_mask": BoolTensor (B, L), True for real tokens;
+* "drop": BoolTensor (B,), True where the network must use its learned null condition instead.
+
+Condition dropout in training and the unconditional branch of classifier-free guidance both set
+"drop", so neither needs to know how a network embeds its condition.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+Cond = dict[str, Tensor]
+
+
+def cond_cat(a: Cond | None, b: Cond | None) -> Cond | None:
+    """Concatenate two condition dicts along the batch (same keys required)."""
+    if a is None or b is None:
+        if a is not None or b is not None:
+            raise ValueError("cannot concatenate a condition with None")
+        return None
+    if set(a) != set(b):
+        raise ValueError(f"condition keys differ: {sorted(a)} vs {sorted(b)}")
+    return {k: torch.cat([a[k], b[k]]) for k in a}
+
+
+def cond_with_drop(cond: Cond | None, drop: Tensor) -> Cond | None:
+    """A copy of `cond` whose "drop" mask is `drop` (or-ed with any existing mask)."""
+    if cond is None:
+        return None
+    out = dict(cond)
+    out["drop"] = drop if "drop" not in cond else (cond["drop"] | drop)
+    return out
+
+
+def cond_index(cond: Cond | None, idx) -> Cond | None:
+    """Select rows of every tensor in `cond`."""
+    return None if cond is None else {k: v[idx] for k, v in cond.items()}
+
+
+def cond_to(cond: Cond | None, device) -> Cond | None:
+    return None if cond is None else {k: v.to(device) for k, v in cond.items()}
