@@ -1,0 +1,67 @@
+"""Atomic writes of figures and images: a crash never leaves a half-written picture behind."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+def _atomic(path: str | os.PathLike, write) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
+    """Save a matplotlib figure atomically (format from the suffix) and close it."""
+    import matplotlib.pyplot as plt
+
+    try:
+        return _atomic(path, lambda tmp: fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=Path(path).suffix[1:]))
+    finally:
+        plt.close(fig)
+
+
+def to_uint8(images: Tensor) -> np.ndarray:
+    """(N, C, H, W) in [-1, 1] -> (N, H, W, C) uint8 by round((x + 1) * 127.5), the usual quantization."""
+    x = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return x.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def image_grid(images: Tensor, nrow: int | None = None, pad: int = 1) -> np.ndarray:
+    """Tile (N, C, H, W) images in [-1, 1] into one (rows*H', cols*W', C) uint8 array."""
+    if images.ndim != 4:
+        raise ValueError(f"image_grid needs a (N, C, H, W) batch; got shape {tuple(images.shape)}")
+    n, c, h, w = images.shape
+    cols = nrow or int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    tiles = np.zeros((rows * cols, h + 2 * pad, w + 2 * pad, c), dtype=np.uint8)
+    tiles[:n, pad : pad + h, pad : pad + w] = to_uint8(images)
+    grid = tiles.reshape(rows, cols, h + 2 * pad, w + 2 * pad, c).transpose(0, 2, 1, 3, 4)
+    return grid.reshape(rows * (h + 2 * pad), cols * (w + 2 * pad), c)
+
+
+def save_image_grid(images: Tensor, path: str | os.PathLike, nrow: int | None = None, scale: int = 1) -> Path:
+    """Write a PNG grid of (N, C, H, W) images in [-1, 1]; `scale` enlarges small images (nearest)."""
+    from PIL import Image
+
+    grid = image_grid(images, nrow)
+    if grid.shape[2] == 1:
+        grid = grid[:, :, 0]
+    img = Image.fromarray(grid)
+    if scale > 1:
+        img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    return _atomic(path, lambda tmp: img.save(tmp, format="PNG"))
