@@ -1,0 +1,46 @@
+"""Denoiser networks with one contract, forward(x, c_noise, cond=None) -> a tensor shaped like x.
+
+x is (B, C, H, W) for images or (B, D) for vectors; c_noise (B,) is whatever the denoiser wrapper
+feeds (1000 t, or EDM's ln(sigma) / 4); cond follows difflab.utils.cond. Networks know nothing of
+processes or parameterizations (difflab.param wraps them). The frozen text encoder that produces
+cond["context"] lives here too.
+"""
+
+from difflab.nets.attention import CrossAttention, SelfAttention, attend
+from difflab.nets.dit import DiT, DiT_models, patchify, sincos_2d, unpatchify
+from difflab.nets.embeddings import (
+    ClassEmbedding,
+    ConditionEmbedding,
+    ContextAdapter,
+    TimestepEmbedding,
+    timestep_embedding,
+)
+from difflab.nets.mlp import MLPNet
+from difflab.nets.registry import NETWORKS, build_network, count_parameters
+from difflab.nets.text_encoder import TextEncoder, default_model_path
+from difflab.nets.unet import ResBlock, UNet, UNet_models
+
+__all__ = [
+    "NETWORKS",
+    "ClassEmbedding",
+    "ConditionEmbedding",
+    "ContextAdapter",
+    "CrossAttention",
+    "DiT",
+    "DiT_models",
+    "MLPNet",
+    "ResBlock",
+    "SelfAttention",
+    "TextEncoder",
+    "TimestepEmbedding",
+    "UNet",
+    "UNet_models",
+    "attend",
+    "build_network",
+    "count_parameters",
+    "default_model_path",
+    "patchify",
+    "sincos_2d",
+    "timestep_embedding",
+    "unpatchify",
+]
