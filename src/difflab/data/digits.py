@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from difflab.utils.errors import DifflabError, check_choice
+
 DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 SPLITS = ("train", "test", "all")
 
@@ -24,10 +26,9 @@ def load_digits(split: str = "train", size: int = 8) -> tuple[Tensor, Tensor]:
     from sklearn.datasets import load_digits as _sk_load
     from sklearn.model_selection import train_test_split
 
-    if split not in SPLITS:
-        raise ValueError(f"unknown digits split {split!r}; valid: {', '.join(SPLITS)}")
-    if not isinstance(size, int) or size < 8:
-        raise ValueError(f"digits size must be an integer >= 8; got {size!r}")
+    check_choice("digits split", split, SPLITS)
+    if isinstance(size, bool) or not isinstance(size, int) or size < 8:
+        raise DifflabError(f"digits size must be an integer >= 8; got {size!r}")
     bunch = _sk_load()
     x = bunch.images.astype(np.float32) / 8.0 - 1.0
     y = bunch.target.astype(np.int64)
