@@ -1,0 +1,215 @@
+"""Resumable, seeded, sharded batches for the trainer.
+
+The order of a map-style data set is a pure function of (seed, epoch): epoch e visits the items in
+the permutation drawn by a generator seeded with derive_seed(seed, DATA_STREAM, e). Global micro-batch
+k of an epoch is the slice perm[k G : (k + 1) G] with G = world_size * b, and rank r takes its own
+b-slice of it, like DistributedSampler but in contiguous blocks, so the union over ranks of one
+micro-batch is the same set of items whatever the number of processes. The position of a run is
+(epoch, index) with index the number of items of the epoch already consumed: saved in a checkpoint,
+it restarts the stream exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Iterator, Mapping
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler, default_collate
+
+from difflab.utils.errors import DifflabError
+
+DATA_STREAM, GLOBAL_STREAM, LOSS_STREAM, LOADER_STREAM = range(4)
+
+
+def derive_seed(*keys: int) -> int:
+    """A 63-bit seed from non-negative integer keys (NumPy SeedSequence: distinct keys, independent streams)."""
+    state = np.random.SeedSequence([int(k) for k in keys]).generate_state(2, dtype=np.uint64)
+    return int(state[0] >> np.uint64(1))
+
+
+class ResumableBatchSampler(Sampler[list[int]]):
+    """Infinite seeded batches of indices for one rank, starting after `start` micro-batches.
+
+    Incomplete global batches at the end of an epoch are dropped (every step sees a full batch).
+    """
+
+    def __init__(
+        self,
+        num_items: int,
+        batch_size: int,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        shuffle: bool = True,
+        start: int = 0,
+    ):
+        self.num_items, self.batch_size, self.seed = int(num_items), int(batch_size), int(seed)
+        self.rank, self.world_size, self.shuffle, self.start = rank, world_size, shuffle, int(start)
+        self.global_batch = self.batch_size * world_size
+        self.batches_per_epoch = self.num_items // self.global_batch
+        if self.batches_per_epoch == 0:
+            raise DifflabError(
+                f"the data set has {self.num_items} items, fewer than one global micro-batch of "
+                f"{self.global_batch} (batch size / grad_accum): lower the batch size or use more data"
+            )
+
+    def permutation(self, epoch: int) -> Tensor:
+        """The visiting order of epoch `epoch` (identity when shuffle is off)."""
+        if not self.shuffle:
+            return torch.arange(self.num_items)
+        g = torch.Generator().manual_seed(derive_seed(self.seed, DATA_STREAM, epoch))
+        return torch.randperm(self.num_items, generator=g)
+
+    def position(self, batches: int) -> dict:
+        """{"epoch", "index"} after `batches` micro-batches: index = items of the epoch consumed."""
+        epoch, k = divmod(int(batches), self.batches_per_epoch)
+        return {"epoch": epoch, "index": k * self.global_batch}
+
+    def batches_at(self, position: Mapping) -> int:
+        """Micro-batches consumed at a saved position (rounded up to a batch boundary if the global
+        batch changed since it was saved)."""
+        k = -(-int(position["index"]) // self.global_batch)
+        return int(position["epoch"]) * self.batches_per_epoch + min(k, self.batches_per_epoch)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        epoch, k = divmod(self.start, self.batches_per_epoch)
+        while True:
+            perm = self.permutation(epoch)
+            for j in range(k, self.batches_per_epoch):
+                lo = j * self.global_batch + self.rank * self.batch_size
+                yield perm[lo : lo + self.batch_size].tolist()
+            epoch, k = epoch + 1, 0
+
+
+class TensorBatchDataset(Dataset):
+    """A map-style data set over in-memory tensors that fetches whole batches with one index.
+
+    Items (and batches) are dicts {"x", optional "label", optional "caption"}; DataLoader calls
+    `__getitems__` with the batch's indices, so a batch is gathered without a loop over samples.
+    """
+
+    def __init__(self, x: Tensor, label: Tensor | None = None, caption: list[str] | None = None):
+        n = x.shape[0]
+        if (label is not None and label.shape[0] != n) or (caption is not None and len(caption) != n):
+            raise DifflabError(f"x has {n} items but labels/captions have a different count")
+        self.x, self.label, self.caption = x, label, caption
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    def __getitem__(self, i: int) -> dict:
+        return self.__getitems__([i])
+
+    def __getitems__(self, indices: list[int]) -> dict:
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        batch = {"x": self.x[idx]}
+        if self.label is not None:
+            batch["label"] = self.label[idx]
+        if self.caption is not None:
+            batch["caption"] = [self.caption[i] for i in indices]
+        return batch
+
+
+def as_batch(obj) -> dict:
+    """A batch dict from a dict, an (x,) / (x, label) pair or a bare tensor of x."""
+    if isinstance(obj, Mapping):
+        if "x" not in obj:
+            raise DifflabError(f"a batch dict needs the key 'x'; got keys {sorted(obj)}")
+        return dict(obj)
+    if isinstance(obj, Tensor):
+        return {"x": obj}
+    if isinstance(obj, (list, tuple)) and 1 <= len(obj) <= 2 and isinstance(obj[0], Tensor):
+        return {"x": obj[0]} if len(obj) == 1 else {"x": obj[0], "label": obj[1]}
+    raise DifflabError(
+        f"cannot read a batch from {type(obj).__name__}: yield dicts {{'x', 'label', 'caption'}}, "
+        "(x, label) pairs or tensors"
+    )
+
+
+def collate_batch(items) -> dict:
+    """Collate for the trainer's DataLoader: pass batched fetches through, default_collate the rest."""
+    return as_batch(items if isinstance(items, Mapping) else default_collate(items))
+
+
+def is_map_style(data) -> bool:
+    """True for a map-style torch Dataset (or a DataLoader over one): the trainer owns its order."""
+    ds = data.dataset if isinstance(data, DataLoader) else data
+    return isinstance(ds, Dataset) and not isinstance(ds, IterableDataset) and hasattr(ds, "__len__")
+
+
+class BatchStream:
+    """The trainer's endless supply of micro-batch dicts, with a resumable position.
+
+    * A map-style Dataset, or a DataLoader over one (its collate_fn and workers are kept, its order
+      and batch size replaced): a DataLoader over a ResumableBatchSampler, exactly resumable and
+      sharded across ranks.
+    * Any other re-iterable of batches: cycled as it is (it must shard itself across ranks); resume
+      skips the batches already consumed, which is exact when the iterable is deterministic.
+    """
+
+    def __init__(self, data, batch_size: int, seed: int, rank: int = 0, world_size: int = 1, num_workers: int = 0):
+        self.data, self.consumed, self._it = data, 0, None
+        self.sampler = None
+        if is_map_style(data):
+            loader = data if isinstance(data, DataLoader) else None
+            self.dataset = loader.dataset if loader else data
+            self.collate = collate_batch if loader is None or loader.collate_fn is default_collate else loader.collate_fn
+            self.num_workers = loader.num_workers if loader else num_workers
+            self.sampler = ResumableBatchSampler(len(self.dataset), batch_size, seed, rank, world_size)
+            self.loader_seed = derive_seed(seed, LOADER_STREAM, rank)
+        elif not isinstance(data, Iterable):
+            raise DifflabError(f"training data must be a Dataset, a DataLoader or an iterable of batches; got {data!r}")
+
+    def _iterator(self) -> Iterator:
+        if self.sampler is None:
+            return itertools.islice(self._cycle(), self.consumed, None)
+        self.sampler.start = self.consumed
+        # A dedicated generator: DataLoader draws its worker base seed from it, not from the global RNG.
+        loader = DataLoader(
+            self.dataset,
+            batch_sampler=self.sampler,
+            collate_fn=self.collate,
+            num_workers=self.num_workers,
+            pin_memory=torch.cuda.is_available(),
+            generator=torch.Generator().manual_seed(self.loader_seed),
+        )
+        return iter(loader)
+
+    def _cycle(self) -> Iterator:
+        while True:
+            empty = True
+            for batch in self.data:
+                empty = False
+                yield batch
+            if empty:
+                raise DifflabError(
+                    "the training data yielded no batches (a one-shot iterator runs out after one pass): "
+                    "pass a Dataset, a DataLoader or another re-iterable"
+                )
+
+    def __iter__(self) -> BatchStream:
+        return self
+
+    def __next__(self) -> dict:
+        if self._it is None:
+            self._it = self._iterator()
+        batch = as_batch(next(self._it))
+        self.consumed += 1
+        return batch
+
+    def state_dict(self) -> dict:
+        """{"batches"} for an iterable; {"epoch", "index"} (ResumableBatchSampler.position) for a data set."""
+        return {"batches": self.consumed} if self.sampler is None else self.sampler.position(self.consumed)
+
+    def load_state_dict(self, state: Mapping) -> None:
+        keys = {"batches"} if self.sampler is None else {"epoch", "index"}
+        if set(state) != keys:
+            raise DifflabError(
+                f"the saved data position {dict(state)} belongs to another kind of data source (a data set "
+                "and an iterable of batches keep different positions): resume with the data of the run"
+            )
+        self.consumed = int(state["batches"]) if self.sampler is None else self.sampler.batches_at(state)
+        self._it = None

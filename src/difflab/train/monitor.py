@@ -1,0 +1,155 @@
+"""What a run shows and leaves behind: log.jsonl, log.csv, loss.png, TensorBoard, a rich progress bar.
+
+Only the main process writes. Records are plain dicts with the fields of LOG_FIELDS; on resume the
+records after the checkpoint's step (written by the interrupted run, about to be redone) are dropped
+so the files read as one uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+LOG_FIELDS = ("step", "loss", "lr", "grad_norm", "images_per_s", "images_seen", "elapsed")
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def read_log(path: str | Path) -> list[dict]:
+    """The records of a log.jsonl file ([] if there is none)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+class RunLog:
+    """Appends training records to out_dir/log.jsonl and log.csv, mirrors them to TensorBoard when
+    it is installed, and redraws out_dir/loss.png at most every `plot_interval` seconds (and on close).
+
+    resume_step: None starts fresh files; an int keeps the records up to that step.
+    """
+
+    def __init__(self, out_dir: str | Path, resume_step: int | None = None, plot_interval: float = 10.0):
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.jsonl, self.csv, self.png = (self.out_dir / n for n in ("log.jsonl", "log.csv", "loss.png"))
+        kept = [] if resume_step is None else [r for r in read_log(self.jsonl) if r["step"] <= resume_step]
+        self.records = kept
+        _atomic_write(self.jsonl, "".join(json.dumps(r) + "\n" for r in kept))
+        with open(self.csv.with_name("log.csv.tmp"), "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=LOG_FIELDS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(kept)
+        os.replace(self.csv.with_name("log.csv.tmp"), self.csv)
+        self.plot_interval, self._last_plot = plot_interval, -math.inf
+        self.tb = None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # TensorBoard is optional
+            SummaryWriter = None
+        if SummaryWriter is not None:
+            self.tb = SummaryWriter(str(self.out_dir / "tensorboard"), purge_step=resume_step)
+
+    def log(self, record: dict) -> None:
+        """Append one record (keys LOG_FIELDS)."""
+        self.records.append(record)
+        with open(self.jsonl, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        with open(self.csv, "a", newline="") as f:
+            csv.DictWriter(f, fieldnames=LOG_FIELDS, extrasaction="ignore").writerow(record)
+        if self.tb is not None:
+            for k in LOG_FIELDS[1:]:
+                if record.get(k) is not None:
+                    self.tb.add_scalar(f"train/{k}", record[k], record["step"])
+        if time.monotonic() - self._last_plot >= self.plot_interval:
+            self.plot()
+
+    def plot(self) -> None:
+        """Redraw loss.png: the logged loss against the step (log scale when every loss is positive)."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.ticker import ScalarFormatter
+
+        self._last_plot = time.monotonic()
+        if not self.records:
+            return
+        steps = [r["step"] for r in self.records]
+        losses = [r["loss"] for r in self.records]
+        fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+        ax.plot(steps, losses, lw=1)
+        if min(losses) > 0:
+            ax.set_yscale("log")
+            if max(losses) < 10 * min(losses):  # within a decade: plain numbers on every tick
+                ax.yaxis.set_major_formatter(ScalarFormatter())
+                ax.yaxis.set_minor_formatter(ScalarFormatter())
+        ax.set(xlabel="step", ylabel="loss", title="training loss")
+        ax.grid(alpha=0.3, which="both")
+        fig.subplots_adjust(left=0.16, right=0.97, bottom=0.12, top=0.92)
+        tmp = self.png.with_name("loss.tmp.png")
+        fig.savefig(tmp)
+        plt.close(fig)
+        os.replace(tmp, self.png)
+
+    def close(self) -> None:
+        self.plot()
+        if self.tb is not None:
+            self.tb.close()
+
+
+class ProgressBar:
+    """A rich progress bar over optimizer steps with loss, images/s and ETA.
+
+    Disabled (every method a no-op) off the main process or when stdout is not a terminal.
+    """
+
+    def __init__(self, total: int, start: int, enabled: bool = True):
+        self.enabled = enabled and sys.stdout.isatty()
+        self.progress = None
+        if self.enabled:
+            self.progress = Progress(
+                TextColumn("[bold]train"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("loss {task.fields[loss]}"),
+                TextColumn("{task.fields[ips]} img/s"),
+                TimeElapsedColumn(),
+                TextColumn("eta"),
+                TimeRemainingColumn(),
+            )
+            self.task = self.progress.add_task("train", total=total, completed=start, loss="-", ips="-")
+            self.progress.start()
+
+    def update(self, step: int, loss: float | None = None, images_per_s: float | None = None) -> None:
+        if not self.enabled:
+            return
+        fields = {}
+        if loss is not None:
+            fields["loss"] = f"{loss:.4g}"
+        if images_per_s is not None:
+            fields["ips"] = f"{images_per_s:.1f}"
+        self.progress.update(self.task, completed=step, **fields)
+
+    def close(self) -> None:
+        if self.enabled:
+            self.progress.stop()

@@ -1,0 +1,102 @@
+"""TrainConfig: every knob of the training loop in one dataclass (nanoGPT style), checked on creation."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from difflab.train.ema import check_ema
+from difflab.utils.errors import DifflabError, check_choice
+
+MIXED_PRECISION = ("no", "bf16")
+CONDITIONS = ("none", "class", "text")
+
+
+def warmup_factor(step: int, warmup_steps: int) -> float:
+    """LR multiplier of the step-th update (0-based): min(1, (step + 1) / warmup_steps), linear warm-up
+    (Goyal et al. 2017) that reaches the full rate at update warmup_steps - 1; 1 without warm-up."""
+    return 1.0 if warmup_steps <= 0 else min(1.0, (step + 1) / warmup_steps)
+
+
+@dataclass
+class TrainConfig:
+    """Settings of `Trainer`.
+
+    The optimizer is AdamW (Loshchilov & Hutter 2019) with weight_decay on every parameter and a
+    linear LR warm-up over warmup_steps (see warmup_factor), constant afterwards.
+    batch_size is the number of images per optimizer step over all processes and accumulation
+    micro-batches: each process draws batch_size / (num_processes * grad_accum) images per micro-batch,
+    so a run means the same thing on one device or eight.
+    ema >= 1 is an EMA half-life in images (EDM, ramped up over the first ema_rampup fraction of the
+    images seen); ema in (0, 1) is a per-step decay (see difflab.train.ema).
+    Intervals (log_every, sample_every, ckpt_every) count optimizer steps; 0 turns sampling or
+    periodic checkpoints off (a checkpoint is still written at the end).
+    condition: "none" trains unconditionally; "class" feeds the batch's "label" as cond["class_labels"];
+    "text" feeds encode_captions(batch["caption"]) as cond["context"] / cond["context_mask"]. With a
+    condition, a fraction p_uncond of every batch is marked cond["drop"] (classifier-free guidance
+    training, Ho & Salimans 2022; seed 000).
+    """
+
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = 0
+    grad_clip: float | None = 1.0
+    batch_size: int = 128
+    grad_accum: int = 1
+    ema: float = 10_000.0
+    ema_rampup: float | None = 0.05
+    max_steps: int = 10_000
+    max_minutes: float | None = None
+    log_every: int = 50
+    sample_every: int = 0
+    ckpt_every: int = 1000
+    keep_last: int | None = 3
+    seed: int = 0
+    mixed_precision: str = "no"
+    compile: bool = False
+    p_uncond: float = 0.1
+    condition: str = "none"
+    num_workers: int = 0
+
+    def __post_init__(self):
+        self.betas = tuple(float(b) for b in self.betas)
+        check_choice("mixed precision", self.mixed_precision, MIXED_PRECISION)
+        check_choice("condition", self.condition, CONDITIONS)
+        check_ema(self.ema, self.ema_rampup)
+        rules = [
+            (self.lr > 0, "lr must be positive"),
+            (self.weight_decay >= 0, "weight_decay must be >= 0"),
+            (len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "betas must be two numbers in [0, 1)"),
+            (self.warmup_steps >= 0, "warmup_steps must be >= 0"),
+            (self.grad_clip is None or self.grad_clip > 0, "grad_clip must be positive, or None for no clipping"),
+            (self.batch_size >= 1 and self.grad_accum >= 1, "batch_size and grad_accum must be >= 1"),
+            (self.max_steps >= 1, "max_steps must be >= 1"),
+            (self.max_minutes is None or self.max_minutes > 0, "max_minutes must be positive, or None"),
+            (self.log_every >= 1, "log_every must be >= 1"),
+            (self.sample_every >= 0 and self.ckpt_every >= 0, "sample_every and ckpt_every must be >= 0 (0 = off)"),
+            (self.keep_last is None or self.keep_last >= 1, "keep_last must be >= 1, or None to keep all"),
+            (self.seed >= 0, "seed must be a non-negative integer"),
+            (0 <= self.p_uncond < 1, "p_uncond must lie in [0, 1)"),
+            (self.num_workers >= 0, "num_workers must be >= 0"),
+        ]
+        broken = [msg for ok, msg in rules if not ok]
+        if broken:
+            raise DifflabError("invalid TrainConfig: " + "; ".join(broken))
+
+    def to_dict(self) -> dict:
+        """Plain data (lists for tuples), fit for YAML and JSON."""
+        d = asdict(self)
+        d["betas"] = list(self.betas)
+        return d
+
+
+@dataclass
+class TrainResult:
+    """How a `Trainer.train` call ended: stop_reason is "max_steps", "max_minutes" or "interrupted"."""
+
+    step: int
+    images_seen: int
+    elapsed: float
+    stop_reason: str
+    checkpoint: Path | None

@@ -1,0 +1,118 @@
+"""Checkpoints: round trip, atomicity under a failure and under SIGKILL, pruning, incompatible shapes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from torch import nn
+
+from difflab.train import checkpoint as ckpt_mod
+from difflab.train import latest_checkpoint, list_checkpoints, load_checkpoint, read_config, save_checkpoint
+from difflab.utils.errors import DifflabError
+
+
+def _net(hidden: int = 4, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(3, hidden), nn.SiLU(), nn.Linear(hidden, 2))
+
+
+def _save(run_dir, step, model, keep_last=None):
+    opt = torch.optim.AdamW(model.parameters(), lr=0.1)
+    model(torch.ones(1, 3)).sum().backward()
+    opt.step()
+    trainer_state = {"optimizer": opt.state_dict(), "scheduler": {"last_epoch": step}, "scaler": None}
+    state = {"step": step, "rng": [{"torch": "AAA="}]}
+    return save_checkpoint(run_dir, step, model, model, trainer_state, state, {"lr": 0.1, "betas": (0.9, 0.99)},
+                           keep_last)
+
+
+def test_round_trip(tmp_path):
+    model = _net(seed=0)
+    path = _save(tmp_path, 7, model)
+    assert path == tmp_path / "ckpt-7" and sorted(os.listdir(path)) == sorted(ckpt_mod.FILES)
+    fresh, ema = _net(seed=1), _net(seed=2)
+    trainer_state, state = load_checkpoint(path, fresh, ema)
+    for a, b, c in zip(model.state_dict().values(), fresh.state_dict().values(), ema.state_dict().values(), strict=True):
+        assert torch.equal(a, b) and torch.equal(a, c)
+    assert state["step"] == 7 and trainer_state["scheduler"] == {"last_epoch": 7}
+    assert len(trainer_state["optimizer"]["state"]) == 4  # Adam moments of the 4 tensors
+    assert read_config(path) == {"lr": 0.1, "betas": [0.9, 0.99]}
+
+
+def test_failure_mid_write_keeps_previous_checkpoint(tmp_path, monkeypatch):
+    model = _net()
+    _save(tmp_path, 1, model)
+
+    def broken_save(*args, **kwargs):  # model/ema safetensors are already written at this point
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ckpt_mod.torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        _save(tmp_path, 2, model)
+    assert latest_checkpoint(tmp_path) == tmp_path / "ckpt-1"
+    assert os.listdir(tmp_path) == ["ckpt-1"]  # the temporary folder was removed
+    load_checkpoint(tmp_path / "ckpt-1", _net(seed=3))
+
+
+def test_sigkill_mid_write_leaves_previous_checkpoint_loadable(tmp_path):
+    script = textwrap.dedent(f"""
+        import os, signal, torch
+        from torch import nn
+        from difflab.train import checkpoint as c
+        torch.manual_seed(0)
+        m = nn.Linear(3, 2)
+        c.save_checkpoint({str(tmp_path)!r}, 1, m, m, {{}}, {{"step": 1}}, {{}})
+        c.torch.save = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
+        c.save_checkpoint({str(tmp_path)!r}, 2, m, m, {{}}, {{"step": 2}}, {{}})
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    assert proc.returncode == -9, proc.stderr.decode()
+    leftovers = [p for p in os.listdir(tmp_path) if p.startswith(ckpt_mod.TMP_PREFIX)]
+    assert len(leftovers) == 1 and "model.safetensors" in os.listdir(tmp_path / leftovers[0])
+    assert latest_checkpoint(tmp_path) == tmp_path / "ckpt-1"
+    torch.manual_seed(0)
+    expected = nn.Linear(3, 2)
+    loaded = nn.Linear(3, 2)
+    _, state = load_checkpoint(tmp_path / "ckpt-1", loaded)
+    assert state == {"step": 1} and torch.equal(loaded.weight, expected.weight)
+    save_checkpoint(tmp_path, 3, loaded, loaded, {}, {"step": 3}, {})  # the next save sweeps the leftover
+    assert sorted(os.listdir(tmp_path)) == ["ckpt-1", "ckpt-3"]
+
+
+def test_keep_last_prunes_oldest(tmp_path):
+    model = _net()
+    for step in (5, 10, 15, 20):
+        _save(tmp_path, step, model, keep_last=2)
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["ckpt-15", "ckpt-20"]
+    (tmp_path / "ckpt-25").mkdir()  # a folder without state.json is not a checkpoint
+    assert latest_checkpoint(tmp_path) == tmp_path / "ckpt-20"
+
+
+def test_incompatible_checkpoint_names_the_keys(tmp_path):
+    path = _save(tmp_path, 1, _net(hidden=4))
+    other = _net(hidden=5, seed=1)
+    before = [t.clone() for t in other.state_dict().values()]
+    with pytest.raises(DifflabError) as err:
+        load_checkpoint(path, other)
+    msg = str(err.value)
+    assert "0.weight: checkpoint (4, 3) vs model (5, 3)" in msg
+    assert "2.weight: checkpoint (2, 4) vs model (2, 5)" in msg
+    assert "config.yaml" in msg
+    assert all(torch.equal(a, b) for a, b in zip(before, other.state_dict().values(), strict=True))  # untouched
+    deeper = nn.Sequential(nn.Linear(3, 4), nn.SiLU(), nn.Linear(4, 2), nn.Linear(2, 2))
+    with pytest.raises(DifflabError, match="3.weight: missing from the checkpoint"):
+        load_checkpoint(path, deeper)
+
+
+def test_trainer_state_is_never_unpickled(tmp_path):
+    path = _save(tmp_path, 1, _net())
+    torch.save({"optimizer": nn.Linear(1, 1)}, path / "trainer.pt")  # a pickled module, not plain data
+    with pytest.raises(Exception, match="[Ww]eights only load failed"):
+        load_checkpoint(path, _net())
+    assert json.loads((path / "state.json").read_text())["step"] == 1

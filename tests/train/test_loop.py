@@ -1,0 +1,220 @@
+"""The training loop: exact resume, interrupts, warm-up, accumulation, logs, dropout, previews, errors."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+
+import pytest
+import torch
+
+from difflab.objectives import DiffusionLoss
+from difflab.train import TensorBatchDataset, TrainConfig, Trainer, latest_checkpoint, read_log, warmup_factor
+from difflab.utils.errors import DifflabError
+
+from .helpers import tiny_denoiser, toy_data
+
+
+def _config(**kw) -> TrainConfig:
+    base = dict(batch_size=8, max_steps=6, log_every=1, ckpt_every=0, ema=64.0, lr=1e-2, seed=7)
+    return TrainConfig(**{**base, **kw})
+
+
+def mse_at_half(model, x0, cond=None, generator=None):
+    """Deterministic per-sample mean loss: || D(x0, 1/2) - x0 ||^2 / D."""
+    t = torch.full((x0.shape[0],), 0.5)
+    return (model(x0, t, cond) - x0).square().mean(1)
+
+
+def _losses(out_dir) -> list[float]:
+    return [r["loss"] for r in read_log(os.path.join(out_dir, "log.jsonl"))]
+
+
+def _assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    for (k, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(x, y), k
+
+
+def test_resume_after_interrupt_repeats_the_uninterrupted_run(tmp_path):
+    """Dropout (global RNG), condition dropout and t/eps draws (loss generator), accumulation, warm-up,
+    EMA and RNG-hungry previews: a run interrupted mid-step and resumed matches the straight run bitwise."""
+    cfg = _config(max_steps=10, grad_accum=2, ckpt_every=4, condition="class", p_uncond=0.3,
+                  warmup_steps=3, sample_every=3)
+    previews = lambda model, step, out_dir: torch.randn(100)  # noqa: E731 - draws from the global RNG
+    loss = DiffusionLoss()
+    straight = Trainer(tiny_denoiser(dropout=0.2), loss, toy_data(), cfg, tmp_path / "a", sample_fn=previews)
+    straight.train()
+
+    calls = {"n": 0}
+
+    def crashing_loss(model, x0, cond=None, generator=None):
+        calls["n"] += 1
+        if calls["n"] == 2 * 6 + 2:  # second micro-batch of the 7th step: data and RNG must roll back
+            raise KeyboardInterrupt
+        return loss(model, x0, cond, generator)
+
+    first = Trainer(tiny_denoiser(dropout=0.2), crashing_loss, toy_data(), cfg, tmp_path / "b", sample_fn=previews)
+    result = first.train()
+    assert (result.stop_reason, result.step) == ("interrupted", 6)
+    assert latest_checkpoint(tmp_path / "b") == tmp_path / "b" / "ckpt-6"
+
+    second = Trainer(tiny_denoiser(seed=99, dropout=0.2), loss, toy_data(), cfg, tmp_path / "b", sample_fn=previews)
+    result = second.train(resume=True)
+    assert (result.stop_reason, result.step, result.images_seen) == ("max_steps", 10, 80)
+    assert _losses(tmp_path / "b") == _losses(tmp_path / "a") and len(_losses(tmp_path / "a")) == 10
+    _assert_same_weights(second.model, straight.model)
+    _assert_same_weights(second.ema.module, straight.ema.module)
+    assert second.ema.num_updates == straight.ema.num_updates == 10
+
+
+def test_resume_from_a_finished_shorter_run(tmp_path):
+    straight = Trainer(tiny_denoiser(), DiffusionLoss(), toy_data(), _config(max_steps=8), tmp_path / "a")
+    straight.train()
+    Trainer(tiny_denoiser(), DiffusionLoss(), toy_data(), _config(max_steps=3), tmp_path / "b").train()
+    resumed = Trainer(tiny_denoiser(seed=5), DiffusionLoss(), toy_data(), _config(max_steps=8), tmp_path / "b")
+    resumed.train(resume=True)
+    assert _losses(tmp_path / "b") == _losses(tmp_path / "a")
+    _assert_same_weights(resumed.model, straight.model)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_finishes_the_step_and_saves(tmp_path, sig):
+    calls = {"n": 0}
+
+    def signalling_loss(model, x0, cond=None, generator=None):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            os.kill(os.getpid(), sig)
+        return mse_at_half(model, x0)
+
+    before = signal.getsignal(sig)
+    trainer = Trainer(tiny_denoiser(num_classes=None), signalling_loss, toy_data(), _config(max_steps=50), tmp_path)
+    result = trainer.train()
+    assert (result.stop_reason, result.step) == ("interrupted", 3)
+    assert latest_checkpoint(tmp_path) == tmp_path / "ckpt-3"
+    assert signal.getsignal(sig) is before
+
+
+def test_warmup_schedule_values(tmp_path):
+    assert [warmup_factor(s, 4) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    assert warmup_factor(0, 0) == 1.0
+    Trainer(tiny_denoiser(), DiffusionLoss(), toy_data(), _config(lr=1e-3, warmup_steps=4), tmp_path).train()
+    lrs = [r["lr"] for r in read_log(tmp_path / "log.jsonl")]
+    assert lrs == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3], rel=1e-12)
+
+
+def test_accumulating_two_halves_gives_the_full_batch_gradient(tmp_path):
+    grads = {}
+    for accum in (1, 2):
+        cfg = _config(max_steps=1, grad_accum=accum, grad_clip=None)
+        trainer = Trainer(tiny_denoiser(num_classes=None), mse_at_half, toy_data(), cfg, tmp_path / str(accum))
+
+
+        def record(opt, args, kwargs, a=accum):
+            grads[a] = [p.grad.clone() for g in opt.param_groups for p in g["params"]]
+
+        trainer.optimizer.optimizer.register_step_pre_hook(record)
+        trainer.train()
+    assert len(grads[1]) == len(grads[2]) > 0
+    for g1, g2 in zip(grads[1], grads[2], strict=True):
+        torch.testing.assert_close(g2, g1, rtol=1e-5, atol=1e-7)
+    assert any(g.abs().max() > 1e-3 for g in grads[1])
+
+
+def test_logs_average_between_log_steps_and_files_appear(tmp_path):
+    Trainer(tiny_denoiser(), DiffusionLoss(), toy_data(), _config(log_every=1), tmp_path / "every").train()
+    Trainer(tiny_denoiser(), DiffusionLoss(), toy_data(), _config(log_every=4), tmp_path / "sparse").train()
+    every, sparse = read_log(tmp_path / "every" / "log.jsonl"), read_log(tmp_path / "sparse" / "log.jsonl")
+    assert [r["step"] for r in sparse] == [4, 6]  # the last step is always logged
+    per_step = [r["loss"] for r in every]
+    assert sparse[0]["loss"] == pytest.approx(sum(per_step[:4]) / 4, rel=1e-6)
+    assert sparse[1]["loss"] == pytest.approx(sum(per_step[4:]) / 2, rel=1e-6)
+    assert [r["images_seen"] for r in sparse] == [32, 48]
+    assert all(r["grad_norm"] > 0 and r["images_per_s"] > 0 for r in sparse)
+    with open(tmp_path / "sparse" / "log.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [4, 6]
+    assert float(rows[0]["loss"]) == pytest.approx(sparse[0]["loss"])
+    png = (tmp_path / "sparse" / "loss.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_condition_dropout_and_labels(tmp_path):
+    seen = []
+
+    def recording_loss(model, x0, cond=None, generator=None):
+        seen.append(cond)
+        return mse_at_half(model, x0, cond)
+
+    data = toy_data(n=512)
+    cfg = _config(batch_size=128, max_steps=8, condition="class", p_uncond=0.25)
+    Trainer(tiny_denoiser(), recording_loss, data, cfg, tmp_path / "class").train()
+    drops = torch.cat([c["drop"] for c in seen])
+    assert drops.dtype == torch.bool and abs(drops.float().mean().item() - 0.25) < 0.04  # 1024 draws: ~3 sd
+    labels = torch.cat([c["class_labels"] for c in seen[:4]])  # the first epoch: every label once
+    assert torch.equal(labels.sort().values, data.label.sort().values)
+    seen.clear()
+    Trainer(tiny_denoiser(num_classes=None), recording_loss, data, _config(max_steps=2), tmp_path / "none").train()
+    assert seen == [None, None]
+
+
+def test_text_condition_goes_through_encode_captions(tmp_path):
+    seen, encoded = [], []
+
+    def encode(captions):
+        codes = torch.tensor([len(c) for c in captions], dtype=torch.float32)
+        context = codes[:, None, None].expand(-1, 2, 3).clone()  # (B, L=2, D=3)
+        encoded.append(context)
+        return context, torch.ones(len(captions), 2, dtype=torch.bool)
+
+    def recording_loss(model, x0, cond=None, generator=None):
+        seen.append(cond)
+        return mse_at_half(model, x0)
+
+    base = toy_data()
+    data = TensorBatchDataset(base.x, caption=["a" * int(k + 1) for k in base.label])
+    cfg = _config(max_steps=3, condition="text", p_uncond=0.5)
+    Trainer(tiny_denoiser(num_classes=None), recording_loss, data, cfg, tmp_path, encode_captions=encode).train()
+    assert [sorted(c) for c in seen] == [["context", "context_mask", "drop"]] * 3
+    for c, e in zip(seen, encoded, strict=True):
+        assert torch.equal(c["context"], e) and c["context_mask"].all() and c["drop"].shape == (8,)
+
+
+def test_previews_use_the_ema_and_do_not_change_training(tmp_path):
+    calls = []
+
+    def previews(model, step, out_dir):
+        calls.append((step, model.training, out_dir))
+        torch.randn(1000)
+
+    model = tiny_denoiser(dropout=0.5)  # dropout draws from the global RNG, like the previews
+    Trainer(model, DiffusionLoss(), toy_data(), _config(max_steps=5, sample_every=2), tmp_path / "p",
+            sample_fn=previews).train()
+    assert calls == [(2, False, tmp_path / "p"), (4, False, tmp_path / "p"), (5, False, tmp_path / "p")]
+    model = tiny_denoiser(dropout=0.5)
+    Trainer(model, DiffusionLoss(), toy_data(), _config(max_steps=5), tmp_path / "q").train()
+    assert _losses(tmp_path / "p") == _losses(tmp_path / "q")
+
+
+def test_time_budget_stops_and_checkpoints(tmp_path):
+    result = Trainer(tiny_denoiser(), DiffusionLoss(), toy_data(), _config(max_minutes=1e-9), tmp_path).train()
+    assert (result.stop_reason, result.step) == ("max_minutes", 1)
+    assert result.checkpoint == tmp_path / "ckpt-1" and latest_checkpoint(tmp_path) == result.checkpoint
+
+
+def test_bad_setups_give_one_clear_message(tmp_path):
+    with pytest.raises(DifflabError, match="use a multiple of 4"):
+        Trainer(tiny_denoiser(), DiffusionLoss(), toy_data(), _config(batch_size=10, grad_accum=4), tmp_path)
+    with pytest.raises(DifflabError, match="needs encode_captions"):
+        Trainer(tiny_denoiser(), DiffusionLoss(), toy_data(), _config(condition="text"), tmp_path)
+    with pytest.raises(DifflabError, match="lr must be positive; p_uncond must lie in"):
+        _config(lr=0.0, p_uncond=1.0)
+    with pytest.raises(DifflabError, match="unknown mixed precision 'fp8'"):
+        _config(mixed_precision="fp8")
+    reduced = lambda model, x0, cond=None, generator=None: mse_at_half(model, x0).mean()  # noqa: E731
+    with pytest.raises(DifflabError, match=r"unreduced per-sample losses of shape \(8,\)"):
+        Trainer(tiny_denoiser(), reduced, toy_data(), _config(), tmp_path / "r").train()
+    Trainer(tiny_denoiser(), DiffusionLoss(), toy_data(), _config(max_steps=1), tmp_path / "done").train()
+    with pytest.raises(DifflabError, match="pass resume=True"):
+        Trainer(tiny_denoiser(), DiffusionLoss(), toy_data(), _config(max_steps=1), tmp_path / "done").train()
