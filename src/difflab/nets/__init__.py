@@ -2,11 +2,13 @@
 
 x is (B, C, H, W) for images or (B, D) for vectors; c_noise (B,) is whatever the denoiser wrapper
 feeds (1000 t, or EDM's ln(sigma) / 4); cond follows difflab.utils.cond. Networks know nothing of
-processes or parameterizations (difflab.param wraps them). The frozen text encoder that produces
-cond["context"] lives here too.
+processes or parameterizations (difflab.param wraps them). NoisyClassifier, the noise-aware
+classifier of classifier guidance, has the same signature but returns logits (B, num_classes).
+The frozen text encoder that produces cond["context"] lives here too.
 """
 
 from difflab.nets.attention import CrossAttention, SelfAttention, attend
+from difflab.nets.classifier import AttentionPool, NoisyClassifier
 from difflab.nets.dit import DiT, DiT_models, patchify, sincos_2d, unpatchify
 from difflab.nets.embeddings import (
     ClassEmbedding,
@@ -22,6 +24,7 @@ from difflab.nets.unet import ResBlock, UNet, UNet_models
 
 __all__ = [
     "NETWORKS",
+    "AttentionPool",
     "ClassEmbedding",
     "ConditionEmbedding",
     "ContextAdapter",
@@ -29,6 +32,7 @@ __all__ = [
     "DiT",
     "DiT_models",
     "MLPNet",
+    "NoisyClassifier",
     "ResBlock",
     "SelfAttention",
     "TextEncoder",

@@ -1,6 +1,6 @@
 """Network registry: the names a config may use, one builder that turns a name into a network.
 
-NETWORKS maps "mlp", "unet", "dit" to their classes and every preset size (UNet-T, UNet-10M,
+NETWORKS maps "mlp", "unet", "dit", "classifier" to their classes and every preset size (UNet-T, UNet-10M,
 DiT-S/2, DiT-B/2, ...) to its constructor, as DiT's `DiT_models` does; preset arguments can be
 overridden by keyword.
 """
@@ -12,12 +12,15 @@ from collections.abc import Callable
 
 from torch import nn
 
+from difflab.nets.classifier import NoisyClassifier
 from difflab.nets.dit import DiT, DiT_models
 from difflab.nets.mlp import MLPNet
 from difflab.nets.unet import UNet, UNet_models
 from difflab.utils.errors import DifflabError, check_choice
 
-NETWORKS: dict[str, Callable[..., nn.Module]] = {"mlp": MLPNet, "unet": UNet, "dit": DiT, **UNet_models, **DiT_models}
+NETWORKS: dict[str, Callable[..., nn.Module]] = {
+    "mlp": MLPNet, "unet": UNet, "dit": DiT, "classifier": NoisyClassifier, **UNet_models, **DiT_models
+}
 
 
 def build_network(name: str, **kwargs) -> nn.Module:

@@ -1,5 +1,7 @@
-"""Training objectives: the denoising loss, its weightings and time densities, the DDPM bound."""
+"""Training objectives: the denoising loss, its weightings and time densities, the DDPM bound, and the
+noise-aware classifier's cross-entropy (classifier guidance)."""
 
+from difflab.objectives.classifier import NoisyClassifierLoss
 from difflab.objectives.loss import DiffusionLoss
 from difflab.objectives.time_sampling import TIME_SAMPLERS, TimeSampler
 from difflab.objectives.vlb import (
@@ -16,6 +18,7 @@ __all__ = [
     "WEIGHTINGS",
     "WEIGHTING_NAMES",
     "DiffusionLoss",
+    "NoisyClassifierLoss",
     "TimeSampler",
     "discretized_gaussian_nll",
     "gaussian_kl",
