@@ -1,5 +1,6 @@
 """Parameterizations (eps, x0, v, velocity), their exact conversions, and the denoiser contract."""
 
+from difflab.param.classifier import TimeClassifier
 from difflab.param.denoiser import Denoiser, EDMDenoiser, NetworkDenoiser, is_denoiser
 from difflab.param.parameterization import (
     PARAMETERIZATIONS,
@@ -21,6 +22,7 @@ __all__ = [
     "EDMDenoiser",
     "NetworkDenoiser",
     "Prediction",
+    "TimeClassifier",
     "check_parameterization",
     "coefficients",
     "is_denoiser",

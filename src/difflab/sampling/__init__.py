@@ -1,0 +1,76 @@
+"""Samplers: pure functions sampler(denoiser, x, ts, *, cond, generator, callback, **options) -> x, time grids
+built by separate functions, and `sample()`, the one entry point (re-exported as difflab.sample)."""
+
+from difflab.sampling.adaptive import probability_flow
+from difflab.sampling.api import (
+    DEFAULT_SAMPLER,
+    DEFAULT_SCHEDULE,
+    DEFAULT_STEPS,
+    CountingDenoiser,
+    SampleResult,
+    default_schedule,
+    sample,
+)
+from difflab.sampling.brownian import BrownianNoise
+from difflab.sampling.core import GaussianNoise, NoiseSource, Step
+from difflab.sampling.ddpm import ddim, ddpm
+from difflab.sampling.dpm_solver import dpmpp_2m, dpmpp_2m_sde, dpmpp_3m, dpmpp_sde
+from difflab.sampling.edm import euler, heun
+from difflab.sampling.grids import (
+    GRIDS,
+    check_grid,
+    discrete,
+    karras,
+    make_grid,
+    shift_time,
+    shifted,
+    uniform_log_snr,
+    uniform_time,
+    user_times,
+)
+from difflab.sampling.optimize import GridFamily, optimized_grid
+from difflab.sampling.registry import DETERMINISTIC, SAMPLERS, STOCHASTIC, sampler_options
+from difflab.sampling.sde import euler_maruyama, predictor_corrector
+from difflab.sampling.unipc import unipc
+
+__all__ = [
+    "DEFAULT_SAMPLER",
+    "DEFAULT_SCHEDULE",
+    "DEFAULT_STEPS",
+    "DETERMINISTIC",
+    "GRIDS",
+    "SAMPLERS",
+    "STOCHASTIC",
+    "BrownianNoise",
+    "CountingDenoiser",
+    "GaussianNoise",
+    "GridFamily",
+    "NoiseSource",
+    "SampleResult",
+    "Step",
+    "check_grid",
+    "ddim",
+    "ddpm",
+    "default_schedule",
+    "discrete",
+    "dpmpp_2m",
+    "dpmpp_2m_sde",
+    "dpmpp_3m",
+    "dpmpp_sde",
+    "euler",
+    "euler_maruyama",
+    "heun",
+    "karras",
+    "make_grid",
+    "optimized_grid",
+    "predictor_corrector",
+    "probability_flow",
+    "sample",
+    "sampler_options",
+    "shift_time",
+    "shifted",
+    "uniform_log_snr",
+    "uniform_time",
+    "unipc",
+    "user_times",
+]

@@ -1,0 +1,176 @@
+"""DPM-Solver++ (Lu et al. 2022, 'DPM-Solver++: Fast Solver for Guided Sampling of Diffusion Probabilistic
+Models'): exponential integrators of the probability-flow ODE in log-SNR lambda, with data prediction.
+
+The exact solution from t_i to t_{i+1}, h = lambda_{i+1} - lambda_i, is (Lu et al. eq. 8)
+
+    x_{i+1} = sigma_{i+1} / sigma_i x_i + sigma_{i+1} int_{lambda_i}^{lambda_{i+1}} e^lambda x0_hat(lambda) dlambda,
+
+and the solvers differ in the polynomial that approximates x0_hat(lambda) through past estimates:
+1M (= DDIM), 2M (Algorithm 2), 3M (diffusers' third-order multistep update). They only use alpha, sigma,
+lambda, so they run unchanged on every process. An infinite h (alpha = 0 at the start, sigma = 0 at the end)
+is handled in closed form: exp(-h) -> 0, and the step falls back to first order.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from difflab.sampling.core import Run, check_nonnegative, check_unit_interval, floats, lincomb
+from difflab.sampling.linear import LinearPlan, multistep_orders, run_linear
+from difflab.utils.errors import DifflabError
+
+
+def _steps(run: Run) -> tuple[list[float], list[float], list[float], list[float]]:
+    lam, alpha, sigma = floats(run.lam), floats(run.alpha), floats(run.sigma)
+    return [lam[i + 1] - lam[i] for i in range(run.n)], lam, alpha, sigma
+
+
+def _check_order(order: int, allowed: tuple[int, ...]) -> int:
+    if order not in allowed:
+        raise DifflabError(f"order must be one of {allowed}; got {order!r}")
+    return order
+
+
+def multistep_weights(
+    h: list[float], i: int, order: int, phi1: float, alpha_next: float, published: bool = False
+) -> list[float]:
+    """Weights on x0_i, x0_{i-1}, x0_{i-2} of one DPM-Solver++ multistep update of the given order.
+
+    order 1: phi1 x0_i with phi1 = -alpha_{i+1} expm1(-h).
+    order 2 (Lu et al. Algorithm 2): D = (1 + 1/(2r)) x0_i - 1/(2r) x0_{i-1}, r = h_{i-1} / h_i.
+    order 3: with x0(lambda_i + tau) = x0 + tau x0' + tau^2/2 x0'' the exact step adds
+    alpha_{i+1} [(1 - e^-h) x0 + (h - 1 + e^-h) x0' + (h^2/2 - h + 1 - e^-h) x0''], i.e.
+    phi1 x0 + phi2 D1 + phi3 D2 with phi2 = alpha (expm1(-h)/h + 1), phi3 = -alpha ((expm1(-h) + h)/h^2 - 1/2),
+    D1 = h x0' and D2 = h^2 x0''. From r0 = h_{i-1}/h, r1 = h_{i-2}/h, D1_0 = (x0_i - x0_{i-1}) / r0,
+    D1_1 = (x0_{i-1} - x0_{i-2}) / r1: D1 = D1_0 + r0/(r0+r1) (D1_0 - D1_1) and D2 = 2 (D1_0 - D1_1)/(r0 + r1).
+    published=True uses D2 = (D1_0 - D1_1)/(r0 + r1) as Lu et al.'s code, diffusers and k-diffusion do; that
+    is h^2 x0''/2, half the needed term, so the published update is second order (see dpmpp_3m).
+    """
+    if order == 1:
+        return [phi1]
+    hi = h[i]
+    if order == 2:
+        r = h[i - 1] / hi
+        return [phi1 * (1 + 0.5 / r), -phi1 * 0.5 / r]
+    r0, r1 = h[i - 1] / hi, h[i - 2] / hi
+    em = math.expm1(-hi)
+    phi2 = alpha_next * (em / hi + 1)
+    phi3 = -alpha_next * ((em + hi) / hi**2 - 0.5) * (1.0 if published else 2.0)  # x D2 = (D1_0 - D1_1)/(r0+r1)
+    k0 = phi2 * (1 + r0 / (r0 + r1)) + phi3 / (r0 + r1)
+    k1 = -phi2 * r0 / (r0 + r1) - phi3 / (r0 + r1)
+    return [phi1 + k0 / r0, -k0 / r0 + k1 / r1, -k1 / r1]
+
+
+def _multistep(run: Run, order: int, lower_order_final: bool, eta: float = 0.0, published: bool = False) -> LinearPlan:
+    h, lam, alpha, sigma = _steps(run)
+    orders = multistep_orders(h, order)
+    a, w, c = [], [], []
+    for i in range(run.n):
+        p = min(orders[i], run.n - i) if lower_order_final else orders[i]
+        eta_h = eta * h[i] if eta > 0 else 0.0  # 0 * inf would be NaN on the final jump
+        a.append(sigma[i + 1] / sigma[i] * math.exp(-eta_h))
+        phi1 = -alpha[i + 1] * math.expm1(-h[i] - eta_h)
+        w.append(multistep_weights(h, i, p, phi1, alpha[i + 1], published))
+        c.append(sigma[i + 1] * math.sqrt(-math.expm1(-2 * eta_h)) if eta_h > 0 else 0.0)
+    return LinearPlan(a, w, c if eta > 0 else None)
+
+
+def dpmpp_2m(denoiser, x: Tensor, ts, *, cond=None, generator=None, callback=None, lower_order_final=False):
+    """DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2), second order, 1 NFE per step:
+
+    x_{i+1} = sigma_{i+1}/sigma_i x_i - alpha_{i+1} expm1(-h_i) [(1 + 1/(2 r_i)) x0_i - 1/(2 r_i) x0_{i-1}],
+    r_i = h_{i-1} / h_i. The first step (no history) is first order.
+    """
+    run = Run(denoiser, x, ts, cond=cond, generator=generator, callback=callback)
+    return run_linear(run, _multistep(run, 2, lower_order_final))
+
+
+def dpmpp_3m(
+    denoiser,
+    x: Tensor,
+    ts,
+    *,
+    cond=None,
+    generator=None,
+    callback=None,
+    lower_order_final: bool = False,
+    published: bool = False,
+) -> Tensor:
+    """DPM-Solver++(3M): the third-order multistep update, data prediction, warming up through orders 1
+    and 2. 1 NFE per step.
+
+    The update is written out in `multistep_weights`. published=True reproduces the update of Lu et al.'s
+    reference code (`multistep_dpm_solver_third_order_update`, copied by diffusers and k-diffusion), whose
+    second difference D2 carries half the x0'' term; measured on the exact mixture ODE and on a pure
+    quadrature, its error-vs-NFE slope tends to 2, against 3 for the default (tests/sampling).
+    """
+    run = Run(denoiser, x, ts, cond=cond, generator=generator, callback=callback)
+    return run_linear(run, _multistep(run, 3, lower_order_final, published=published))
+
+
+def dpmpp_2m_sde(denoiser, x: Tensor, ts, *, cond=None, generator=None, callback=None, eta: float = 1.0):
+    """SDE-DPM-Solver++(2M) (Lu et al. 2022, sec. 5; k-diffusion `sample_dpmpp_2m_sde`, midpoint form, which
+    reuses the 2M correction with r_i = h_{i-1} / h_i):
+
+    x_{i+1} = sigma_{i+1}/sigma_i e^{-eta h} x_i + alpha_{i+1} (1 - e^{-(1+eta) h}) D_i
+              + sigma_{i+1} sqrt(1 - e^{-2 eta h}) z,   D_i = x0_i + (x0_i - x0_{i-1}) / (2 r_i).
+    eta = 0 is DPM-Solver++(2M); eta = 1 solves the reverse SDE. 1 NFE per step.
+    """
+    eta = check_unit_interval("eta", eta)
+    run = Run(denoiser, x, ts, cond=cond, generator=generator, callback=callback)
+    return run_linear(run, _multistep(run, 2, False, eta))
+
+
+def _ancestral(sig_from: Tensor, sig_to: Tensor, eta: float) -> tuple[Tensor, Tensor]:
+    """k-diffusion's get_ancestral_step in sigma~ = sigma/alpha: (sigma_down, sigma_up) with
+    sigma_up = min(sigma_to, eta sigma_to sqrt(1 - sigma_to^2 / sigma_from^2)), sigma_down^2 = sigma_to^2 - sigma_up^2."""
+    up = torch.minimum(sig_to, eta * sig_to * (1 - (sig_to / sig_from) ** 2).clamp(min=0).sqrt())
+    return (sig_to**2 - up**2).clamp(min=0).sqrt(), up
+
+
+def dpmpp_sde(
+    denoiser, x: Tensor, ts, *, cond=None, generator=None, callback=None, eta: float = 1.0, s_noise: float = 1.0
+) -> Tensor:
+    """DPM-Solver++ SDE (k-diffusion `sample_dpmpp_sde`, r = 1/2): a two-stage stochastic solver, 2 NFE per step.
+
+    In x~ = x/alpha, sigma~ = sigma/alpha, each stage is an ancestral exponential step from sigma~_i: go
+    deterministically to sigma~_down with x~ <- sigma~_down/sigma~_i x~ + (1 - sigma~_down/sigma~_i) D, then add
+    sigma~_up noise. Stage 1 goes to the log-SNR midpoint s with D = x0_i; stage 2 to t_{i+1} with D = x0 at
+    the stage-1 point. In x-space: x_to = alpha_to (sigma~_down/sigma_i x + (1 - alpha_i sigma~_down/sigma_i) D)
+    + alpha_to sigma~_up z. Steps with an infinite h (from alpha = 0 or into sigma = 0) take stage 2 only.
+    """
+    eta = check_unit_interval("eta", eta)
+    s_noise = check_nonnegative("s_noise", s_noise)
+    run = Run(denoiser, x, ts, cond=cond, generator=generator, callback=callback)
+    a_i, s_i = run.alpha[:-1], run.sigma[:-1]
+    two_stage = torch.isfinite(run.lam[:-1]) & torch.isfinite(run.lam[1:])
+    lam_mid = torch.where(two_stage, 0.5 * (run.lam[:-1] + run.lam[1:]), run.lam[:-1])
+    t_mid = torch.where(two_stage, run.process.t_from_log_snr(lam_mid).to(torch.float64), run.ts[:-1])
+    t_mid = torch.minimum(torch.maximum(t_mid, run.ts[1:]), run.ts[:-1])
+    a_mid, s_mid = run.process.alpha(t_mid), run.process.sigma(t_mid)
+    sig_i = s_i / a_i  # sigma~_i (inf where alpha = 0)
+
+    def stage(a_to: Tensor, s_to: Tensor) -> tuple[list[float], list[float], list[float]]:
+        down, up = _ancestral(sig_i, s_to / a_to, eta)
+        return floats(a_to * down / s_i), floats(a_to * (1 - a_i * down / s_i)), floats(a_to * up * s_noise)
+
+    a1, w1, c1 = stage(a_mid, s_mid)
+    a2, w2, c2 = stage(run.alpha[1:], run.sigma[1:])
+    at_mid, stages, t_mid_f = run.evaluator(t_mid), two_stage.tolist(), t_mid.tolist()
+    x = run.like
+    for i in range(run.n):
+        x0 = run.at(x, i).x0
+        d = x0
+        if stages[i]:
+            x_mid = lincomb(x, a1[i], [(w1[i], x0)])
+            if c1[i] != 0.0:
+                x_mid.add_(run.noise(run.t[i], t_mid_f[i]), alpha=c1[i])
+            d = at_mid(x_mid, i).x0
+        x_next = lincomb(x, a2[i], [(w2[i], d)])
+        if c2[i] != 0.0:
+            x_next.add_(run.noise(run.t[i], run.t[i + 1]), alpha=c2[i])
+        x = run.done(i, x_next, x0)
+    return x

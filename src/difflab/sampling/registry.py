@@ -1,0 +1,40 @@
+"""The sampler registry: names -> pure sampler functions, and which of them are deterministic."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+
+from torch import Tensor
+
+from difflab.sampling.adaptive import probability_flow
+from difflab.sampling.ddpm import ddim, ddpm
+from difflab.sampling.dpm_solver import dpmpp_2m, dpmpp_2m_sde, dpmpp_3m, dpmpp_sde
+from difflab.sampling.edm import euler, heun
+from difflab.sampling.sde import euler_maruyama, predictor_corrector
+from difflab.sampling.unipc import unipc
+
+SAMPLERS: dict[str, Callable[..., Tensor]] = {
+    "euler": euler,
+    "heun": heun,
+    "ddim": ddim,
+    "ddpm": ddpm,
+    "dpmpp_2m": dpmpp_2m,
+    "dpmpp_3m": dpmpp_3m,
+    "dpmpp_2m_sde": dpmpp_2m_sde,
+    "dpmpp_sde": dpmpp_sde,
+    "unipc": unipc,
+    "euler_maruyama": euler_maruyama,
+    "pc": predictor_corrector,
+    "adaptive": probability_flow,
+}
+#: samplers whose output is a deterministic function of x_T (with their default options)
+DETERMINISTIC = ("euler", "heun", "ddim", "dpmpp_2m", "dpmpp_3m", "unipc", "adaptive")
+STOCHASTIC = ("ddpm", "dpmpp_2m_sde", "dpmpp_sde", "euler_maruyama", "pc")
+
+
+def sampler_options(name: str) -> set[str]:
+    """The keyword options a sampler accepts beyond the common ones (cond, generator, callback)."""
+    common = {"cond", "generator", "callback"}
+    params = inspect.signature(SAMPLERS[name]).parameters.values()
+    return {p.name for p in params if p.kind is p.KEYWORD_ONLY} - common
