@@ -37,11 +37,59 @@ def main(version: bool = typer.Option(False, "--version", callback=_version, is_
 
 
 @app.command()
-def demo(out: Path = typer.Option(Path("outputs/demo"), help="Folder for the pictures.")):
-    """The main job on the bundled data: pictures of the forward process and score field."""
+def train(
+    config: str = typer.Argument(None, help="A preset (digits, toy2d, folder, ...) or a YAML config file."),
+    out: Path = typer.Option(None, "--out", help="Run folder (default runs/<preset>)."),
+    minutes: float = typer.Option(None, help="Wall-clock budget in minutes."),
+    steps: int = typer.Option(None, help="Number of optimizer steps."),
+    set_: list[str] = typer.Option([], "--set", help="Override a config value: section.key=value (repeatable)."),
+    resume: bool = typer.Option(False, help="Continue the run in --out from its last checkpoint."),
+):
+    """Train a model from a preset or config file; Ctrl-C saves a checkpoint, --resume continues it."""
+    from difflab.jobs.train import run_train
+
+    if config is None and out is None:
+        console.print("[bold red]error:[/] name a preset or config (e.g. `difflab train digits`), or --out RUN --resume")
+        raise typer.Exit(2)
+    out = out or Path("runs") / Path(str(config)).stem
+    run_job(run_train, config, out, minutes=minutes, steps=steps, overrides=set_, resume=resume)
+
+
+@app.command()
+def sample(
+    run: Path = typer.Argument(..., help="A run folder written by `difflab train`."),
+    out: Path = typer.Option(Path("samples.png"), "--out", help="Grid PNG to write."),
+    n: int = typer.Option(None, help="Number of samples (default: the run's sample.n)."),
+    sampler: str = typer.Option(None, help="Sampler name (default: the run's)."),
+    steps: int = typer.Option(None, help="Sampler steps."),
+    schedule: str = typer.Option(None, help="Time grid name."),
+    seed: int = typer.Option(None, help="Random seed."),
+    ema: bool = typer.Option(True, "--ema/--no-ema", help="Use the EMA weights."),
+    class_: list[int] = typer.Option(None, "--class", help="Class label(s) for a class-conditional model."),
+    prompt: str = typer.Option(None, help="Text prompt for a text-conditional model."),
+    negative: str = typer.Option(None, help="Negative prompt (the unconditional branch of guidance)."),
+    guidance: float = typer.Option(None, help="Classifier-free guidance weight w (1 = none)."),
+    save_array: Path = typer.Option(None, "--save-array", help="Also write the samples as .npy in [-1, 1]."),
+    device: str = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
+):
+    """Sample a trained run and write a grid (and optionally the raw array)."""
+    from difflab.jobs.sample import run_sample
+
+    run_job(run_sample, run, out=out, n=n, sampler=sampler, steps=steps, schedule=schedule, seed=seed, ema=ema,
+            labels=class_ or None, prompt=prompt, negative=negative, guidance=guidance,
+            save_array_path=save_array, device=device)
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("outputs/demo"), help="Folder for the pictures."),
+    minutes: float = typer.Option(4.0, help="Training budget for the digits model."),
+    resume: bool = typer.Option(False, help="Continue an earlier demo's training run."),
+):
+    """The main job on the bundled digits: forward-process pictures, train, sample, score."""
     from difflab.jobs.demo import run_demo
 
-    run_job(run_demo, out)
+    run_job(run_demo, out, minutes=minutes, resume=resume)
 
 
 if __name__ == "__main__":  # pragma: no cover

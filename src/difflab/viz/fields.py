@@ -68,3 +68,20 @@ def plot_score_fields_2d(
         ax.set_yticks([])
     fig.suptitle(title)
     return save_figure(fig, path)
+
+
+def plot_points(points, path: str | os.PathLike, reference=None, title: str = ""):
+    """A scatter of 2-D samples (N, 2), over an optional reference set (e.g. the training data)."""
+    import matplotlib.pyplot as plt
+
+    pts = np.asarray(points.detach().cpu() if hasattr(points, "detach") else points)
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    if reference is not None:
+        ref = np.asarray(reference.detach().cpu() if hasattr(reference, "detach") else reference)
+        ax.scatter(ref[:, 0], ref[:, 1], s=2, c="lightgray", label="data")
+    ax.scatter(pts[:, 0], pts[:, 1], s=2, c="tab:blue", label="samples")
+    ax.set_aspect("equal")
+    ax.set_title(title)
+    if reference is not None:
+        ax.legend(loc="upper right", fontsize=8)
+    return save_figure(fig, path)

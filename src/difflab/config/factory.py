@@ -1,0 +1,93 @@
+"""The factory: the only place where config strings become objects.
+
+Every builder takes its config section (plus what it must know of the data) and returns a library
+object; a bad value raises one DifflabError naming the key and the valid choices.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from difflab.config.schema import DataConfig, LossConfig, ModelConfig, ProcessConfig, RunConfig
+from difflab.data.datasets import build_dataset
+from difflab.nets.registry import NETWORKS, build_network
+from difflab.objectives import DiffusionLoss, TimeSampler
+from difflab.param import EDMDenoiser, NetworkDenoiser, check_parameterization
+from difflab.process import PROCESSES, NoiseProcess
+from difflab.utils.errors import DifflabError, check_choice
+
+CONDITIONINGS = ("none", "class", "text")
+PRECONDITIONINGS = ("none", "edm")
+
+
+def build_process(cfg: ProcessConfig) -> NoiseProcess:
+    cls = PROCESSES[check_choice("process", cfg.name, PROCESSES)]
+    try:
+        return cls(**cfg.options)
+    except TypeError as e:
+        raise DifflabError(f"process.options for {cfg.name!r}: {e}") from None
+    except ValueError as e:
+        raise DifflabError(f"process.options: {e}") from None
+
+
+def build_data(cfg: DataConfig):
+    return build_dataset(cfg.name, **cfg.options)
+
+
+def network_kwargs(cfg: ModelConfig, data_shape: tuple[int, ...], num_classes: int | None,
+                   context_dim: int | None) -> dict:
+    """The network's constructor arguments: the config's options plus what the data decides."""
+    name = cfg.network
+    check_choice("network", name, NETWORKS)
+    kw = dict(cfg.options)
+    family = "mlp" if name == "mlp" else ("dit" if name.lower().startswith("dit") else "unet")
+    if family == "mlp":
+        if len(data_shape) != 1:
+            raise DifflabError(f"network 'mlp' is for vector data; this data set has items of shape {data_shape}: "
+                               "use model.network=unet or dit")
+        kw.setdefault("data_dim", data_shape[0])
+    else:
+        if len(data_shape) != 3 or data_shape[1] != data_shape[2]:
+            raise DifflabError(f"network {name!r} needs square images (C, H, H); the data has shape {data_shape}: "
+                               "use model.network=mlp for vector data")
+        kw.setdefault("in_channels", data_shape[0])
+        kw.setdefault("input_size" if family == "dit" else "image_size", data_shape[1])
+    check_choice("model.conditioning", cfg.conditioning, CONDITIONINGS)
+    if cfg.conditioning == "class":
+        if num_classes is None:
+            raise DifflabError("model.conditioning=class needs a labelled data set; this one has no labels")
+        kw.setdefault("num_classes", num_classes)
+    if cfg.conditioning == "text":
+        if family == "mlp":
+            raise DifflabError("text conditioning needs cross-attention: use model.network=unet or dit")
+        kw.setdefault("context_dim", context_dim)
+    return kw
+
+
+def build_denoiser(cfg: RunConfig, process: NoiseProcess, data_shape: tuple[int, ...],
+                   num_classes: int | None = None, context_dim: int | None = None) -> nn.Module:
+    """Network + parameterization + preconditioning -> a denoiser module."""
+    m = cfg.model
+    net = build_network(m.network, **network_kwargs(m, data_shape, num_classes, context_dim))
+    check_choice("model.preconditioning", m.preconditioning, PRECONDITIONINGS)
+    if m.preconditioning == "edm":
+        if m.parameterization != "x0":
+            raise DifflabError("model.preconditioning=edm makes the network an x0 predictor: "
+                               "set model.parameterization=x0")
+        return EDMDenoiser(net, process, sigma_data=m.sigma_data)
+    return NetworkDenoiser(net, process, check_parameterization(m.parameterization))
+
+
+def build_loss(cfg: LossConfig) -> DiffusionLoss:
+    sampler = TimeSampler(cfg.time_sampler, mean=cfg.mean, std=cfg.std, shift=cfg.shift)
+    kw = {"gamma": cfg.gamma} if cfg.weighting == "min_snr" else {}
+    return DiffusionLoss(sampler, cfg.weighting, **kw)
+
+
+def build_text_encoder(cfg: ModelConfig, device="cpu"):
+    """The frozen text encoder of a text-conditional model (None otherwise)."""
+    if cfg.conditioning != "text":
+        return None
+    from difflab.nets.text_encoder import TextEncoder
+
+    return TextEncoder(cfg.text_encoder, device=device)

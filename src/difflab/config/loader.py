@@ -1,0 +1,76 @@
+"""Presets, YAML files and `--set key=value` overrides -> a validated RunConfig."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from difflab.config.schema import RunConfig
+from difflab.config.validate import from_dict, to_dict
+from difflab.utils.errors import DifflabError
+
+
+def preset_names() -> list[str]:
+    """The presets shipped with difflab (config/presets/*.yaml)."""
+    folder = resources.files("difflab.config") / "presets"
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def _read_yaml(text: str, origin: str) -> dict:
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        raise DifflabError(f"{origin} is not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise DifflabError(f"{origin} must hold a mapping of config sections; got {type(data).__name__}")
+    return data
+
+
+def read_config_dict(preset_or_path: str | Path) -> dict:
+    """The raw dict of a preset name or a YAML file path."""
+    path = Path(preset_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise DifflabError(f"config file {path} does not exist; presets are: {', '.join(preset_names())}")
+        return _read_yaml(path.read_text(), str(path))
+    name = str(preset_or_path)
+    if name not in preset_names():
+        raise DifflabError(f"unknown preset {name!r}; presets are: {', '.join(preset_names())} (or give a .yaml path)")
+    text = (resources.files("difflab.config") / "presets" / f"{name}.yaml").read_text()
+    return _read_yaml(text, f"preset {name}")
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply `section.key=value` strings (values parsed as YAML: 1e-3, true, [1, 2], text)."""
+    for item in overrides:
+        if "=" not in item:
+            raise DifflabError(f"override {item!r} must look like section.key=value, e.g. train.lr=2e-4")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        parts = key.strip().split(".")
+        node = data
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise DifflabError(f"override {item!r}: {part} is not a section")
+        node[parts[-1]] = value
+    return data
+
+
+def load_config(preset_or_path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """A validated RunConfig from a preset or YAML file plus overrides."""
+    data = apply_overrides(read_config_dict(preset_or_path), list(overrides or []))
+    return config_from_dict(data)
+
+
+def config_from_dict(data: dict) -> RunConfig:
+    return from_dict(RunConfig, data)
+
+
+def config_to_dict(config: RunConfig) -> dict:
+    return to_dict(config)

@@ -1,0 +1,83 @@
+"""A run folder: its config, its metadata and its model, written by `train` and read by `sample`/`eval`.
+
+    RUN/run.json              what the network was built from (data shape, classes, context width)
+    RUN/ckpt-<step>/...       checkpoints (difflab.train.checkpoint), each with the full config.yaml
+    RUN/samples/step-*.png    preview grids; RUN/samples.png the newest
+    RUN/log.jsonl, loss.png   the training log and its curve
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from difflab.config.factory import build_denoiser, build_process, build_text_encoder
+from difflab.config.loader import config_from_dict
+from difflab.config.schema import RunConfig
+from difflab.train.checkpoint import latest_checkpoint, load_checkpoint, read_config
+from difflab.utils.errors import DifflabError
+
+
+@dataclass
+class RunMeta:
+    data_shape: tuple[int, ...]
+    num_classes: int | None
+    context_dim: int | None
+    class_names: list[str] | None = None
+
+
+def write_meta(run_dir: Path, meta: RunMeta) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".run.json.")
+    with os.fdopen(fd, "w") as f:
+        json.dump({**meta.__dict__, "data_shape": list(meta.data_shape)}, f, indent=1)
+    os.replace(tmp, run_dir / "run.json")
+
+
+def read_meta(run_dir: Path) -> RunMeta:
+    path = run_dir / "run.json"
+    if not path.is_file():
+        raise DifflabError(f"{run_dir} is not a difflab run (no run.json); train one with `difflab train`")
+    d = json.loads(path.read_text())
+    return RunMeta(tuple(d["data_shape"]), d["num_classes"], d["context_dim"], d.get("class_names"))
+
+
+@dataclass
+class LoadedRun:
+    config: RunConfig
+    meta: RunMeta
+    model: nn.Module
+    checkpoint: Path
+    text_encoder: object | None
+
+
+def load_run(run_dir: str | Path, ema: bool = True, device: str = "cpu") -> LoadedRun:
+    """Rebuild the model of a run from its newest checkpoint (EMA weights by default)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise DifflabError(f"run folder {run_dir} does not exist; train one with `difflab train PRESET --out {run_dir}`")
+    meta = read_meta(run_dir)
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is None:
+        raise DifflabError(f"{run_dir} has no complete checkpoint yet; train longer or resume it with --resume")
+    cfg = config_from_dict(read_config(ckpt))
+    process = build_process(cfg.process)
+    model = build_denoiser(cfg, process, meta.data_shape, meta.num_classes, meta.context_dim)
+    if ema:
+        holder = build_denoiser(cfg, process, meta.data_shape, meta.num_classes, meta.context_dim)
+        load_checkpoint(ckpt, holder, model)
+    else:
+        load_checkpoint(ckpt, model)
+    model.to(device).eval().requires_grad_(False)
+    return LoadedRun(cfg, meta, model, ckpt, build_text_encoder(cfg.model, device=device))
+
+
+def torch_device(name: str | None = None) -> str:
+    """'cuda' when available unless a device is named."""
+    return name or ("cuda" if torch.cuda.is_available() else "cpu")
