@@ -42,3 +42,17 @@ def test_bad_input_gets_one_message(args, message, tmp_path):
     r = runner.invoke(app, args)
     assert r.exit_code == 2 and message in r.output.replace("\n", " ")
     assert "Traceback" not in r.output
+
+
+def test_empty_image_folder_and_incompatible_resume(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = runner.invoke(app, ["train", "folder", "--set", f"data.options.root={empty}", "--out", str(tmp_path / "f")])
+    assert r.exit_code == 2 and "no images found" in r.output.replace("\n", " ")
+    run = tmp_path / "run"
+    assert runner.invoke(app, ["train", "toy2d", "--out", str(run), "--steps", "3", *TINY]).exit_code == 0
+    # resuming with a different network width cannot load the checkpoint: the message names the mismatch
+    r = runner.invoke(app, ["train", "--out", str(run), "--resume", "--steps", "6",
+                            "--set", "model.options={hidden_dim: 48, num_blocks: 1}"])
+    out = r.output.replace("\n", " ")
+    assert r.exit_code == 2 and "different architecture" in out and "Traceback" not in out

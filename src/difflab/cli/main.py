@@ -1,4 +1,7 @@
-"""The `difflab` command: thin typer commands that parse arguments and call a job."""
+"""The `difflab` command: thin typer commands that parse arguments and call a job.
+
+train / sample / demo live here; eval, bench and train-classifier in their own modules, registered below.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +9,9 @@ import sys
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
 from difflab import __version__
-
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Train, sample, measure and understand diffusion models.")
-console = Console(stderr=True)
-
-
-def run_job(fn, *args, **kwargs):
-    """Call a job; bad input (DifflabError / ValueError from the library) prints one line, exit code 2."""
-    from difflab.utils.errors import DifflabError
-
-    try:
-        return fn(*args, **kwargs)
-    except DifflabError as e:
-        console.print(f"[bold red]error:[/] {e}")
-        raise typer.Exit(2) from None
+from difflab.cli.common import app, console, run_job
 
 
 def _version(value: bool):
@@ -69,6 +58,8 @@ def sample(
     prompt: str = typer.Option(None, help="Text prompt for a text-conditional model."),
     negative: str = typer.Option(None, help="Negative prompt (the unconditional branch of guidance)."),
     guidance: float = typer.Option(None, help="Classifier-free guidance weight w (1 = none)."),
+    classifier_scale: float = typer.Option(None, "--classifier-scale", help="Classifier guidance scale s toward "
+                                           "--class with the run's classifier (`difflab train-classifier RUN`)."),
     save_array: Path = typer.Option(None, "--save-array", help="Also write the samples as .npy in [-1, 1]."),
     device: str = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
 ):
@@ -77,7 +68,7 @@ def sample(
 
     run_job(run_sample, run, out=out, n=n, sampler=sampler, steps=steps, schedule=schedule, seed=seed, ema=ema,
             labels=class_ or None, prompt=prompt, negative=negative, guidance=guidance,
-            save_array_path=save_array, device=device)
+            save_array_path=save_array, device=device, classifier_scale=classifier_scale)
 
 
 @app.command()
@@ -91,6 +82,9 @@ def demo(
 
     run_job(run_demo, out, minutes=minutes, resume=resume)
 
+
+# Subcommands defined in their own modules register themselves on `app` when imported.
+from difflab.cli import bench, classifier, evaluate  # noqa: E402, F401
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())

@@ -9,8 +9,10 @@ x0' = (x_t - sigma eps') / alpha = x0 + s sigma^2 / alpha g,
 
     y' = y + s g (c sigma^2 / alpha - d sigma),      g = grad_x log softmax(classifier(x_t, t))[y].
 
-Needs alpha(t) > 0 (a classifier says nothing about x0 from pure noise). The classifier is called once per
-denoiser call, with autograd; it is not counted as an NFE.
+Where alpha(t) = 0 (rectified flow at t = 1) x_t holds nothing of x0: p(y | x_t) = p(y), g = 0, and the x0
+shift s sigma^2 g / alpha is 0 / 0; those rows get the unguided prediction (so the first step of a grid
+that starts at pure noise is unguided), selected with torch.where, without a host sync. The classifier is
+called once per denoiser call, with autograd; it is not counted as an NFE.
 """
 
 from __future__ import annotations
@@ -58,7 +60,9 @@ class ClassifierGuidance(Denoiser):
         y = self.denoiser(x, t, cond)
         k = coefficients(self.parameterization, self.process, t, x.ndim, x.dtype)
         g = self.log_likelihood_grad(x, t, cond["class_labels"])
-        return y + self.scale * g * (k.c * k.sigma**2 / k.alpha - k.d * k.sigma)
+        informative = k.alpha > 0
+        shift = k.c * k.sigma**2 / torch.where(informative, k.alpha, 1) - k.d * k.sigma
+        return y + torch.where(informative, self.scale * g * shift, 0)
 
 
 def classifier_guided(classifier: Callable[[Tensor, Tensor], Tensor], scale: float = 1.0) -> Callable:

@@ -1,18 +1,38 @@
 """Drawing samples from a trained model: conditions, guidance and the sampler settings in one place.
 
-Used by the trainer's preview grids and by `difflab sample`.
+Used by the trainer's preview grids and by `difflab sample`. Guidance composes as denoiser wrappers,
+classifier-free inside, the classifier gradient outside (seeds 001, 002):
+
+    eps~ = eps_u + w (eps_c - eps_u) - s sigma grad_x log p_phi(y | x_t, t).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
 
 from difflab.guidance.cfg import classifier_free
+from difflab.guidance.classifier import ClassifierGuidance
+from difflab.param.denoiser import Denoiser
 from difflab.sampling import sample
+from difflab.utils.cond import Cond
 from difflab.utils.errors import DifflabError
+
+
+def class_labels(labels: Sequence[int], num_classes: int, n: int, whose: str, device) -> Tensor:
+    """n class labels (n,) long from one label or n labels, each checked against 0..num_classes-1."""
+    y = torch.as_tensor(list(labels), dtype=torch.long)
+    bad = y[(y < 0) | (y >= num_classes)]
+    if bad.numel():
+        raise DifflabError(f"class {int(bad[0])} is outside {whose} classes 0..{num_classes - 1}")
+    if y.numel() == 1:
+        y = y.expand(n)
+    if y.numel() != n:
+        raise DifflabError(f"give one class or {n} classes; got {y.numel()}")
+    return y.to(device)
 
 
 def build_cond(model, meta, n: int, labels: Sequence[int] | None, prompts: Sequence[str] | None,
@@ -23,16 +43,9 @@ def build_cond(model, meta, n: int, labels: Sequence[int] | None, prompts: Seque
     """
     if labels is not None:
         if meta.num_classes is None:
-            raise DifflabError("this model is not class-conditional: drop --class")
-        y = torch.as_tensor(list(labels), dtype=torch.long)
-        bad = y[(y < 0) | (y >= meta.num_classes)]
-        if bad.numel():
-            raise DifflabError(f"class {int(bad[0])} is outside this model's classes 0..{meta.num_classes - 1}")
-        if y.numel() == 1:
-            y = y.expand(n)
-        if y.numel() != n:
-            raise DifflabError(f"give one class or {n} classes; got {y.numel()}")
-        return {"class_labels": y.to(device)}
+            raise DifflabError("this model is not class-conditional: drop --class, or guide it toward the class "
+                               "with its classifier (--classifier-scale S, after `difflab train-classifier RUN`)")
+        return {"class_labels": class_labels(labels, meta.num_classes, n, "this model's", device)}
     if prompts is not None:
         if text_encoder is None:
             raise DifflabError("this model is not text-conditional: drop --prompt")
@@ -62,17 +75,94 @@ def negative_cond(prompt: str | None, n: int, text_encoder, device) -> dict | No
     return {"context": context.to(device), "context_mask": mask.to(device)}
 
 
+class ClassifierLabelsOnly(Denoiser):
+    """A model that is not class-conditional under classifier guidance: cond["class_labels"] is the
+    classifier's target, so it is taken out of cond (nothing else is) before the network sees it."""
+
+    def __init__(self, denoiser):
+        self.denoiser = denoiser
+        self.parameterization, self.process = denoiser.parameterization, denoiser.process
+
+    def __call__(self, x: Tensor, t: Tensor, cond: Cond | None = None) -> Tensor:
+        rest = None if cond is None else {k: v for k, v in cond.items() if k != "class_labels"}
+        return self.denoiser(x, t, rest or None)
+
+
+def guidance_chain(cfg_scale: float = 1.0, uncond: Cond | None = None, classifier=None,
+                   classifier_scale: float = 0.0, labels_to_network: bool = True) -> Callable | None:
+    """The `guidance` argument of difflab.sample (denoiser -> guided denoiser), or None for no guidance.
+
+    Classifier-free guidance with weight w = cfg_scale (when w != 1; uncond: a negative condition) inside,
+    classifier guidance with scale s = classifier_scale (when a classifier is given and s != 0) outside:
+    eps~ = eps_u + w (eps_c - eps_u) - s sigma grad log p(y | x_t) (Dhariwal & Nichol 2021, Algorithm 1;
+    Ho & Salimans 2022; seeds 001, 002). The classifier then runs once per step on the un-doubled batch.
+    labels_to_network=False: the model is not class-conditional, cond["class_labels"] reaches only the
+    classifier.
+    """
+    free = classifier_free(cfg_scale, uncond) if cfg_scale != 1.0 else None
+    by_classifier = classifier is not None and classifier_scale != 0.0
+    if free is None and not by_classifier:
+        return None
+
+    def guide(denoiser):
+        inner = denoiser if free is None else free(denoiser)
+        if not by_classifier:
+            return inner
+        if not labels_to_network:
+            inner = ClassifierLabelsOnly(inner)
+        return ClassifierGuidance(inner, classifier, classifier_scale)
+
+    return guide
+
+
+def _check_classifier(classifier, model, meta) -> int:
+    """The classifier's number of classes, after checking that it fits the model; one message if not."""
+    process = getattr(classifier, "process", None)
+    if process is not None and repr(process) != repr(model.process):
+        raise DifflabError(f"the classifier was trained on {process!r} but the model samples {model.process!r}: "
+                           "train the run's own classifier with `difflab train-classifier RUN`")
+    num_classes = getattr(classifier, "num_classes", None) or meta.num_classes
+    if num_classes is None:
+        raise DifflabError("the classifier does not say its number of classes (num_classes)")
+    if meta.num_classes is not None and num_classes != meta.num_classes:
+        raise DifflabError(f"the classifier has {num_classes} classes, the model {meta.num_classes}: "
+                           "train the run's own classifier with `difflab train-classifier RUN`")
+    return num_classes
+
+
 @torch.no_grad()
 def generate(model, meta, n: int, *, sampler: str, steps: int, schedule: str, seed: int,
              guidance: float = 1.0, labels=None, prompts=None, negative: str | None = None,
-             text_encoder=None, device="cpu", return_trajectory: bool = False):
-    """n samples (n, *data_shape) in the data range, plus the sampler's NFE count (SampleResult)."""
-    cond = build_cond(model, meta, n, labels, prompts, text_encoder, device)
-    guide = None
-    if guidance != 1.0:
-        if cond is None:
-            raise DifflabError("guidance needs a conditional model (class or text); use --guidance 1 (none)")
-        guide = classifier_free(guidance, negative_cond(negative, n, text_encoder, device))
+             text_encoder=None, device="cpu", return_trajectory: bool = False,
+             classifier=None, classifier_scale: float = 0.0):
+    """n samples (n, *data_shape) in the data range, plus the sampler's NFE count (SampleResult).
+
+    guidance: the classifier-free weight w (1 = none). classifier(x_t, t) -> logits with scale
+    classifier_scale: classifier guidance toward `labels` (see guidance_chain); a class-conditional model
+    without labels cycles through its classes, any other model needs labels, which then reach only the
+    classifier.
+    """
+    if not isinstance(classifier_scale, (int, float)) or not math.isfinite(classifier_scale):
+        raise DifflabError(f"the classifier scale must be a finite number; got {classifier_scale!r}")
+    by_classifier = classifier is not None and classifier_scale != 0.0
+    class_model = meta.num_classes is not None
+    if by_classifier and not class_model:
+        num_classes = _check_classifier(classifier, model, meta)
+        if labels is None:
+            raise DifflabError("classifier guidance of a model that is not class-conditional needs the target "
+                               f"class: add --class K (K in 0..{num_classes - 1})")
+        cond = build_cond(model, meta, n, None, prompts, text_encoder, device) or {}
+        cond["class_labels"] = class_labels(labels, num_classes, n, "the classifier's", device)
+    else:
+        if by_classifier:
+            _check_classifier(classifier, model, meta)
+        cond = build_cond(model, meta, n, labels, prompts, text_encoder, device)
+    if guidance != 1.0 and not class_model and text_encoder is None:
+        raise DifflabError("classifier-free guidance needs a conditional model (class or text); use --guidance 1 "
+                           "(none), or --classifier-scale for classifier guidance")
+    uncond = negative_cond(negative, n, text_encoder, device) if guidance != 1.0 else None
+    guide = guidance_chain(guidance, uncond, classifier if by_classifier else None, classifier_scale,
+                           labels_to_network=class_model)
     kwargs = {} if sampler == "default" else {"sampler": sampler}
     if schedule != "default":
         kwargs["schedule"] = schedule

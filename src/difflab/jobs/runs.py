@@ -9,8 +9,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from difflab.config.loader import config_from_dict
 from difflab.config.schema import RunConfig
 from difflab.train.checkpoint import latest_checkpoint, load_checkpoint, read_config
 from difflab.utils.errors import DifflabError
+from difflab.utils.files import atomic_write_json
 
 
 @dataclass
@@ -33,11 +32,7 @@ class RunMeta:
 
 
 def write_meta(run_dir: Path, meta: RunMeta) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".run.json.")
-    with os.fdopen(fd, "w") as f:
-        json.dump({**meta.__dict__, "data_shape": list(meta.data_shape)}, f, indent=1)
-    os.replace(tmp, run_dir / "run.json")
+    atomic_write_json(run_dir / "run.json", {**meta.__dict__, "data_shape": list(meta.data_shape)})
 
 
 def read_meta(run_dir: Path) -> RunMeta:

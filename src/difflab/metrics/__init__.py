@@ -27,6 +27,14 @@ from difflab.metrics.features import (
 )
 from difflab.metrics.folders import ImageFolderBatches, check_same_images, load_image_folder_batches
 from difflab.metrics.frechet import FeatureStats, frechet_distance, frechet_distance_from_stats
+from difflab.metrics.guidance import (
+    ClassFrechet,
+    class_accuracy,
+    class_conditional_fdd,
+    mean_pairwise_distance,
+    requested_probability,
+    shape_accuracy,
+)
 from difflab.metrics.inception import (
     INCEPTION_WEIGHTS_FILE,
     INCEPTION_WEIGHTS_URL,
@@ -44,6 +52,12 @@ from difflab.metrics.lowdim import (
 from difflab.metrics.precision_recall import PrecisionRecall, manifold_radii, precision_recall
 
 __all__ = [
+    "shape_accuracy",
+    "requested_probability",
+    "mean_pairwise_distance",
+    "class_conditional_fdd",
+    "class_accuracy",
+    "ClassFrechet",
     "DEFAULT_CLIP_MODEL",
     "FEATURE_SPACES",
     "INCEPTION_WEIGHTS_FILE",

@@ -18,7 +18,6 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,6 +31,7 @@ from torch import Tensor, nn
 from difflab.data.digits import load_digits
 from difflab.metrics.features import batched
 from difflab.utils.errors import DifflabError
+from difflab.utils.files import atomic_write
 
 RECIPE = {
     "version": 1,
@@ -204,18 +204,6 @@ def train_digit_classifier(
     return model
 
 
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """write(tmp) into a temp file beside `path`, then os.replace: readers never see a partial file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def classifier_paths(directory: Path | None = None, recipe: dict = RECIPE) -> tuple[Path, Path]:
     """(weights .safetensors, metadata .json) for a recipe in the cache directory."""
     stem = f"digit_classifier-{recipe_sha256(recipe)[:16]}"
@@ -257,7 +245,7 @@ def load_digit_classifier(
         try:
             weights.parent.mkdir(parents=True, exist_ok=True)
             state = {k: v.contiguous() for k, v in model.state_dict().items()}
-            _atomic_write(weights, lambda tmp: save_file(state, tmp))
+            atomic_write(weights, lambda tmp: save_file(state, tmp))
             meta = {
                 "name": DigitClassifier.name,
                 "recipe": recipe,
@@ -266,7 +254,7 @@ def load_digit_classifier(
                 "train_seconds": round(seconds, 2),
                 "torch": torch.__version__,
             }
-            _atomic_write(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2)))
+            atomic_write(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2)))
         except OSError as e:
             raise DifflabError(
                 f"cannot write the digit classifier cache in {weights.parent} ({e}); "

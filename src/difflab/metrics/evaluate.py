@@ -218,6 +218,7 @@ def evaluate(
     metrics: str | Sequence[str] = ("fdd",),
     *,
     train: Data | None = None,
+    heldout: Data | None = None,
     labels: Tensor | None = None,
     captions: Sequence[str] | None = None,
     options: EvalOptions | None = None,
@@ -228,7 +229,9 @@ def evaluate(
 
     fake, real, train: tensors (N, ...) or iterables of batches; images in [-1, 1] (or uint8).
     labels: requested class of each generated sample (label_accuracy); captions: one per sample
-    (clip_score); train: the training set (memorization; `real` is then the held-out set).
+    (clip_score); train: the training set (memorization); heldout: fresh real samples the model never saw,
+    whose distances to `train` the memorization check compares with the generated ones (default: `real`;
+    pass it to score the other metrics against the training set while memorization uses a test split).
     options / overrides: EvalOptions fields. progress(stage, samples_done) after each batch.
     Returns a flat dict of floats (e.g. {"fdd": ..., "precision": ..., "recall": ..., "n_fake": ...}).
     """
@@ -248,12 +251,14 @@ def evaluate(
         raise DifflabError("clip_score needs one caption per generated sample: pass captions=...")
     n_labels = None if labels is None else labels.shape[0]
     n_captions = None if captions is None else len(captions)
+    if heldout is not None and "memorization" not in names:
+        raise DifflabError("heldout=... is only used by the memorization check: add 'memorization' or drop it")
     check_counts(names, o, _known_count(fake), _known_count(real), _known_count(train), n_labels, n_captions)
 
     extractors = Extractors(o)
-    accs = build_accumulators(names, o, extractors)
-    roles = [("fake", fake), ("real", real), ("train", train)]
-    counts: dict[str, int | None] = {"fake": None, "real": None, "train": None}  # None: not consumed
+    accs = build_accumulators(names, o, extractors, heldout_role="real" if heldout is None else "heldout")
+    roles = [("fake", fake), ("real", real), ("heldout", heldout), ("train", train)]
+    counts: dict[str, int | None] = {role: None for role, _ in roles}  # None: not consumed
     shape: tuple[int, ...] | None = None
     for role, data in roles:
         if data is None or not any(acc.wants(role) for acc in accs):

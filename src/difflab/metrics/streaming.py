@@ -1,6 +1,6 @@
 """Streaming accumulators behind evaluate(): one per metric family, fed batch by batch.
 
-Each accumulator says which sample roles it wants ("fake", "real", "train"), updates from a
+Each accumulator says which sample roles it wants ("fake", "real", "heldout", "train"), updates from a
 BatchOutputs (the batch plus its features, computed once per extractor and shared by all
 accumulators), and computes its numbers at the end. FID, KID and IS are torchmetrics metrics given the
 shared features through an identity feature module (Passthrough), so each image is fed through an
@@ -202,12 +202,15 @@ class LowDim(Collect):
 
 
 class Memorization(Collect):
-    def __init__(self, extractor: FeatureExtractor, o: EvalOptions):
-        super().__init__(extractor, ("fake", "real", "train"))
-        self.quantile = o.memorization_quantile
+    """Generated vs training-set NN distances, relative to those of the held-out role ("real" or "heldout")."""
+
+    def __init__(self, extractor: FeatureExtractor, o: EvalOptions, heldout_role: str = "real"):
+        super().__init__(extractor, ("fake", heldout_role, "train"))
+        self.quantile, self.heldout_role = o.memorization_quantile, heldout_role
 
     def compute(self, n_fake, n_real, n_train):
-        rep = memorization_check(self.all("fake"), self.all("train"), self.all("real"), quantile=self.quantile)
+        held = self.all(self.heldout_role)
+        rep = memorization_check(self.all("fake"), self.all("train"), held, quantile=self.quantile)
         return {
             "memorization_ratio": rep.ratio,
             "memorized_fraction": rep.memorized_fraction,
@@ -256,8 +259,10 @@ class Clip(Accumulator):
         return {"clip_score": self.scorer.compute()}
 
 
-def build_accumulators(names: Sequence[str], o: EvalOptions, ex: Extractors) -> list[Accumulator]:
-    """The accumulators the requested metric names need."""
+def build_accumulators(
+    names: Sequence[str], o: EvalOptions, ex: Extractors, heldout_role: str = "real"
+) -> list[Accumulator]:
+    """The accumulators the requested metric names need (memorization's held-out samples: `heldout_role`)."""
     accs: list[Accumulator] = []
     if "fdd" in names:
         accs.append(FrechetDigits(ex.digits()))
@@ -272,7 +277,7 @@ def build_accumulators(names: Sequence[str], o: EvalOptions, ex: Extractors) -> 
     if "precision_recall" in names:
         accs.append(PrecisionRecallAcc(ex.space(), o))
     if "memorization" in names:
-        accs.append(Memorization(ex.space(), o))
+        accs.append(Memorization(ex.space(), o, heldout_role))
     if "class_coverage" in names or "label_accuracy" in names:
         accs.append(Classes(ex.digits(), names))
     if "clip_score" in names:

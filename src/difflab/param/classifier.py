@@ -31,6 +31,8 @@ class TimeClassifier(nn.Module):
         """The network's number of classes (None when the network does not say)."""
         return getattr(self.net, "num_classes", None)
 
-    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+    def forward(self, x: Tensor, t: Tensor, cond=None) -> Tensor:
+        """cond is accepted (and unused) so the Trainer can call a classifier like a denoiser; labels are
+        the loss's target, never an input."""
         t = torch.as_tensor(t, device=x.device, dtype=x.dtype).expand(x.shape[0])  # (B,)
         return self.net(x, t * self.time_scale)  # (B, num_classes)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -24,13 +23,16 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from difflab.utils.files import atomic_write, atomic_write_text
+
 LOG_FIELDS = ("step", "loss", "lr", "grad_norm", "images_per_s", "images_seen", "elapsed")
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def _write_csv(path: str, records: list[dict]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=LOG_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(records)
 
 
 def read_log(path: str | Path) -> list[dict]:
@@ -54,12 +56,8 @@ class RunLog:
         self.jsonl, self.csv, self.png = (self.out_dir / n for n in ("log.jsonl", "log.csv", "loss.png"))
         kept = [] if resume_step is None else [r for r in read_log(self.jsonl) if r["step"] <= resume_step]
         self.records = kept
-        _atomic_write(self.jsonl, "".join(json.dumps(r) + "\n" for r in kept))
-        with open(self.csv.with_name("log.csv.tmp"), "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=LOG_FIELDS, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(kept)
-        os.replace(self.csv.with_name("log.csv.tmp"), self.csv)
+        atomic_write_text(self.jsonl, "".join(json.dumps(r) + "\n" for r in kept))
+        atomic_write(self.csv, lambda tmp: _write_csv(tmp, kept))
         self.plot_interval, self._last_plot = plot_interval, -math.inf
         self.tb = None
         try:
@@ -106,10 +104,10 @@ class RunLog:
         ax.set(xlabel="step", ylabel="loss", title="training loss")
         ax.grid(alpha=0.3, which="both")
         fig.subplots_adjust(left=0.16, right=0.97, bottom=0.12, top=0.92)
-        tmp = self.png.with_name("loss.tmp.png")
-        fig.savefig(tmp)
-        plt.close(fig)
-        os.replace(tmp, self.png)
+        try:
+            atomic_write(self.png, fig.savefig)
+        finally:
+            plt.close(fig)
 
     def close(self) -> None:
         self.plot()

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from difflab.viz.io import _atomic, save_figure
+from difflab.utils.files import atomic_write
+from difflab.viz.io import save_figure
 
 
 def _points(x: Tensor) -> np.ndarray:
@@ -138,7 +139,7 @@ def save_trajectory_gif(
         buffer.seek(0)
         images.append(Image.open(buffer).convert("P", palette=Image.ADAPTIVE))
     durations = [frame_ms] * (len(images) - 1) + [frame_ms * 8]
-    return _atomic(
+    return atomic_write(
         path,
         lambda tmp: images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=durations,
                                    loop=0),

@@ -1,0 +1,39 @@
+"""`difflab eval`: score a run's samples against its training data, or two folders of images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from difflab.cli.common import app, run_job
+
+
+@app.command("eval")
+def eval_(
+    run: Path = typer.Argument(None, help="A run folder written by `difflab train` (or give --real and --fake)."),
+    real: Path = typer.Option(None, "--real", help="Folder of real images (with --fake, instead of a RUN)."),
+    fake: Path = typer.Option(None, "--fake", help="Folder of generated images (with --real)."),
+    n: int = typer.Option(None, "--n", help="Samples to draw from the RUN (default: 2000)."),
+    sampler: str = typer.Option(None, help="Sampler name (default: the run's)."),
+    steps: int = typer.Option(None, help="Sampler steps (default: the run's)."),
+    schedule: str = typer.Option(None, help="Time grid name (default: the run's)."),
+    seed: int = typer.Option(0, help="Seed; sample i gets its own generator, so results do not depend on --batch-size."),
+    guidance: float = typer.Option(None, help="Classifier-free guidance weight w (default: the run's)."),
+    batch_size: int = typer.Option(500, "--batch-size", help="Samples per batch (sampling and features)."),
+    metrics: str = typer.Option(
+        "auto", help="Comma-separated metrics (fdd, coverage, confidence, pr, memorization, fid, kid, is, sw2, mmd, "
+        "...) or auto: chosen by the data."
+    ),
+    n_real: int = typer.Option(None, "--n-real", help="Reference items (default: the whole training set; at most 10000 points for vector data)."),
+    ema: bool = typer.Option(True, "--ema/--no-ema", help="Use the EMA weights."),
+    device: str = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
+    inception: Path = typer.Option(None, help="Inception-v3 weights file for fid/kid/is (default: torch hub cache)."),
+    json_path: Path = typer.Option(None, "--json", help="Write the results and the settings used as JSON."),
+):
+    """Measure a trained run (difflab eval RUN) or two image folders (difflab eval --real DIR --fake DIR)."""
+    from difflab.jobs.evaluate import run_eval
+
+    run_job(run_eval, run, real=real, fake=fake, n=n, sampler=sampler, steps=steps, schedule=schedule, seed=seed,
+            guidance=guidance, batch_size=batch_size, metrics=metrics, n_real=n_real, ema=ema, device=device,
+            inception=inception, json_path=json_path)

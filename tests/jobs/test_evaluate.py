@@ -1,0 +1,181 @@
+"""`difflab eval`: a tiny digits run scored end to end, checked against independent computations."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from difflab.cli.main import app
+from difflab.config.schema import DataConfig
+from difflab.data.digits import load_digits
+from difflab.jobs.evaluate import held_out_config, resolve_metrics, sample_seeds, sw2_floor_of
+from difflab.jobs.generate import generate
+from difflab.jobs.runs import load_run
+from difflab.jobs.train import run_train
+from difflab.metrics import (
+    evaluate,
+    frechet_distance,
+    load_digit_classifier,
+    memorization_check,
+    sliced_wasserstein2,
+)
+from difflab.utils.errors import DifflabError
+
+runner = CliRunner()
+TINY_UNET = "model.options={base_channels: 8, channel_mult: [1], num_res_blocks: 1, attention_resolutions: [], num_heads: 1}"
+TINY = [TINY_UNET, "train.batch_size=32", "train.sample_every=0", "train.ckpt_every=3", "train.warmup_steps=1"]
+SETTINGS = {"run", "checkpoint", "sampler", "schedule", "steps", "nfe", "n", "seed", "guidance", "batch_size"}
+DIGIT_RESULTS = {"fdd", "precision", "recall", "class_coverage", "mean_confidence", "memorization_ratio",
+                 "memorized_fraction", "n_fake", "n_real"}
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("eval") / "run"
+    run_train("digits", out, steps=3, overrides=TINY)
+    return out
+
+
+def _eval(args, path):
+    r = runner.invoke(app, ["eval", *args, "--json", str(path)])
+    assert r.exit_code == 0, r.output
+    return json.loads(path.read_text())
+
+
+def test_run_eval_json_reproducible_and_batch_size_free(run_dir, tmp_path):
+    args = [str(run_dir), "--n", "40", "--steps", "2"]
+    a = _eval([*args, "--batch-size", "40"], tmp_path / "a.json")
+    assert SETTINGS <= set(a["settings"]) and DIGIT_RESULTS <= set(a["results"])
+    assert a["settings"]["nfe"] == 2 and a["settings"]["n"] == 40 and a["settings"]["sampler"] == "unipc"
+    assert a["results"]["n_fake"] == 40 and a["results"]["n_real"] == 1437
+    assert all(np.isfinite(v) for v in a["results"].values())
+    assert a == _eval([*args, "--batch-size", "40"], tmp_path / "b.json")  # same seed: identical numbers
+    # batches 16, 16, 8: the same samples up to float32 rounding (the network's kernels depend on the batch size)
+    c = _eval([*args, "--batch-size", "16"], tmp_path / "c.json")
+    assert c["results"] == pytest.approx(a["results"], rel=1e-6, abs=1e-9)
+    d = _eval([*args, "--batch-size", "40", "--seed", "1"], tmp_path / "d.json")
+    assert d["results"]["fdd"] != a["results"]["fdd"]
+
+
+def test_run_eval_matches_independent_computation(run_dir, tmp_path):
+    """FDD against the training split and the memorization ratio against the test split, recomputed here."""
+    got = _eval([str(run_dir), "--n", "24", "--steps", "2", "--batch-size", "10"], tmp_path / "e.json")["results"]
+    run = load_run(run_dir)
+    x = generate(run.model, run.meta, 24, sampler="unipc", steps=2, schedule="uniform", seed=sample_seeds(0, 0, 24)).x
+    clf = load_digit_classifier()
+    f_fake, f_train, f_test = (clf.features(v).double() for v in (x.clamp(-1, 1), load_digits("train")[0],
+                                                                  load_digits("test")[0]))
+    fdd = frechet_distance(f_fake.mean(0), f_fake.T.cov(), f_train.mean(0), f_train.T.cov())
+    assert got["fdd"] == pytest.approx(fdd, rel=1e-4)
+    ratio = memorization_check(f_fake, f_train, f_test).ratio
+    assert got["memorization_ratio"] == pytest.approx(ratio, rel=1e-5)
+
+
+def _write_pngs(folder, images):
+    folder.mkdir(parents=True)
+    u8 = ((images + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
+    for i, im in enumerate(u8):
+        Image.fromarray(im[0] if im.shape[0] == 1 else im.transpose(1, 2, 0)).save(folder / f"{i:03d}.png")
+    return folder
+
+
+def test_folder_eval(tmp_path):
+    x, _ = load_digits("test")
+    a = _write_pngs(tmp_path / "a", x[:60])
+    same = _write_pngs(tmp_path / "same", x[:60])
+    other = _write_pngs(tmp_path / "other", -x[60:120])  # inverted digits: far from the real ones
+    r = _eval(["--real", str(a), "--fake", str(same)], tmp_path / "s.json")
+    assert r["settings"]["data"] == "digits" and r["results"]["n_fake"] == 60
+    # singular covariances (some post-ReLU features are always 0) get eps * I: identical sets give -2 d eps
+    assert abs(r["results"]["fdd"]) <= 1.01 * 2 * 64 * 1e-6
+    assert r["results"]["precision"] == r["results"]["recall"] == 1.0
+    d = _eval(["--real", str(a), "--fake", str(other), "--metrics", "fdd"], tmp_path / "d.json")["results"]
+    assert d["fdd"] > 10.0 and set(d) == {"fdd", "n_fake", "n_real"}
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("folders")
+    x8, x16 = load_digits("test")[0][:4], load_digits("test", size=16)[0][:4]
+    return {
+        "grey8": _write_pngs(root / "grey8", x8),
+        "grey16": _write_pngs(root / "grey16", x16),
+        "rgb8": _write_pngs(root / "rgb8", x8.expand(-1, 3, -1, -1)),
+        "one": _write_pngs(root / "one", x8[:1]),
+    }
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["{run}", "--real", "{grey8}", "--fake", "{grey8}"], "either a RUN folder or both --real"),
+        ([], "either a RUN folder or both --real"),
+        (["--real", "{grey8}"], "needs both --real DIR and --fake DIR"),
+        (["--real", "{grey8}", "--fake", "{grey16}"], "images of the same size and mode"),
+        (["--real", "{grey8}", "--fake", "{rgb8}"], "images of the same size and mode"),
+        (["--real", "{one}", "--fake", "{one}"], "needs at least 2 samples"),
+        (["--real", "{rgb8}", "--fake", "{rgb8}", "--metrics", "fid", "--inception", "{tmp}/none.pth"], "Inception"),
+        (["--real", "{grey8}", "--fake", "{grey8}", "--metrics", "fdd,fdx"], "valid metrics are: auto, class_coverage"),
+        (["--real", "{grey8}", "--fake", "{grey8}", "--metrics", "memorization"], "evaluate a run"),
+        (["--real", "{grey8}", "--fake", "{grey8}", "--n", "5"], "--n only apply to a RUN"),
+        (["{run}", "--n", "8", "--metrics", "label_accuracy"], "needs a class-conditional run"),
+        (["{run}", "--n", "8", "--seed", "-1"], "--seed must be a non-negative integer"),
+        (["{tmp}/no-run"], "does not exist"),
+    ],
+)
+def test_bad_input_gets_one_message(args, message, run_dir, folders, tmp_path):
+    paths = {**folders, "run": run_dir, "tmp": tmp_path}
+    r = runner.invoke(app, ["eval", *(a.format(**paths) for a in args)])
+    text = " ".join(r.output.split())  # undo rich's line wrapping
+    assert r.exit_code == 2 and message in text, r.output
+    assert r.output.count("error:") == 1 and "Traceback" not in r.output
+
+
+def test_metric_choice_and_held_out_split():
+    assert resolve_metrics("auto", "digits") == ["fdd", "class_coverage", "precision_recall", "memorization"]
+    assert resolve_metrics("auto", "digits", class_conditional=True)[-1] == "label_accuracy"
+    assert resolve_metrics("auto", "vectors") == ["sw2", "mmd"]
+    assert resolve_metrics("pr, coverage,confidence,fdd", "images") == ["precision_recall", "class_coverage", "fdd"]
+    with pytest.raises(DifflabError, match="empty"):
+        resolve_metrics(" , ", "digits")
+    x = torch.zeros(4, 2)
+    with pytest.raises(DifflabError, match="only used by the memorization check"):
+        evaluate(x, x, "sw2", heldout=x)
+    digits = DataConfig("digits", {"split": "train", "size": 16})
+    assert held_out_config(digits).options == {"split": "test", "size": 16}
+    assert held_out_config(DataConfig("digits", {"split": "all"})) is None
+    assert held_out_config(DataConfig("toy2d", {"name": "moons"})) is None
+    # torch's CPU generator keeps 32 bits of a seed: the seeds of two evaluations must differ there
+    a, b = sample_seeds(0, 0, 5000), sample_seeds(1, 0, 5000)
+    assert len(set(a)) == 5000 and not set(a) & set(b) and max(a + b) < 2**32
+    assert sample_seeds(0, 4000, 1000) == a[4000:]
+
+
+def test_vector_run_sw2_floor_and_no_held_out_split(tmp_path):
+    run = tmp_path / "toy"
+    run_train("toy2d", run, steps=5, overrides=["model.options={hidden_dim: 16, num_blocks: 1}", "train.batch_size=32",
+                                                "data.options={name: moons, n: 600}", "train.sample_every=0"])
+    r = runner.invoke(app, ["eval", str(run), "--n", "100", "--steps", "2", "--metrics", "auto,memorization",
+                            "--json", str(tmp_path / "t.json")])
+    assert r.exit_code == 0, r.output
+    assert "no held-out split exists" in " ".join(r.output.split())
+    got = json.loads((tmp_path / "t.json").read_text())
+    res = got["results"]
+    assert got["settings"]["metrics"] == ["sw2", "mmd"] and got["settings"]["heldout"] is None
+    assert res["n_real"] == 600 and res["sw2_ratio"] == pytest.approx(res["sw2"] / res["sw2_floor"])
+    assert res["sw2_ratio"] > 1.5  # 5 training steps are far from the data
+
+
+def test_sw2_floor_is_the_exact_sample_distance(gen):
+    """Fresh exact samples sit at ratio ~1 to the floor; a shifted distribution well above it."""
+    reference = torch.randn(4000, 2, generator=gen, dtype=torch.float64)
+    floor, m = sw2_floor_of(reference, 500, 128, seed=0)
+    assert m == 500
+    g = torch.Generator().manual_seed(1)
+    fresh = sliced_wasserstein2(torch.randn(500, 2, generator=gen, dtype=torch.float64), reference, 128, g)
+    shifted = sliced_wasserstein2(torch.randn(500, 2, generator=gen, dtype=torch.float64) + 0.5, reference, 128, g)
+    assert 0.5 < fresh / floor < 1.8 and shifted / floor > 3
+    assert sw2_floor_of(reference[:300], 500, 128, seed=0)[1] == 150  # small reference: half of it
