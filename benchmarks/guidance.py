@@ -218,7 +218,8 @@ def plot_tradeoff(rows: list[dict], key: str, name: str, path: Path) -> None:
         right.plot(r["class_fdd"], r["accuracy"], "*", markersize=12, color=f"C{i + 2}", label=r["setting"])
     if others:
         right.legend(fontsize=8)
-    right.set_xlabel("class-conditional FDD (lower: closer to real digits of the class)")
+    right.set_xscale("log")  # the unguided end (w = 0, s = 0) sits an order of magnitude away
+    right.set_xlabel("class-conditional FDD, log scale (lower: closer to real digits of the class)")
     right.set_ylabel("accuracy")
     right.set_ylim(0, 1.02)
     right.grid(True, alpha=0.3)

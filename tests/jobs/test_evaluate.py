@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from difflab.cli.main import app
 from difflab.config.schema import DataConfig
 from difflab.data.digits import load_digits
-from difflab.jobs.evaluate import held_out_config, resolve_metrics, sample_seeds, sw2_floor_of
+from difflab.jobs.evaluate import held_out_config, resolve_metrics, sample_seeds, sw2_against_floor
 from difflab.jobs.generate import generate
 from difflab.jobs.runs import load_run
 from difflab.jobs.train import run_train
@@ -20,7 +20,6 @@ from difflab.metrics import (
     frechet_distance,
     load_digit_classifier,
     memorization_check,
-    sliced_wasserstein2,
 )
 from difflab.utils.errors import DifflabError
 
@@ -165,17 +164,20 @@ def test_vector_run_sw2_floor_and_no_held_out_split(tmp_path):
     got = json.loads((tmp_path / "t.json").read_text())
     res = got["results"]
     assert got["settings"]["metrics"] == ["sw2", "mmd"] and got["settings"]["heldout"] is None
-    assert res["n_real"] == 600 and res["sw2_ratio"] == pytest.approx(res["sw2"] / res["sw2_floor"])
+    assert res["n_real"] == 600 and res["sw2_ratio"] == pytest.approx(res["sw2_matched"] / res["sw2_floor"])
     assert res["sw2_ratio"] > 1.5  # 5 training steps are far from the data
 
 
 def test_sw2_floor_is_the_exact_sample_distance(gen):
-    """Fresh exact samples sit at ratio ~1 to the floor; a shifted distribution well above it."""
+    """At matched sizes, fresh exact samples sit at ratio ~1 to the floor; a shifted distribution well above."""
     reference = torch.randn(4000, 2, generator=gen, dtype=torch.float64)
-    floor, m = sw2_floor_of(reference, 500, 128, seed=0)
-    assert m == 500
-    g = torch.Generator().manual_seed(1)
-    fresh = sliced_wasserstein2(torch.randn(500, 2, generator=gen, dtype=torch.float64), reference, 128, g)
-    shifted = sliced_wasserstein2(torch.randn(500, 2, generator=gen, dtype=torch.float64) + 0.5, reference, 128, g)
-    assert 0.5 < fresh / floor < 1.8 and shifted / floor > 3
-    assert sw2_floor_of(reference[:300], 500, 128, seed=0)[1] == 150  # small reference: half of it
+    ratios = []
+    for k in range(4):
+        fresh = torch.randn(500, 2, generator=gen, dtype=torch.float64)
+        model, floor, m = sw2_against_floor(fresh, reference, 128, seed=k)
+        ratios.append(model / floor)
+    assert m == 500 and 0.85 < sum(ratios) / 4 < 1.15
+    model, floor, _ = sw2_against_floor(torch.randn(500, 2, generator=gen, dtype=torch.float64) + 0.5, reference, 128, 0)
+    assert model / floor > 3
+    assert sw2_against_floor(reference[:100], reference[:300], 128, seed=0)[2] == 100
+    assert sw2_against_floor(reference[:500], reference[:300], 128, seed=0)[2] == 150  # small reference: half

@@ -35,3 +35,4 @@ def test_temp_file_keeps_the_suffix_for_format_sniffing_writers(tmp_path):
     seen = []
     atomic_write(tmp_path / "fig.png", lambda tmp: (seen.append(tmp), open(tmp, "wb").close()))
     assert seen[0].endswith(".png") and (tmp_path / "fig.png").is_file()
+

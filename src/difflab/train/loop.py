@@ -99,9 +99,10 @@ class Trainer:
         self.micro_batch = config.batch_size // per_process
 
         self.model = model.to(acc.device)
+        self.params = list(model.parameters())  # gathered once: a module walk per step costs ~0.3 ms
         self.ema = EMA(model, config.ema, config.ema_rampup)  # before prepare: a copy of the plain module
         optimizer = torch.optim.AdamW(
-            model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
+            self.params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda s: warmup_factor(s, config.warmup_steps)
@@ -137,7 +138,7 @@ class Trainer:
         return x0, cond
 
     def _grad_norm(self) -> Tensor:
-        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        grads = [p.grad for p in self.params if p.grad is not None]
         return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
 
     def _train_step(self, need_norm: bool) -> tuple[Tensor, Tensor | None, float]:
@@ -158,8 +159,7 @@ class Trainer:
                 acc.backward(loss)
             total = loss.detach() if total is None else total + loss.detach()
         self._updating = True
-        params = list(self.model.parameters())
-        grad_norm = acc.clip_grad_norm_(params, cfg.grad_clip) if cfg.grad_clip else None
+        grad_norm = acc.clip_grad_norm_(self.params, cfg.grad_clip) if cfg.grad_clip else None
         if grad_norm is None and need_norm:
             grad_norm = self._grad_norm()
         lr = self.scheduler.get_last_lr()[0]

@@ -20,14 +20,32 @@ Cond = dict[str, Tensor]
 
 
 def cond_cat(a: Cond | None, b: Cond | None) -> Cond | None:
-    """Concatenate two condition dicts along the batch (same keys required)."""
+    """Concatenate two condition dicts along the batch (same keys required).
+
+    Token sequences of different lengths ("context" (B, L, D) and "context_mask" (B, L), e.g. a prompt and a
+    shorter negative prompt) are right-padded to the longer L with zeros / False: padded tokens are masked
+    out, so attention over them is unchanged.
+    """
     if a is None or b is None:
         if a is not None or b is not None:
             raise ValueError("cannot concatenate a condition with None")
         return None
     if set(a) != set(b):
         raise ValueError(f"condition keys differ: {sorted(a)} vs {sorted(b)}")
-    return {k: torch.cat([a[k], b[k]]) for k in a}
+    return {k: torch.cat(_pad_tokens(a[k], b[k])) for k in a}
+
+
+def _pad_tokens(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """Right-pad dim 1 of the shorter of two token tensors (zeros, or False for masks)."""
+    if x.ndim < 2 or x.shape[1] == y.shape[1]:
+        return x, y
+    L = max(x.shape[1], y.shape[1])
+
+    def pad(t: Tensor) -> Tensor:
+        extra = t.new_zeros((t.shape[0], L - t.shape[1], *t.shape[2:]))
+        return torch.cat([t, extra], dim=1)
+
+    return pad(x), pad(y)
 
 
 def cond_with_drop(cond: Cond | None, drop: Tensor) -> Cond | None:

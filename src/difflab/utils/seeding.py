@@ -16,8 +16,9 @@ from torch import Tensor
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (all devices)."""
-    os.environ["PYTHONHASHSEED"] = str(seed)
+    """Seed Python, NumPy and torch (all devices). PYTHONHASHSEED (read only by child interpreters, which
+    refuse values above 2**32 - 1) is set to seed mod 2**32."""
+    os.environ["PYTHONHASHSEED"] = str(seed % 2**32)
     random.seed(seed)
     np.random.seed(seed % 2**32)  # noqa: NPY002 - seeding the legacy global RNG is the point
     torch.manual_seed(seed)
