@@ -21,9 +21,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from difflab.nets.attention import CrossAttention, SelfAttention, attend, check_heads
+from difflab.nets.attention import attend, check_heads
 from difflab.nets.embeddings import ConditionEmbedding
-from difflab.nets.unet import Downsample, ResBlock, UNetBlock, attention_levels_from_resolutions, group_norm
+from difflab.nets.unet import (
+    Downsample,
+    UNetBlock,
+    attention_levels_from_resolutions,
+    group_norm,
+    zero_init_residual_branches,
+)
 from difflab.utils.cond import Cond
 from difflab.utils.errors import DifflabError, check_choice
 
@@ -130,13 +136,7 @@ class NoisyClassifier(nn.Module):
         # As UNet: default conv/linear init, small embeddings, zero-init residual branches (each block
         # starts as the identity); the zero head makes the untrained classifier uniform over classes.
         self.time_embed.initialize_weights()
-        for m in self.modules():
-            if isinstance(m, ResBlock):
-                nn.init.zeros_(m.conv2.weight)
-                nn.init.zeros_(m.conv2.bias)
-            if isinstance(m, (SelfAttention, CrossAttention)):
-                nn.init.zeros_(m.proj.weight)
-                nn.init.zeros_(m.proj.bias)
+        zero_init_residual_branches(self)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 

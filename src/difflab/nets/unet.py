@@ -118,6 +118,18 @@ class Upsample(nn.Module):
 #################################################################################
 
 
+def zero_init_residual_branches(module: nn.Module) -> None:
+    """Zero-init the last layer of every residual branch (ADM's zero_module): each ResBlock and attention
+    layer of `module` starts as the identity, so depth does not blow up the activations."""
+    for m in module.modules():
+        if isinstance(m, ResBlock):
+            nn.init.zeros_(m.conv2.weight)
+            nn.init.zeros_(m.conv2.bias)
+        if isinstance(m, (SelfAttention, CrossAttention)):
+            nn.init.zeros_(m.proj.weight)
+            nn.init.zeros_(m.proj.bias)
+
+
 class UNet(nn.Module):
     """forward(x (B, C, H, W), c_noise (B,), cond) -> (B, C, H, W).
 
@@ -195,15 +207,7 @@ class UNet(nn.Module):
     def initialize_weights(self) -> None:
         # Convolutions and linear layers keep PyTorch's default init (as ADM); embeddings start small.
         self.cond_embed.initialize_weights()
-        for m in self.modules():
-            # Zero-init the last layer of every residual branch (ADM's zero_module): each ResBlock and
-            # attention layer starts as the identity, so depth does not blow up the activations.
-            if isinstance(m, ResBlock):
-                nn.init.zeros_(m.conv2.weight)
-                nn.init.zeros_(m.conv2.bias)
-            if isinstance(m, (SelfAttention, CrossAttention)):
-                nn.init.zeros_(m.proj.weight)
-                nn.init.zeros_(m.proj.bias)
+        zero_init_residual_branches(self)
         # Zero-init the output conv: the untrained network predicts 0.
         nn.init.zeros_(self.out_conv.weight)
         nn.init.zeros_(self.out_conv.bias)
