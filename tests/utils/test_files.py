@@ -1,6 +1,8 @@
 """Atomic writes: the target is replaced whole, and a failed write leaves the old file and no temp file."""
 
 import json
+import os
+import stat
 
 import pytest
 
@@ -36,3 +38,15 @@ def test_temp_file_keeps_the_suffix_for_format_sniffing_writers(tmp_path):
     atomic_write(tmp_path / "fig.png", lambda tmp: (seen.append(tmp), open(tmp, "wb").close()))
     assert seen[0].endswith(".png") and (tmp_path / "fig.png").is_file()
 
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_written_files_honour_the_umask(tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        atomic_write_text(tmp_path / "run.json", "{}")
+        plain = tmp_path / "plain.txt"
+        plain.write_text("x")  # what open() gives: the reference the atomic writer must match
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "run.json").stat().st_mode) == mode == stat.S_IMODE(plain.stat().st_mode)
