@@ -6,6 +6,8 @@ object; a bad value raises one DifflabError naming the key and the valid choices
 
 from __future__ import annotations
 
+import os
+
 from torch import nn
 
 from difflab.config.schema import DataConfig, LossConfig, ModelConfig, ProcessConfig, RunConfig
@@ -31,7 +33,15 @@ def build_process(cfg: ProcessConfig) -> NoiseProcess:
 
 
 def build_data(cfg: DataConfig):
-    return build_dataset(cfg.name, **cfg.options)
+    """The data set; `~` in a path option (`--set data.options.root=~/pictures`) is the home folder."""
+    return build_dataset(cfg.name, **{k: _home(v) for k, v in cfg.options.items()})
+
+
+def _home(value):
+    """A string that starts with ~/ (or is ~) with the home folder expanded; anything else unchanged."""
+    if isinstance(value, str) and (value == "~" or value.startswith("~/")):
+        return os.path.expanduser(value)
+    return value
 
 
 def network_kwargs(cfg: ModelConfig, data_shape: tuple[int, ...], num_classes: int | None,
@@ -78,9 +88,12 @@ def build_denoiser(cfg: RunConfig, process: NoiseProcess, data_shape: tuple[int,
     return NetworkDenoiser(net, process, check_parameterization(m.parameterization))
 
 
-def build_loss(cfg: LossConfig) -> DiffusionLoss:
+def build_loss(cfg: LossConfig, model: ModelConfig | None = None) -> DiffusionLoss:
+    """The loss of `cfg`; the edm weighting takes sigma_data from the model config (as the preconditioner)."""
     sampler = TimeSampler(cfg.time_sampler, mean=cfg.mean, std=cfg.std, shift=cfg.shift)
     kw = {"gamma": cfg.gamma} if cfg.weighting == "min_snr" else {}
+    if cfg.weighting == "edm" and model is not None:
+        kw["sigma_data"] = model.sigma_data
     return DiffusionLoss(sampler, cfg.weighting, **kw)
 
 
