@@ -1,4 +1,4 @@
-"""What a run shows and leaves behind: log.jsonl, log.csv, loss.png, TensorBoard, a rich progress bar.
+"""What a run shows and leaves behind: log.jsonl, log.csv, loss.png, TensorBoard, a progress display.
 
 Only the main process writes. Records are plain dicts with the fields of LOG_FIELDS; on resume the
 records after the checkpoint's step (written by the interrupted run, about to be redone) are dropped
@@ -10,21 +10,13 @@ from __future__ import annotations
 import csv
 import json
 import math
-import sys
 import time
 from pathlib import Path
 
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-
 from difflab.utils.files import atomic_write, atomic_write_text
+from difflab.utils.progress import Progress
 
+FEW_POINTS = 30  # loss curves with at most this many records get a marker on every point
 LOG_FIELDS = ("step", "loss", "lr", "grad_norm", "images_per_s", "images_seen", "elapsed")
 
 
@@ -41,6 +33,32 @@ def read_log(path: str | Path) -> list[dict]:
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def loss_figure(steps: list[int], losses: list[float]):
+    """The logged loss against the step: log scale when every loss is positive (plain numbers on the
+    ticks within a decade), a marker on every point when there are few (a three-point demo curve still
+    reads as data), integer steps from 0 on the x axis."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator, ScalarFormatter
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    few = len(steps) <= FEW_POINTS
+    ax.plot(steps, losses, lw=1.5 if few else 1, marker="o" if few else None, ms=5)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlim(0, max(steps) * 1.05 + 1)
+    if min(losses) > 0:
+        ax.set_yscale("log")
+        if max(losses) < 10 * min(losses):  # within a decade: plain numbers on every tick
+            ax.yaxis.set_major_formatter(ScalarFormatter())
+            ax.yaxis.set_minor_formatter(ScalarFormatter())
+    ax.set(xlabel="step", ylabel="loss", title=f"training loss ({len(steps)} log points, last step {steps[-1]})")
+    ax.grid(alpha=0.3, which="both")
+    fig.subplots_adjust(left=0.16, right=0.97, bottom=0.12, top=0.92)
+    return fig
 
 
 class RunLog:
@@ -84,28 +102,13 @@ class RunLog:
             self.plot()
 
     def plot(self) -> None:
-        """Redraw loss.png: the logged loss against the step (log scale when every loss is positive)."""
-        import matplotlib
-
-        matplotlib.use("Agg")
+        """Redraw loss.png (see loss_figure)."""
         import matplotlib.pyplot as plt
-        from matplotlib.ticker import ScalarFormatter
 
         self._last_plot = time.monotonic()
         if not self.records:
             return
-        steps = [r["step"] for r in self.records]
-        losses = [r["loss"] for r in self.records]
-        fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-        ax.plot(steps, losses, lw=1)
-        if min(losses) > 0:
-            ax.set_yscale("log")
-            if max(losses) < 10 * min(losses):  # within a decade: plain numbers on every tick
-                ax.yaxis.set_major_formatter(ScalarFormatter())
-                ax.yaxis.set_minor_formatter(ScalarFormatter())
-        ax.set(xlabel="step", ylabel="loss", title="training loss")
-        ax.grid(alpha=0.3, which="both")
-        fig.subplots_adjust(left=0.16, right=0.97, bottom=0.12, top=0.92)
+        fig = loss_figure([r["step"] for r in self.records], [r["loss"] for r in self.records])
         try:
             atomic_write(self.png, fig.savefig)
         finally:
@@ -118,38 +121,25 @@ class RunLog:
 
 
 class ProgressBar:
-    """A rich progress bar over optimizer steps with loss, images/s and ETA.
+    """Training progress over optimizer steps (difflab.utils.progress.Progress): loss, images/s, a true
+    rate and an ETA that is the sooner of the steps left and the time budget left (--minutes).
 
-    Disabled (every method a no-op) off the main process or when stdout is not a terminal.
+    A rich bar on a terminal, a plain line every ~10 s or ~10 % when stdout is a pipe or a file;
+    disabled (every method a no-op) off the main process. deadline_s: seconds of budget left now.
     """
 
-    def __init__(self, total: int, start: int, enabled: bool = True):
-        self.enabled = enabled and sys.stdout.isatty()
-        self.progress = None
-        if self.enabled:
-            self.progress = Progress(
-                TextColumn("[bold]train"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("loss {task.fields[loss]}"),
-                TextColumn("{task.fields[ips]} img/s"),
-                TimeElapsedColumn(),
-                TextColumn("eta"),
-                TimeRemainingColumn(),
-            )
-            self.task = self.progress.add_task("train", total=total, completed=start, loss="-", ips="-")
-            self.progress.start()
+    def __init__(self, total: int, start: int, enabled: bool = True, *, deadline_s: float | None = None,
+                 stream=None, clock=time.monotonic):
+        self.progress = Progress(total, "train", "step", enabled=enabled, stream=stream,
+                                 deadline_s=deadline_s, start=start, clock=clock)
 
     def update(self, step: int, loss: float | None = None, images_per_s: float | None = None) -> None:
-        if not self.enabled:
-            return
         fields = {}
         if loss is not None:
-            fields["loss"] = f"{loss:.4g}"
+            fields["loss"] = float(loss)
         if images_per_s is not None:
-            fields["ips"] = f"{images_per_s:.1f}"
-        self.progress.update(self.task, completed=step, **fields)
+            fields["img/s"] = f"{images_per_s:.1f}"
+        self.progress.advance(step - self.progress.completed, **fields)
 
     def close(self) -> None:
-        if self.enabled:
-            self.progress.stop()
+        self.progress.close()
