@@ -14,6 +14,7 @@ from difflab.process import (
     make_process,
     shift_time,
 )
+from difflab.utils.errors import DifflabError
 
 f64 = torch.float64
 
@@ -183,5 +184,15 @@ def test_shift_time():
     ],
 )
 def test_bad_input_names_the_value(build, message):
-    with pytest.raises(ValueError, match=message):
+    """One error type (DifflabError, a ValueError, so callers catching ValueError keep working)."""
+    with pytest.raises(DifflabError, match=message):
         build()
+    assert issubclass(DifflabError, ValueError)
+
+
+@pytest.mark.parametrize("p", all_processes(), ids=repr)
+def test_starts_from_pure_noise_iff_alpha_vanishes_at_one(p):
+    one = torch.tensor(1.0, dtype=f64)
+    assert p.starts_from_pure_noise == (float(p.alpha(one)) == 0.0)
+    assert p.starts_from_pure_noise == isinstance(p, RectifiedFlow)
+    assert p.starts_from_pure_noise == (float(p.log_snr(one)) == -math.inf)

@@ -19,12 +19,12 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from difflab.param.denoiser import Denoiser
+from difflab.param.denoiser import DenoiserWrapper
 from difflab.utils.cond import Cond, cond_cat, cond_with_drop
 from difflab.utils.errors import DifflabError
 
 
-class ClassifierFreeGuidance(Denoiser):
+class ClassifierFreeGuidance(DenoiserWrapper):
     """Wrap `denoiser` so that D(x, t, cond) returns the guided prediction.
 
     scale: w above. uncond: None uses `cond` with "drop" = True (the learned null condition); a dict is a
@@ -44,9 +44,8 @@ class ClassifierFreeGuidance(Denoiser):
             raise DifflabError(f"guidance scale must be a number; got {scale!r}")
         if interval is not None and not (len(interval) == 2 and 0 <= interval[0] <= interval[1] <= 1):
             raise DifflabError(f"interval must be (t_lo, t_hi) with 0 <= t_lo <= t_hi <= 1; got {interval!r}")
-        self.denoiser, self.scale, self.uncond, self.interval = denoiser, float(scale), uncond, interval
-        self.parameterization = denoiser.parameterization
-        self.process = denoiser.process
+        super().__init__(denoiser)
+        self.scale, self.uncond, self.interval = float(scale), uncond, interval
 
     def __call__(self, x: Tensor, t: Tensor, cond: Cond | None = None) -> Tensor:
         if cond is None:

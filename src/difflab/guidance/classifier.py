@@ -22,13 +22,12 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from difflab.param.denoiser import Denoiser
-from difflab.param.parameterization import coefficients
+from difflab.param.denoiser import DenoiserWrapper
 from difflab.utils.cond import Cond
 from difflab.utils.errors import DifflabError
 
 
-class ClassifierGuidance(Denoiser):
+class ClassifierGuidance(DenoiserWrapper):
     """Wrap `denoiser` with the gradient of `classifier(x_t, t) -> logits (B, C)`, scaled by `scale`.
 
     The target class is cond["class_labels"]; `cond` is passed on unchanged to the denoiser (set
@@ -40,9 +39,8 @@ class ClassifierGuidance(Denoiser):
             raise DifflabError("classifier must be callable as classifier(x_t, t) -> logits (B, num_classes)")
         if not isinstance(scale, (int, float)) or isinstance(scale, bool):
             raise DifflabError(f"guidance scale must be a number; got {scale!r}")
-        self.denoiser, self.classifier, self.scale = denoiser, classifier, float(scale)
-        self.parameterization = denoiser.parameterization
-        self.process = denoiser.process
+        super().__init__(denoiser)
+        self.classifier, self.scale = classifier, float(scale)
 
     def log_likelihood_grad(self, x: Tensor, t: Tensor, labels: Tensor) -> Tensor:
         """grad_x log p(y | x_t, t) by autograd through the classifier."""
@@ -58,7 +56,7 @@ class ClassifierGuidance(Denoiser):
             raise DifflabError("classifier guidance needs cond['class_labels'], the class to guide toward")
         t = torch.as_tensor(t, device=x.device).expand(x.shape[0])
         y = self.denoiser(x, t, cond)
-        k = coefficients(self.parameterization, self.process, t, x.ndim, x.dtype)
+        k = self.coefficients(x, t)
         g = self.log_likelihood_grad(x, t, cond["class_labels"])
         informative = k.alpha > 0
         shift = k.c * k.sigma**2 / torch.where(informative, k.alpha, 1) - k.d * k.sigma

@@ -4,11 +4,14 @@ Samplers, guidance and the analysis code all take a `Denoiser`: any object with
 
 * `__call__(x_t, t, cond=None) -> Tensor`, the raw prediction, with t a float tensor of shape (B,) in
   [0, 1] (0 = data, 1 = noise);
-* `parameterization` (one of eps, x0, v, velocity) and `process` (a NoiseProcess).
+* `parameterization` (a difflab.param.Parameterization, or its name: eps, x0, v, velocity) and `process`
+  (a NoiseProcess).
 
-`predict` converts the raw output to (x0_hat, eps_hat) through param.parameterization, the one place
+`predict` converts the raw output to (x0_hat, eps_hat) through the parameterization object, the one place
 that knows the prediction types. `NetworkDenoiser` and `EDMDenoiser` turn a raw network
-forward(x, c_noise, cond) into a Denoiser; the networks themselves know nothing of processes.
+forward(x, c_noise, cond) into a Denoiser; the networks themselves know nothing of processes. A wrapper
+around a denoiser (guidance, counting, a device view) subclasses `DenoiserWrapper`, which answers with the
+wrapped denoiser's process and parameterization.
 """
 
 from __future__ import annotations
@@ -17,28 +20,60 @@ import torch
 from torch import Tensor, nn
 
 from difflab.param.parameterization import (
+    X0,
     Coefficients,
+    Parameterization,
     Prediction,
-    check_parameterization,
-    coefficients,
-    to_x0_eps,
+    get_parameterization,
 )
 from difflab.process.base import NoiseProcess
+from difflab.utils.errors import DifflabError
 from difflab.utils.tensors import append_dims
 
 
 class Denoiser:
-    """Mixin giving every denoiser `predict` and `coefficients` from its parameterization and process."""
+    """Mixin giving every denoiser `predict` and `coefficients` from its parameterization and process.
 
-    parameterization: str
+    Assigning a name to `parameterization` stores the registry object (looked up once, DifflabError on
+    an unknown name).
+    """
+
     process: NoiseProcess
 
+    @property
+    def parameterization(self) -> Parameterization:
+        return self._parameterization
+
+    @parameterization.setter
+    def parameterization(self, value: str | Parameterization) -> None:
+        self._parameterization = get_parameterization(value)
+
     def coefficients(self, x: Tensor, t: Tensor) -> Coefficients:
-        return coefficients(self.parameterization, self.process, t, x.ndim, x.dtype)
+        """The parameterization's coefficients at t, shaped and typed like x."""
+        return self.parameterization.coefficients(self.process, t, x.ndim, x.dtype)
 
     def predict(self, x: Tensor, t: Tensor, cond=None) -> Prediction:
         """(x0_hat, eps_hat) at (x_t, t)."""
-        return to_x0_eps(self.parameterization, self(x, t, cond), x, self.coefficients(x, t))
+        return self.parameterization.to_x0_eps(self(x, t, cond), x, self.coefficients(x, t))
+
+
+class DenoiserWrapper(Denoiser):
+    """A denoiser around `self.denoiser` that predicts in its parameterization, for its process."""
+
+    def __init__(self, denoiser):
+        if not is_denoiser(denoiser):
+            raise DifflabError(
+                "the denoiser must be callable as D(x_t, t, cond) with .parameterization and .process attributes"
+            )
+        self.denoiser = denoiser
+
+    @property
+    def process(self) -> NoiseProcess:
+        return self.denoiser.process
+
+    @property
+    def parameterization(self) -> Parameterization:
+        return get_parameterization(self.denoiser.parameterization)
 
 
 class NetworkDenoiser(nn.Module, Denoiser):
@@ -52,7 +87,7 @@ class NetworkDenoiser(nn.Module, Denoiser):
         super().__init__()
         self.net = net
         self.process = process
-        self.parameterization = check_parameterization(parameterization)
+        self.parameterization = parameterization
         self.time_scale = float(time_scale)
 
     def forward(self, x: Tensor, t: Tensor, cond=None) -> Tensor:
@@ -69,13 +104,12 @@ class EDMDenoiser(nn.Module, Denoiser):
     The output is an x0 prediction; the network F sees unit-variance input and target at every t.
     """
 
-    parameterization = "x0"
-
     def __init__(self, net: nn.Module, process: NoiseProcess, sigma_data: float = 0.5):
         super().__init__()
         if not sigma_data > 0:
-            raise ValueError(f"sigma_data must be positive; got {sigma_data!r}")
+            raise DifflabError(f"sigma_data must be positive; got {sigma_data!r}")
         self.net, self.process, self.sigma_data = net, process, float(sigma_data)
+        self.parameterization = X0
 
     def forward(self, x: Tensor, t: Tensor, cond=None) -> Tensor:
         t = torch.as_tensor(t, device=x.device).expand(x.shape[0])

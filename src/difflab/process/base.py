@@ -21,20 +21,21 @@ from abc import ABC, abstractmethod
 import torch
 from torch import Tensor
 
+from difflab.utils.errors import DifflabError
 from difflab.utils.tensors import append_dims
 
 _T_TOL = 1e-9
 
 
 def check_time(t: Tensor, name: str = "t") -> None:
-    """Raise ValueError if a CPU tensor of times leaves [0, 1] (skipped on accelerators: no host sync)."""
+    """Raise DifflabError if a CPU tensor of times leaves [0, 1] (skipped on accelerators: no host sync)."""
     if t.device.type != "cpu" or t.numel() == 0:
         return
     t = t.detach()
     lo, hi = float(t.min()), float(t.max())
     if lo < -_T_TOL or hi > 1 + _T_TOL or math.isnan(lo) or math.isnan(hi):
         bad = lo if (lo < -_T_TOL or math.isnan(lo)) else hi
-        raise ValueError(f"{name} must lie in [0, 1] (0 = data, 1 = noise); got {bad!r}")
+        raise DifflabError(f"{name} must lie in [0, 1] (0 = data, 1 = noise); got {bad!r}")
 
 
 class NoiseProcess(ABC):
@@ -106,21 +107,22 @@ class NoiseProcess(ABC):
     #: smallest time a solver should step to (t = 0 may have sigma = 0 and an infinite log-SNR)
     t_min: float = 0.0
 
-    # ---- forward process -------------------------------------------------------------------------
-    def coefficients(self, t: Tensor, ndim: int) -> tuple[Tensor, Tensor]:
-        """(alpha, sigma) at t, shaped to broadcast against an ndim-D batch."""
-        return append_dims(self.alpha(t), ndim), append_dims(self.sigma(t), ndim)
+    @property
+    def starts_from_pure_noise(self) -> bool:
+        """True when alpha(1) = 0: x_1 holds nothing of x0 (rectified flow), so log-SNR is -inf at t = 1."""
+        return float(self.alpha(torch.tensor(1.0, dtype=torch.float64))) == 0.0
 
+    # ---- forward process -------------------------------------------------------------------------
     def sample_xt(self, x0: Tensor, t: Tensor, noise: Tensor) -> Tensor:
         """Closed form q(x_t | x0): x_t = alpha(t) x0 + sigma(t) eps (seeds 000, 003, 004)."""
         if noise.shape != x0.shape:
-            raise ValueError(f"noise shape {tuple(noise.shape)} must equal x0 shape {tuple(x0.shape)}")
+            raise DifflabError(f"noise shape {tuple(noise.shape)} must equal x0 shape {tuple(x0.shape)}")
         t = torch.as_tensor(t, device=x0.device)
         if t.ndim == 0:
             t = t.expand(x0.shape[0])
         if t.shape != x0.shape[:1]:
-            raise ValueError(f"t has shape {tuple(t.shape)}; expected ({x0.shape[0]},), one time per sample")
-        a, s = self.coefficients(t, x0.ndim)
+            raise DifflabError(f"t has shape {tuple(t.shape)}; expected ({x0.shape[0]},), one time per sample")
+        a, s = append_dims(self.alpha(t), x0.ndim), append_dims(self.sigma(t), x0.ndim)
         return (a * x0 + s * noise).to(x0.dtype)
 
     def prior_std(self) -> float:

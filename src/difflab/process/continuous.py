@@ -9,11 +9,12 @@ import torch
 from torch import Tensor
 
 from difflab.process.base import NoiseProcess
+from difflab.utils.errors import DifflabError
 
 
 def _positive(name: str, value: float) -> float:
     if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a positive finite number; got {value!r}")
+        raise DifflabError(f"{name} must be a positive finite number; got {value!r}")
     return float(value)
 
 
@@ -31,7 +32,7 @@ class VPSDE(NoiseProcess):
         self.beta_min = _positive("beta_min", beta_min)
         self.beta_max = _positive("beta_max", beta_max)
         if self.beta_max <= self.beta_min:
-            raise ValueError(f"beta_max ({beta_max}) must exceed beta_min ({beta_min})")
+            raise DifflabError(f"beta_max ({beta_max}) must exceed beta_min ({beta_min})")
 
     def beta(self, t: Tensor) -> Tensor:
         return self.beta_min + self._t(t) * (self.beta_max - self.beta_min)
@@ -79,7 +80,7 @@ class VESDE(NoiseProcess):
         self.sigma_min = _positive("sigma_min", sigma_min)
         self.sigma_max = _positive("sigma_max", sigma_max)
         if self.sigma_max <= self.sigma_min:
-            raise ValueError(f"sigma_max ({sigma_max}) must exceed sigma_min ({sigma_min})")
+            raise DifflabError(f"sigma_max ({sigma_max}) must exceed sigma_min ({sigma_min})")
         self._log_ratio = math.log(self.sigma_max / self.sigma_min)
 
     def alpha(self, t):
@@ -141,12 +142,12 @@ class CustomProcess(NoiseProcess):
 
     def __init__(self, alpha: Callable[[Tensor], Tensor], sigma: Callable[[Tensor], Tensor], t_min: float = 0.0):
         if not (callable(alpha) and callable(sigma)):
-            raise ValueError("CustomProcess needs two callables, alpha(t) and sigma(t)")
+            raise DifflabError("CustomProcess needs two callables, alpha(t) and sigma(t)")
         self._alpha, self._sigma, self.t_min = alpha, sigma, float(t_min)
         probe = torch.linspace(max(self.t_min, 1e-3), 1 - 1e-3, 65, dtype=torch.float64)
         lam = self.log_snr(probe)
         if not bool(torch.all(lam[1:] < lam[:-1])):
-            raise ValueError("CustomProcess: log(alpha(t)/sigma(t)) must strictly decrease on (0, 1)")
+            raise DifflabError("CustomProcess: log(alpha(t)/sigma(t)) must strictly decrease on (0, 1)")
 
     def alpha(self, t):
         return torch.as_tensor(self._alpha(self._t(t)), dtype=torch.float64)

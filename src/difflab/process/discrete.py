@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from difflab.process.base import NoiseProcess
+from difflab.utils.errors import DifflabError
 
 BETA_SCHEDULES = ("linear", "cosine")
 
@@ -49,19 +50,19 @@ class DiscreteVP(NoiseProcess):
     ):
         if betas is None:
             if not isinstance(T, int) or T < 1:
-                raise ValueError(f"T (number of diffusion steps) must be an integer >= 1; got {T!r}")
+                raise DifflabError(f"T (number of diffusion steps) must be an integer >= 1; got {T!r}")
             if schedule == "linear":
                 betas = linear_betas(T, beta_start, beta_end)
             elif schedule == "cosine":
                 betas = cosine_betas(T)
             else:
-                raise ValueError(f"unknown beta schedule {schedule!r}; valid: {', '.join(BETA_SCHEDULES)}")
+                raise DifflabError(f"unknown beta schedule {schedule!r}; valid: {', '.join(BETA_SCHEDULES)}")
         betas = torch.as_tensor(betas, dtype=torch.float64).flatten()
         if betas.numel() < 1:
-            raise ValueError("betas must hold at least one value (T >= 1)")
+            raise DifflabError("betas must hold at least one value (T >= 1)")
         bad = betas[(betas <= 0) | (betas >= 1)]
         if bad.numel():
-            raise ValueError(f"every beta must lie in (0, 1); got {float(bad[0])!r}")
+            raise DifflabError(f"every beta must lie in (0, 1); got {float(bad[0])!r}")
         self.schedule = schedule
         self.T = betas.numel()
         self.betas = betas  # beta_i, i = 1..T at index i - 1
@@ -76,30 +77,30 @@ class DiscreteVP(NoiseProcess):
         """alphabar_i for integer steps i in 0..T (alphabar_0 = 1)."""
         i = torch.as_tensor(i, dtype=torch.long)
         if i.numel() and (int(i.min()) < 0 or int(i.max()) > self.T):
-            raise ValueError(f"step index must lie in 0..{self.T}; got {int(i.min())}..{int(i.max())}")
+            raise DifflabError(f"step index must lie in 0..{self.T}; got {int(i.min())}..{int(i.max())}")
         table = torch.cat([torch.ones(1, dtype=torch.float64), self.alphas_cumprod]).to(i.device)
         return table[i]
 
     def chain_step(self, x_prev: Tensor, i: int, noise: Tensor) -> Tensor:
         """One forward step x_i = sqrt(1 - beta_i) x_{i-1} + sqrt(beta_i) eps (seeds 000, 004)."""
         if not 1 <= i <= self.T:
-            raise ValueError(f"step index must lie in 1..{self.T}; got {i}")
+            raise DifflabError(f"step index must lie in 1..{self.T}; got {i}")
         b = float(self.betas[i - 1])
         return math.sqrt(1 - b) * x_prev + math.sqrt(b) * noise
 
     def posterior(self, x0: Tensor, x_t: Tensor, i: Tensor) -> tuple[Tensor, Tensor]:
-        """q(x_{i-1} | x_i, x0) of seed 004 (Ho et al. eq. 6-7), for integer steps i >= 1:
+        """q(x_{i-1} | x_i, x0) of seed 004 (Ho et al. eq. 6-7) for integer steps i >= 1: (mean, var) with
 
-        mean = sqrt(abar_{i-1}) beta_i / (1 - abar_i) x0 + sqrt(1 - beta_i) (1 - abar_{i-1}) / (1 - abar_i) x_i
-        var  = (1 - abar_{i-1}) / (1 - abar_i) beta_i
+        mean = sqrt(abar_{i-1}) beta_i / (1 - abar_i) x0 + sqrt(1 - beta_i) (1 - abar_{i-1}) / (1 - abar_i) x_i,
+        var  = (1 - abar_{i-1}) / (1 - abar_i) beta_i,
+        which is `posterior_coefficients` between the grid times s = (i - 1) / T and t = i / T.
         """
         i = torch.as_tensor(i, dtype=torch.long, device=x0.device)
-        ab_t, ab_s = self.alphabar(i), self.alphabar(i - 1)
-        beta = 1 - ab_t / ab_s
+        if i.numel() and (int(i.min()) < 1 or int(i.max()) > self.T):
+            raise DifflabError(f"step index must lie in 1..{self.T}; got {int(i.min())}..{int(i.max())}")
+        s, t = (i - 1).to(torch.float64) / self.T, i.to(torch.float64) / self.T
         shape = (-1,) + (1,) * (x0.ndim - 1) if i.ndim else ()
-        c_x0 = (ab_s.sqrt() * beta / (1 - ab_t)).reshape(shape)
-        c_xt = ((1 - beta).sqrt() * (1 - ab_s) / (1 - ab_t)).reshape(shape)
-        var = ((1 - ab_s) / (1 - ab_t) * beta).reshape(shape)
+        c_xt, c_x0, var = (v.reshape(shape) for v in self.posterior_coefficients(s, t))
         return (c_x0 * x0 + c_xt * x_t).to(x0.dtype), var
 
     # ---- continuous-time view through log-SNR interpolation ---------------------------------------

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from difflab.utils.errors import DifflabError
+
 
 def shift_time(t: Tensor, shift: float) -> Tensor:
     """Resolution shift of seed 003 (Esser et al. 2024, SD3 eq. 23): t' = s t / (1 + (s - 1) t).
@@ -14,6 +16,6 @@ def shift_time(t: Tensor, shift: float) -> Tensor:
     are fixed points; the map is increasing for every s > 0.
     """
     if not shift > 0:
-        raise ValueError(f"time shift must be positive; got {shift!r}")
+        raise DifflabError(f"time shift must be positive; got {shift!r}")
     t = torch.as_tensor(t)
     return shift * t / (1 + (shift - 1) * t)

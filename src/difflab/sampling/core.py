@@ -21,11 +21,11 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from difflab.param.parameterization import Coefficients, Prediction, coefficients, to_x0_eps
+from difflab.param.denoiser import is_denoiser
+from difflab.param.parameterization import Coefficients, Prediction, get_parameterization
 from difflab.sampling.grids import check_grid
 from difflab.utils.errors import DifflabError
-
-f64 = torch.float64
+from difflab.utils.tensors import f64
 
 
 class Step(NamedTuple):
@@ -101,8 +101,8 @@ class Evaluator:
 
     def __init__(self, denoiser, times: Tensor, like: Tensor, cond=None):
         self.denoiser, self.cond = denoiser, cond
-        self.parameterization = denoiser.parameterization
-        k = coefficients(self.parameterization, denoiser.process, times, 1, f64)
+        self.parameterization = get_parameterization(denoiser.parameterization)
+        k = self.parameterization.coefficients(denoiser.process, times, 1, f64)
         cast = [v.to(device=like.device, dtype=like.dtype) for v in k]
         self._k = [Coefficients(*(v[j] for v in cast)) for j in range(times.numel())]
         t_dev = times.to(device=like.device, dtype=_time_dtype(like.device))
@@ -110,7 +110,7 @@ class Evaluator:
 
     def __call__(self, x: Tensor, j: int) -> Prediction:
         raw = self.denoiser(x, self._t[j], self.cond)
-        return to_x0_eps(self.parameterization, raw, x, self._k[j])
+        return self.parameterization.to_x0_eps(raw, x, self._k[j])
 
 
 class Run:
@@ -122,7 +122,7 @@ class Run:
     """
 
     def __init__(self, denoiser, x: Tensor, ts, *, cond=None, generator=None, callback: Callback | None = None):
-        if not (callable(denoiser) and hasattr(denoiser, "parameterization") and hasattr(denoiser, "process")):
+        if not is_denoiser(denoiser):
             raise DifflabError(
                 "the denoiser must be callable as D(x_t, t, cond) with .parameterization and .process attributes"
             )
@@ -136,9 +136,10 @@ class Run:
         self.alpha = self.process.alpha(self.ts).to(f64)
         self.sigma = self.process.sigma(self.ts).to(f64)
         self.lam = self.process.log_snr(self.ts).to(f64)
-        if denoiser.parameterization == "eps" and float(self.alpha[0]) == 0.0:
+        param = get_parameterization(denoiser.parameterization)
+        if param.needs_signal and float(self.alpha[0]) == 0.0:
             raise DifflabError(
-                "an eps-prediction denoiser cannot estimate x0 where alpha(t) = 0 (t = 1 of rectified flow); "
+                f"an {param}-prediction denoiser cannot estimate x0 where alpha(t) = 0 (t = 1 of rectified flow); "
                 "start the grid below 1 (e.g. t_max=0.999) or use a v, x0 or velocity denoiser"
             )
         self.denoiser, self.cond, self.like = denoiser, cond, x

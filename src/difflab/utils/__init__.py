@@ -2,14 +2,13 @@
 
 from difflab.utils.errors import DifflabError, check_choice
 from difflab.utils.seeding import make_generator, per_sample_noise, seed_everything
-from difflab.utils.tensors import append_dims, as_time, float64
+from difflab.utils.tensors import append_dims, f64
 
 __all__ = [
     "DifflabError",
     "append_dims",
-    "as_time",
     "check_choice",
-    "float64",
+    "f64",
     "make_generator",
     "per_sample_noise",
     "seed_everything",
