@@ -5,13 +5,14 @@ train / sample / demo live here; eval, bench and train-classifier in their own m
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
 import typer
 
 from difflab import __version__
-from difflab.cli.common import app, console, run_job
+from difflab.cli.common import app, expand, fail, run_job
 
 
 def _version(value: bool):
@@ -38,37 +39,55 @@ def train(
     from difflab.jobs.train import run_train
 
     if config is None and out is None:
-        console.print("[bold red]error:[/] name a preset or config (e.g. `difflab train digits`), or --out RUN --resume")
-        raise typer.Exit(2)
-    out = out or Path("runs") / Path(str(config)).stem
+        fail("name a preset or config (e.g. `difflab train digits`), or --out RUN --resume")
+    if minutes is not None and not (math.isfinite(minutes) and minutes > 0):
+        fail(f"--minutes must be a positive number of minutes; got {minutes}")
+    if steps is not None and steps < 1:
+        fail(f"--steps must be a whole number of optimizer steps >= 1; got {steps}")
+    out = Path("runs") / Path(str(config)).stem if out is None else expand(out)
     run_job(run_train, config, out, minutes=minutes, steps=steps, overrides=set_, resume=resume)
 
 
 @app.command()
 def sample(
     run: Path = typer.Argument(..., help="A run folder written by `difflab train`."),
-    out: Path = typer.Option(Path("samples.png"), "--out", help="Grid PNG to write."),
+    out: Path = typer.Option(None, "--out", help="Grid PNG (vector data: a plot, .png/.pdf/.svg) to write; default "
+                             "samples.png, none when only --save-array is given."),
+    grid: bool = typer.Option(True, "--grid/--no-grid", help="Write the picture (--no-grid: only --save-array)."),
     n: int = typer.Option(None, help="Number of samples (default: the run's sample.n)."),
     sampler: str = typer.Option(None, help="Sampler name (default: the run's)."),
-    steps: int = typer.Option(None, help="Sampler steps."),
-    schedule: str = typer.Option(None, help="Time grid name."),
+    steps: int = typer.Option(None, help="Sampler steps (default: the run's)."),
+    schedule: str = typer.Option(None, help="Time grid name (default: the run's)."),
+    option: list[str] = typer.Option([], "--option", help="A sampler option KEY=VALUE, e.g. eta=0.5, order=3, "
+                                     "s_churn=10 (repeatable; checked against the sampler's own options)."),
+    schedule_option: list[str] = typer.Option([], "--schedule-option", help="A time-grid option KEY=VALUE, e.g. "
+                                              "rho=7, shift=3, t_max=0.999 (repeatable)."),
     seed: int = typer.Option(None, help="Random seed."),
     ema: bool = typer.Option(True, "--ema/--no-ema", help="Use the EMA weights."),
     class_: list[int] = typer.Option(None, "--class", help="Class label(s) for a class-conditional model."),
     prompt: str = typer.Option(None, help="Text prompt for a text-conditional model."),
-    negative: str = typer.Option(None, help="Negative prompt (the unconditional branch of guidance)."),
+    negative: str = typer.Option(None, help="Negative prompt: the unconditional branch of guidance (needs "
+                                 "--guidance W, W != 1)."),
     guidance: float = typer.Option(None, help="Classifier-free guidance weight w (1 = none)."),
     classifier_scale: float = typer.Option(None, "--classifier-scale", help="Classifier guidance scale s toward "
                                            "--class with the run's classifier (`difflab train-classifier RUN`)."),
-    save_array: Path = typer.Option(None, "--save-array", help="Also write the samples as .npy in [-1, 1]."),
+    save_array: Path = typer.Option(None, "--save-array", help="Also write the samples as .npy, in the data range "
+                                    "(class labels, if any, beside it as NAME.labels.npy)."),
     device: str = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
 ):
-    """Sample a trained run and write a grid (and optionally the raw array)."""
+    """Sample a trained run and write a grid and/or the raw array."""
+    from difflab.config.loader import parse_options
     from difflab.jobs.sample import run_sample
 
-    run_job(run_sample, run, out=out, n=n, sampler=sampler, steps=steps, schedule=schedule, seed=seed, ema=ema,
-            labels=class_ or None, prompt=prompt, negative=negative, guidance=guidance,
-            save_array_path=save_array, device=device, classifier_scale=classifier_scale)
+    def job():
+        return run_sample(expand(run), out=expand(out), n=n, sampler=sampler, steps=steps, schedule=schedule,
+                          seed=seed, ema=ema, labels=class_ or None, prompt=prompt, negative=negative,
+                          guidance=guidance, save_array_path=expand(save_array), device=device,
+                          classifier_scale=classifier_scale, grid=grid,
+                          options=parse_options(option, "--option"),
+                          schedule_options=parse_options(schedule_option, "--schedule-option"))
+
+    run_job(job)
 
 
 @app.command()
@@ -80,7 +99,7 @@ def demo(
     """The main job on the bundled digits: forward-process pictures, train, sample, score."""
     from difflab.jobs.demo import run_demo
 
-    run_job(run_demo, out, minutes=minutes, resume=resume)
+    run_job(run_demo, expand(out), minutes=minutes, resume=resume)
 
 
 # Subcommands defined in their own modules register themselves on `app` when imported.

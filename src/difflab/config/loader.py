@@ -30,7 +30,7 @@ def _read_yaml(text: str, origin: str) -> dict:
 
 def read_config_dict(preset_or_path: str | Path) -> dict:
     """The raw dict of a preset name or a YAML file path."""
-    path = Path(preset_or_path)
+    path = Path(preset_or_path).expanduser()
     if path.suffix in (".yaml", ".yml") or path.exists():
         if not path.is_file():
             raise DifflabError(f"config file {path} does not exist; presets are: {', '.join(preset_names())}")
@@ -42,16 +42,33 @@ def read_config_dict(preset_or_path: str | Path) -> dict:
     return _read_yaml(text, f"preset {name}")
 
 
+def parse_value(raw: str):
+    """A command-line value parsed as YAML (1e-3, 7, true, [1, 2], null); text that is not YAML stays text."""
+    try:
+        return yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        return raw
+
+
+def parse_options(items: list[str] | None, flag: str = "--option") -> dict:
+    """Repeatable `flag KEY=VALUE` strings -> {KEY: value} (values by parse_value; a later KEY wins).
+    Names and types are checked by whoever takes them (difflab.utils.keywords.check_keywords)."""
+    out = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise DifflabError(f"{flag} {item!r} must look like KEY=VALUE, e.g. {flag} eta=0.5")
+        out[key.strip()] = parse_value(raw)
+    return out
+
+
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
     """Apply `section.key=value` strings (values parsed as YAML: 1e-3, true, [1, 2], text)."""
     for item in overrides:
         if "=" not in item:
             raise DifflabError(f"override {item!r} must look like section.key=value, e.g. train.lr=2e-4")
         key, raw = item.split("=", 1)
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
-            value = raw
+        value = parse_value(raw)
         parts = key.strip().split(".")
         node = data
         for part in parts[:-1]:

@@ -6,6 +6,7 @@ rebuilds exactly the model that was trained.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,7 +60,11 @@ class LossConfig:
 
 @dataclass
 class SampleConfig:
-    """Defaults for preview grids and `difflab sample`."""
+    """Defaults for preview grids and `difflab sample`.
+
+    options: the sampler's own keywords (eta, order, s_churn, ...; `--option KEY=VALUE`); schedule_options:
+    the time grid's (rho, shift, t_max, ...; `--schedule-option KEY=VALUE`), checked when sampling.
+    """
 
     sampler: str = "default"
     steps: int = 50
@@ -67,6 +72,15 @@ class SampleConfig:
     n: int = 64
     guidance: float = 1.0
     seed: int = 0
+    options: dict[str, Any] = field(default_factory=dict)
+    schedule_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        for key in ("steps", "n"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"sample.{key} must be >= 1; got {getattr(self, key)}")
+        if not math.isfinite(self.guidance):
+            raise ValueError(f"sample.guidance must be a finite number (1 = none); got {self.guidance}")
 
 
 @dataclass

@@ -6,7 +6,8 @@ Every difflab data set yields items, dicts with
 * "caption" (optional): str, the text prompt;
 * any other tensor (e.g. Shapes' "attributes"), carried along.
 and has the attributes the trainer builds networks from: `data_shape` (the shape of "x"),
-`num_classes` (None when unlabelled) and `has_captions`.
+`num_classes` (None when unlabelled) and `has_captions`; and may say `value_range`, the interval (lo, hi)
+every "x" lies in, which samples are clamped to (None: unbounded, no clamp). `value_range_of` reads it.
 """
 
 from __future__ import annotations
@@ -53,10 +54,26 @@ def collate(items: Sequence[dict]) -> dict[str, Any]:
     return batch
 
 
+ValueRange = tuple[float, float] | None
+
+
+def default_value_range(data_shape: Sequence[int]) -> ValueRange:
+    """The data range when a data set does not say: images (C, H, W) in [-1, 1], anything else unbounded."""
+    return (-1.0, 1.0) if len(data_shape) == 3 else None
+
+
+def value_range_of(dataset) -> ValueRange:
+    """The interval a data set's items lie in: its `value_range` attribute, else `default_value_range`."""
+    if hasattr(dataset, "value_range"):
+        return None if dataset.value_range is None else tuple(float(v) for v in dataset.value_range)
+    return default_value_range(dataset.data_shape)
+
+
 class ArrayData(Dataset):
     """In-memory data: x (N, ...) with optional labels (N,) and captions (N strings).
 
-    num_classes defaults to max(labels) + 1.
+    num_classes defaults to max(labels) + 1; value_range (lo, hi) defaults to `default_value_range`
+    (images in [-1, 1], vectors unbounded); None: unbounded.
     """
 
     def __init__(
@@ -65,6 +82,7 @@ class ArrayData(Dataset):
         labels: Tensor | None = None,
         captions: Sequence[str] | None = None,
         num_classes: int | None = None,
+        value_range: ValueRange | str = "auto",
     ):
         if not isinstance(x, Tensor) or x.ndim < 2 or len(x) == 0:
             raise DifflabError("x must be a non-empty tensor of shape (N, ...) with one row per sample")
@@ -89,6 +107,7 @@ class ArrayData(Dataset):
         self.data_shape = tuple(x.shape[1:])
         self.num_classes = num_classes if labels is not None else None
         self.has_captions = captions is not None
+        self.value_range = default_value_range(self.data_shape) if value_range == "auto" else value_range
 
     def __len__(self) -> int:
         return len(self.x)
@@ -105,14 +124,14 @@ class ArrayData(Dataset):
 def toy2d_dataset(name: str = "8gaussians", n: int = 100_000, seed: int = 0) -> ArrayData:
     """n samples of a 2-D toy distribution (see toy2d), labelled where it has classes."""
     x, labels = sample_toy_labeled(name, n, make_generator(seed))
-    return ArrayData(x, labels, num_classes=TOY_NUM_CLASSES[name])
+    return ArrayData(x, labels, num_classes=TOY_NUM_CLASSES[name], value_range=None)
 
 
 def digits_dataset(split: str = "train", size: int = 8, captions: bool = True) -> ArrayData:
     """scikit-learn's digits (1, size, size), 10 classes, captions 'a handwritten seven'."""
     images, labels = load_digits(split, size)
     text = [digit_caption(y) for y in labels.tolist()] if captions else None
-    return ArrayData(images, labels, text, num_classes=10)
+    return ArrayData(images, labels, text, num_classes=10, value_range=(-1.0, 1.0))
 
 
 DATASETS: dict[str, Callable[..., Dataset]] = {

@@ -8,18 +8,27 @@ classifier-free inside, the classifier gradient outside (seeds 001, 002):
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Sequence
+from functools import partial
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
+from difflab.data.datasets import default_value_range
 from difflab.guidance.cfg import classifier_free
 from difflab.guidance.classifier import ClassifierGuidance
 from difflab.param.denoiser import Denoiser
 from difflab.sampling import sample
+from difflab.sampling.api import DEFAULT_SAMPLER, SampleResult, default_schedule
+from difflab.sampling.grids import GRIDS
+from difflab.sampling.registry import SAMPLERS
 from difflab.utils.cond import Cond
-from difflab.utils.errors import DifflabError
+from difflab.utils.errors import DifflabError, check_choice
+from difflab.utils.keywords import check_keywords
+from difflab.utils.progress import Progress
 
 
 def class_labels(labels: Sequence[int], num_classes: int, n: int, whose: str, device) -> Tensor:
@@ -130,20 +139,101 @@ def _check_classifier(classifier, model, meta) -> int:
     return num_classes
 
 
+class Generated(NamedTuple):
+    """generate()'s answer. x: (n, *data_shape) in the data range; labels: (n,) the class of each sample
+    (the model's condition or the classifier's target; None when there is none); nfe: denoiser calls;
+    sampled: the sampler's own SampleResult (unclamped x, trajectory, times)."""
+
+    x: Tensor
+    labels: Tensor | None
+    nfe: int
+    sampled: SampleResult
+
+
+#: samplers of the reverse SDE, whose drift f = alpha'/alpha is infinite where alpha = 0
+SDE_SAMPLERS = ("euler_maruyama", "pc")
+#: where those start on a process with alpha(1) = 0 (rectified flow): sigma/alpha = 999 there
+SDE_T_MAX = 0.999
+
+
+def resolve_device(name: str | None = None) -> str:
+    """A device name checked against this machine: 'cuda' when available unless one is named; a name torch
+    does not know, or CUDA/MPS on a machine without it, raises one DifflabError."""
+    if name is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        kind = torch.device(name).type
+    except (RuntimeError, TypeError):
+        raise DifflabError(f"unknown device {name!r}: use cpu, cuda or cuda:N") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise DifflabError(f"--device {name}: CUDA is not available on this machine (torch {torch.__version__}); "
+                           "use --device cpu, or leave --device out")
+    if kind == "cuda" and torch.device(name).index is not None and torch.device(name).index >= torch.cuda.device_count():
+        raise DifflabError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s); "
+                           "use cuda:0 .. cuda:N-1")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise DifflabError(f"--device {name}: MPS is not available on this machine; use --device cpu")
+    if kind not in ("cpu", "cuda", "mps"):
+        raise DifflabError(f"--device {name}: difflab runs on cpu, cuda or mps")
+    return name
+
+
+def check_count(n, what: str = "--n") -> int:
+    """A number of samples: an integer >= 1."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise DifflabError(f"{what} must be a whole number of samples >= 1; got {n!r}")
+    return n
+
+
+def check_options(fn, options: dict | None, what: str) -> dict:
+    """`options` checked against the keyword options of sampler/grid `fn` (names and types; see
+    difflab.utils.keywords.check_keywords); `what` names them in messages (e.g. "sampler 'unipc' (--option)")."""
+    fixed = tuple(fn.keywords) if isinstance(fn, partial) else ()  # a named grid's fixed settings
+    return check_keywords(fn, dict(options or {}), what, skip=("cond", "generator", "callback", *fixed),
+                          keyword_only=True)
+
+
+def grid_options(process, sampler: str, schedule: str, schedule_options: dict | None) -> dict:
+    """The schedule options, checked, plus t_max = SDE_T_MAX when a reverse-SDE sampler would otherwise start
+    where the process's drift is infinite (alpha(1) = 0: rectified flow) on a grid that has a t_max."""
+    name = default_schedule(process) if schedule in ("default", "auto") else schedule
+    options = dict(schedule_options or {})
+    if name in GRIDS:
+        options = check_options(GRIDS[name], options, f"schedule {name!r} (--schedule-option)")
+    singular = not bool(torch.isfinite(process.drift_coef(torch.ones(1, dtype=torch.float64))).all())
+    if sampler in SDE_SAMPLERS and singular and "t_max" not in options:
+        takes_t_max = name == "optimized" or (name in GRIDS and "t_max" in inspect.signature(GRIDS[name]).parameters)
+        if takes_t_max:
+            options["t_max"] = SDE_T_MAX
+    return options
+
+
 @torch.no_grad()
 def generate(model, meta, n: int, *, sampler: str, steps: int, schedule: str, seed: int,
              guidance: float = 1.0, labels=None, prompts=None, negative: str | None = None,
              text_encoder=None, device="cpu", return_trajectory: bool = False,
-             classifier=None, classifier_scale: float = 0.0):
-    """n samples (n, *data_shape) in the data range, plus the sampler's NFE count (SampleResult).
+             classifier=None, classifier_scale: float = 0.0, options: dict | None = None,
+             schedule_options: dict | None = None, progress: bool = False) -> Generated:
+    """n samples (n, *data_shape) clamped to the data range (meta.value_range, see clamp_to_data), their
+    labels and the sampler's NFE count (Generated).
 
     guidance: the classifier-free weight w (1 = none). classifier(x_t, t) -> logits with scale
     classifier_scale: classifier guidance toward `labels` (see guidance_chain); a class-conditional model
     without labels cycles through its classes, any other model needs labels, which then reach only the
-    classifier.
+    classifier. options: the sampler's own keywords (eta, order, s_churn, ...); schedule_options: the
+    grid's (rho, shift, t_max, ...), both checked by name and type. A reverse-SDE sampler on a process with
+    alpha(1) = 0 starts at t_max = SDE_T_MAX unless schedule_options says otherwise. progress: show the
+    sampler's steps (difflab.utils.progress: a bar on a terminal, plain lines elsewhere).
     """
+    check_count(n)
     if not isinstance(classifier_scale, (int, float)) or not math.isfinite(classifier_scale):
         raise DifflabError(f"the classifier scale must be a finite number; got {classifier_scale!r}")
+    if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not math.isfinite(guidance):
+        raise DifflabError(f"the guidance weight must be a finite number (1 = none); got {guidance!r}")
+    if negative is not None and guidance == 1.0:
+        raise DifflabError("a negative prompt replaces the unconditional branch of classifier-free guidance, "
+                           "which guidance weight 1 never evaluates: add --guidance W with W != 1 (e.g. 3), "
+                           "or drop --negative")
     by_classifier = classifier is not None and classifier_scale != 0.0
     class_model = meta.num_classes is not None
     if by_classifier and not class_model:
@@ -163,12 +253,29 @@ def generate(model, meta, n: int, *, sampler: str, steps: int, schedule: str, se
     uncond = negative_cond(negative, n, text_encoder, device) if guidance != 1.0 else None
     guide = guidance_chain(guidance, uncond, classifier if by_classifier else None, classifier_scale,
                            labels_to_network=class_model)
-    kwargs = {} if sampler == "default" else {"sampler": sampler}
+    name = DEFAULT_SAMPLER if sampler == "default" else check_choice("sampler", sampler, SAMPLERS)
+    kwargs = check_options(SAMPLERS[name], options, f"sampler {name!r} (--option)")
+    kwargs["schedule_options"] = grid_options(model.process, name, schedule, schedule_options)
     if schedule != "default":
         kwargs["schedule"] = schedule
-    return sample(model, (n, *meta.data_shape), steps=steps, seed=seed, cond=cond, guidance=guide,
-                  device=device, return_trajectory=return_trajectory, **kwargs)
+    with Progress(steps, f"sample {n}", "step", enabled=progress) as bar:
+        result = sample(model, (n, *meta.data_shape), sampler=name, steps=steps, seed=seed, cond=cond,
+                        guidance=guide, device=device, return_trajectory=return_trajectory,
+                        callback=lambda step: bar.advance(), **kwargs)
+    y = None if cond is None or "class_labels" not in cond else cond["class_labels"]
+    return Generated(clamp_to_data(result.x, meta), y, result.nfe, result)
 
 
-def clamp_to_data(x: Tensor) -> Tensor:
-    return x.clamp(-1, 1)
+def data_range(meta) -> tuple[float, float] | None:
+    """The run's data range: meta.value_range (written from the data set's `value_range`), or for runs that
+    do not record it the data package's default (images [-1, 1], vectors unbounded)."""
+    if hasattr(meta, "value_range"):
+        return meta.value_range
+    return default_value_range(meta.data_shape)
+
+
+def clamp_to_data(x: Tensor, meta=None) -> Tensor:
+    """x clamped to the run's data range (data_range(meta); None: unbounded, x unchanged). Without meta:
+    [-1, 1], the image range."""
+    bounds = (-1.0, 1.0) if meta is None else data_range(meta)
+    return x if bounds is None else x.clamp(*bounds)
