@@ -64,6 +64,14 @@ def test_streaming_batches_equal_whole_tensors_and_seeds_reproduce(digit_classif
     assert other_seed["kdd_mean"] != whole["kdd_mean"] and other_seed["sw2"] != whole["sw2"]
 
 
+def test_frechet_distance_of_a_set_against_itself_is_zero(digit_classifier, digits):
+    # digit features have dead (zero-variance) units, so the regularized branch is the one exercised
+    _, _, x_test, _ = digits
+    assert abs(evaluate(x_test, x_test, "fdd", digit_classifier=digit_classifier)["fdd"]) < 1e-8
+    streamed = evaluate(_batches(x_test), x_test, "fdd", digit_classifier=digit_classifier)
+    assert abs(streamed["fdd"]) < 1e-8  # float64 features: the batch split does not move them
+
+
 def test_fid_kid_is_through_torchmetrics_with_a_custom_extractor(tiny_extractor, gen):
     real = torch.rand(120, 1, 8, 8, generator=gen) * 2 - 1
     fake = (torch.rand(90, 1, 8, 8, generator=gen) * 2 - 1) * 0.8

@@ -65,10 +65,19 @@ def test_singular_product_adds_eps_to_both_covariances():
     b = np.array([0.5, 2.0, 4.0])
     eps = 1e-4
     got = frechet_distance(np.zeros(3), np.zeros((3, 3)), np.zeros(3), np.diag(b), eps=eps)
-    # Tr S1 + Tr S2 - 2 Tr sqrt((S1 + eps I)(S2 + eps I)), traces of the unregularized covariances
-    expected = b.sum() - 2 * np.sqrt(eps * (b + eps)).sum()
+    # the exact distance between N(0, eps I) and N(0, diag(b) + eps I): sum (sqrt(eps) - sqrt(b + eps))^2
+    expected = ((np.sqrt(eps) - np.sqrt(b + eps)) ** 2).sum()
     assert got == pytest.approx(expected, rel=1e-9)
     assert got != pytest.approx(b.sum(), rel=1e-4)  # the offset did change the value
+
+
+def test_singular_covariance_against_itself_is_zero():
+    # rank-deficient (dead features, as post-ReLU digit features have): the offset is used, and the
+    # distance of a set to itself is 0, not the -2 d eps of unregularized traces (-1.28e-4 for d = 64)
+    rng = np.random.default_rng(4)
+    x = np.concatenate([rng.standard_normal((200, 48)) * 5, np.zeros((200, 16))], axis=1)
+    s = np.cov(x, rowvar=False)
+    assert abs(frechet_distance(x.mean(0), s, x.mean(0), s)) < 1e-8
 
 
 def test_streaming_stats_equal_numpy_batch_statistics():

@@ -15,6 +15,7 @@ comparable with FID values, nor with FDDs measured by a classifier trained with 
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import json
 import os
@@ -89,7 +90,7 @@ def to_digit_input(images: Tensor) -> Tensor:
         )
     if images.shape[2] < 8:
         raise DifflabError(f"the digit classifier needs images of at least 8x8; got {images.shape[2]}x{images.shape[3]}")
-    x = images.float()
+    x = images.double()
     if x.shape[1] == 3:
         x = x.mean(1, keepdim=True)
     return F.adaptive_avg_pool2d(x, 8) if x.shape[2] != 8 else x
@@ -116,22 +117,38 @@ class DigitClassifier(nn.Module):
     def _device(self) -> torch.device:
         return next(self.parameters()).device
 
+    def _net64(self) -> DigitCNN:
+        """A float64 copy of the (float32-trained) network, for evaluation.
+
+        float32 convolutions choose their kernels by batch size, so features moved by ~1e-7 with the
+        batch split, and KID's polynomial-kernel sums amplify that to ~1e-5; in float64 the features
+        of an image do not depend on its batch (to ~1e-15) nor on the thread count.
+        """
+        return copy.deepcopy(self.net).double()
+
     @torch.inference_mode()
     def features_and_logits(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """(features (N, F), logits (N, K)) from one float64 forward pass."""
+        net = self._net64()
+
         def run(x: Tensor) -> Tensor:
-            h = self.net.body(to_digit_input(x).to(self._device()))
-            return torch.cat([h, self.net.head(h)], dim=1)
+            h = net.body(to_digit_input(x).to(self._device()))
+            return torch.cat([h, net.head(h)], dim=1)
 
         out = batched(run, images, self.batch_size)
         return out[:, : self.num_features], out[:, self.num_features :]
 
     @torch.inference_mode()
     def features(self, images: Tensor) -> Tensor:
-        return batched(lambda x: self.net.body(to_digit_input(x).to(self._device())), images, self.batch_size)
+        """Penultimate activations (N, F), float64."""
+        net = self._net64()
+        return batched(lambda x: net.body(to_digit_input(x).to(self._device())), images, self.batch_size)
 
     @torch.inference_mode()
     def logits(self, images: Tensor) -> Tensor:
-        return batched(lambda x: self.net(to_digit_input(x).to(self._device())), images, self.batch_size)
+        """Class logits (N, K), float64."""
+        net = self._net64()
+        return batched(lambda x: net(to_digit_input(x).to(self._device())), images, self.batch_size)
 
     def accuracy(self, images: Tensor, labels: Tensor) -> float:
         """Fraction of images whose predicted class is `labels`."""

@@ -7,7 +7,10 @@ The Fréchet (2-Wasserstein) distance between N(mu1, S1) and N(mu2, S2) is
 (Dowson & Landau 1982; used as FID by Heusel et al. 2017, seeds 000 and 001 "FID"). The numerics follow
 the reference implementation (TTUR / pytorch-fid): float64, scipy.linalg.sqrtm of the product S1 S2,
 eps * I added to both covariances when the product is singular or its root is not finite, the real part
-kept and an error raised when the imaginary part of the diagonal exceeds 1e-3.
+kept and an error raised when the imaginary part of the diagonal exceeds 1e-3. One deliberate difference:
+when the offset is used, the traces are those of the offset covariances too, so the value is the exact
+distance between N(mu1, S1 + eps I) and N(mu2, S2 + eps I); pytorch-fid mixes unregularized traces with
+the regularized root, which biases it by -2 d eps (a set against itself gave -1.28e-4 for d = 64).
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ def frechet_distance(
     """Squared Fréchet distance ||mu1 - mu2||^2 + Tr(S1 + S2 - 2 sqrt(S1 S2)) in float64.
 
     Heusel et al. 2017 (TTUR), eq. 6. `eps` is the diagonal offset used only when S1 S2 is singular or
-    its square root is not finite.
+    its square root is not finite; then the distance is that of the offset Gaussians (0 for S1 = S2).
     """
     mu1, mu2 = np.atleast_1d(_as_float64(mu1)), np.atleast_1d(_as_float64(mu2))
     sigma1, sigma2 = np.atleast_2d(_as_float64(sigma1)), np.atleast_2d(_as_float64(sigma2))
@@ -58,8 +61,8 @@ def frechet_distance(
         )
     covmean, ok = _sqrtm(sigma1 @ sigma2)
     if not ok:
-        offset = np.eye(d) * eps
-        covmean, _ = _sqrtm((sigma1 + offset) @ (sigma2 + offset))
+        sigma1, sigma2 = sigma1 + np.eye(d) * eps, sigma2 + np.eye(d) * eps
+        covmean, _ = _sqrtm(sigma1 @ sigma2)
     if np.iscomplexobj(covmean):
         imag = np.abs(np.diagonal(covmean).imag).max()
         if imag > 1e-3:

@@ -48,9 +48,9 @@ class BatchOutputs:
         if key not in self._outputs:
             if hasattr(extractor, "logits"):
                 f, logits = features_and_logits(extractor, self.x)
-                self._outputs[key] = (f.float().cpu(), logits.float().cpu())
-            else:
-                self._outputs[key] = (extractor.features(self.x).float().cpu(), None)
+                self._outputs[key] = (f.double().cpu(), logits.double().cpu())
+            else:  # statistics in float64 (kernel and covariance sums cancel in float32)
+                self._outputs[key] = (extractor.features(self.x).double().cpu(), None)
             if not bool(torch.isfinite(self._outputs[key][0]).all()):
                 raise DifflabError(f"feature extractor {extractor.name!r} returned NaN or infinite features")
         return self._outputs[key]
@@ -129,7 +129,7 @@ class TorchmetricsKID(Accumulator):
             self.metric = KernelInceptionDistance(feature=Passthrough(extractor.num_features), subsets=o.kid_subsets)
 
     def update(self, batch, role):
-        self.metric.update(batch.outputs(self.extractor)[0], real=role == "real")
+        self.metric.update(batch.outputs(self.extractor)[0], real=role == "real")  # float64 kernel sums
 
     def compute(self, n_fake, n_real, n_train):
         self.metric.subset_size = self.o.kid_subset_size or min(KID_DEFAULT_SUBSET, n_fake, n_real)
