@@ -18,7 +18,9 @@ import torch
 
 from difflab.analysis.sampler_benchmark import (
     CONFIGS,
+    MIXTURES,
     NFES,
+    PARAMETERIZATIONS,
     SCHEDULES,
     default_cases,
     goal_summary,
@@ -27,6 +29,7 @@ from difflab.analysis.sampler_benchmark import (
     run_case,
 )
 from difflab.metrics.lowdim import sliced_wasserstein2
+from difflab.utils.errors import check_choice
 from difflab.utils.files import atomic_write_text
 
 QUICK = {
@@ -64,13 +67,13 @@ def plot(rows: list[dict], path: Path) -> None:
                 pts = {}
                 for r in sub:
                     if r["sampler"] == label and (r["schedule"] == "optimized") == optimized:
-                        pts[r["nfe"]] = min(pts.get(r["nfe"], float("inf")), r["rmse"])  # counted NFE
+                        pts[r["nfe"]] = min(pts.get(r["nfe"], float("inf")), r["rmse"])  # counted sampling NFE
                 if pts:
                     k = sorted(pts)
                     ax.loglog(k, [pts[n] for n in k], "-" if optimized else "--", color=color, marker=".",
-                              label=f"{label}{' (optimized grid)' if optimized else ''}")
+                              label=f"{label}{' (fitted grid, + its one-time fit)' if optimized else ''}")
         ax.set_title(case)
-        ax.set_xlabel("NFE")
+        ax.set_xlabel("sampling NFE")
         ax.set_ylabel("RMSE to exact ODE endpoint")
         ax.grid(True, which="both", alpha=0.3)
     axes[0][-1].legend(fontsize=7, loc="lower left")
@@ -100,6 +103,12 @@ def run_sampler_benchmark(
     quick: bool = False,
     processes: list[str] | None = None,
     nfes: list[int] | None = None,
+    configs: list[str] | None = None,
+    schedules: list[str] | None = None,
+    mixtures: list[str] | None = None,
+    n: int | None = None,
+    pilot: int | None = None,
+    max_evals: int | None = None,
     workers: int = 2,
     seed: int = 0,
     json_path: Path | None = None,
@@ -109,13 +118,26 @@ def run_sampler_benchmark(
     overhead: bool = True,
     verbose: bool = False,
 ) -> str:
-    """Run the benchmark and write what was asked for; returns the markdown report."""
+    """Run the benchmark and write what was asked for; returns the markdown report. configs / schedules /
+    mixtures / nfes / n / pilot / max_evals narrow it (e.g. one tiny cell for a test)."""
     kwargs = dict(QUICK) if quick else {"nfes": NFES, "configs": tuple(CONFIGS), "schedules": SCHEDULES}
-    if nfes:
-        kwargs["nfes"] = tuple(nfes)
+    for key, kind, value, choices in (("configs", "sampler", configs, CONFIGS),
+                                      ("schedules", "schedule", schedules, SCHEDULES)):
+        if value:
+            for v in value:
+                check_choice(kind, v, choices)
+            kwargs[key] = tuple(value)
+    for key, value in (("nfes", nfes and tuple(nfes)), ("n", n), ("pilot", pilot), ("max_evals", max_evals)):
+        if value:
+            kwargs[key] = value
     kwargs["seed"] = seed
     processes = processes or (["vp"] if quick else ["vp", "flow"])
-    cases = sorted(default_cases(processes), key=lambda c: c.mixture.dim, reverse=True)  # slow cases first
+    for p in processes:
+        check_choice("process", p, PARAMETERIZATIONS)
+    for m in mixtures or ():
+        check_choice("mixture", m, MIXTURES)
+    cases = [c for c in default_cases(processes) if not mixtures or c.name.split("-")[0] in mixtures]
+    cases = sorted(cases, key=lambda c: c.mixture.dim, reverse=True)  # slow cases first
     start = time.perf_counter()
     jobs = [(c, kwargs, verbose) for c in cases]
     if workers > 1:

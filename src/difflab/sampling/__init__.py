@@ -16,6 +16,7 @@ from difflab.sampling.core import GaussianNoise, NoiseSource, Step
 from difflab.sampling.ddpm import ddim, ddpm
 from difflab.sampling.dpm_solver import dpmpp_2m, dpmpp_2m_sde, dpmpp_3m, dpmpp_sde
 from difflab.sampling.edm import euler, heun
+from difflab.sampling.fitted import FittedGrid
 from difflab.sampling.grids import (
     GRIDS,
     check_grid,
@@ -28,7 +29,7 @@ from difflab.sampling.grids import (
     uniform_time,
     user_times,
 )
-from difflab.sampling.optimize import GridFamily, optimized_grid
+from difflab.sampling.optimize import GridFamily, fit_grid
 from difflab.sampling.registry import DETERMINISTIC, SAMPLERS, STOCHASTIC, sampler_options
 from difflab.sampling.sde import euler_maruyama, predictor_corrector
 from difflab.sampling.unipc import unipc
@@ -43,6 +44,7 @@ __all__ = [
     "STOCHASTIC",
     "BrownianNoise",
     "CountingDenoiser",
+    "FittedGrid",
     "GaussianNoise",
     "GridFamily",
     "NoiseSource",
@@ -59,10 +61,10 @@ __all__ = [
     "dpmpp_sde",
     "euler",
     "euler_maruyama",
+    "fit_grid",
     "heun",
     "karras",
     "make_grid",
-    "optimized_grid",
     "predictor_corrector",
     "probability_flow",
     "sample",

@@ -4,7 +4,8 @@
     result.x, result.nfe, result.trajectory
 
 NFE is counted honestly by wrapping the denoiser: every call of the (possibly guided) denoiser is one
-function evaluation, so a Heun step costs 2 and the adaptive ODE reports scipy's count. Classifier-free
+function evaluation, so a Heun step costs 2, the adaptive ODE reports scipy's count, and a grid fitted
+inside the call (schedule='optimized') adds every call of its fit (result.fit_nfe says how many). Classifier-free
 guidance evaluates the conditional and unconditional branches in ONE batched call, so it doubles the
 batch, not the NFE (a network costs about twice as much per NFE under CFG).
 """
@@ -19,8 +20,10 @@ from torch import Tensor
 
 from difflab.sampling.brownian import BrownianNoise
 from difflab.sampling.core import Step
+from difflab.sampling.counting import CountingDenoiser
+from difflab.sampling.fitted import FittedGrid
 from difflab.sampling.grids import GRIDS, check_steps, make_grid
-from difflab.sampling.optimize import optimized_grid
+from difflab.sampling.optimize import fit_grid
 from difflab.sampling.registry import SAMPLERS, sampler_options
 from difflab.utils.errors import DifflabError, check_choice
 from difflab.utils.seeding import make_generator
@@ -33,27 +36,16 @@ SPECIAL_SCHEDULES = ("auto", "optimized")
 
 
 class SampleResult(NamedTuple):
-    """x: the samples; nfe: denoiser calls; trajectory: (steps + 1, *x.shape) states at the grid times,
-    x_T first (None unless asked for); times: the grid."""
+    """x: the samples; nfe: every denoiser call made for this result, a grid fit included; trajectory:
+    (steps + 1, *x.shape) states at the grid times, x_T first (None unless asked for); times: the grid;
+    fit_nfe: the part of nfe spent fitting the grid (schedule='optimized'; 0 for a grid fitted earlier,
+    whose one-time cost is its own FittedGrid.fit_nfe)."""
 
     x: Tensor
     nfe: int
     trajectory: Tensor | None
     times: Tensor
-
-
-class CountingDenoiser:
-    """Forwards calls to a denoiser and counts them (one count per call, whatever the batch)."""
-
-    def __init__(self, denoiser):
-        self.denoiser = denoiser
-        self.parameterization = denoiser.parameterization
-        self.process = denoiser.process
-        self.nfe = 0
-
-    def __call__(self, x: Tensor, t: Tensor, cond=None) -> Tensor:
-        self.nfe += 1
-        return self.denoiser(x, t, cond)
+    fit_nfe: int = 0
 
 
 def default_schedule(process) -> str:
@@ -63,12 +55,17 @@ def default_schedule(process) -> str:
     return "uniform" if float(process.alpha(torch.tensor(1.0, dtype=torch.float64))) == 0.0 else "logsnr"
 
 
-def _grid(denoiser, schedule, steps, schedule_options, sampler, options, sample_shape, cond) -> Tensor:
+def _grid(denoiser, schedule, steps, schedule_options, sampler, options, sample_shape, cond, dtype, device) -> Tensor:
+    """The grid; schedule='optimized' fits one through `denoiser`, a counted wrapper, so its calls are in nfe."""
+    if isinstance(schedule, FittedGrid):
+        if schedule_options:
+            raise DifflabError("a fitted grid takes no schedule_options (its times are fixed)")
+        return schedule.check_use(denoiser.process, sampler, steps, options)
     if isinstance(schedule, str) and schedule == "auto":
         schedule = default_schedule(denoiser.process)
     if isinstance(schedule, str) and schedule == "optimized":
-        return optimized_grid(denoiser, sample_shape, steps, sampler=sampler, options=options, cond=cond,
-                              **(schedule_options or {}))
+        return fit_grid(denoiser, steps, sampler, shape=sample_shape, options=options, cond=cond, dtype=dtype,
+                        device=device, **(schedule_options or {})).times
     if isinstance(schedule, str) and schedule not in GRIDS:
         check_choice("schedule", schedule, (*GRIDS, *SPECIAL_SCHEDULES))
     return make_grid(denoiser.process, schedule, steps, **(schedule_options or {}))
@@ -120,7 +117,7 @@ def sample(
     process=None,
     sampler: str = DEFAULT_SAMPLER,
     steps: int = DEFAULT_STEPS,
-    schedule: str | Sequence[float] | Tensor = DEFAULT_SCHEDULE,
+    schedule: str | Sequence[float] | Tensor | FittedGrid = DEFAULT_SCHEDULE,
     schedule_options: dict | None = None,
     seed: int | Sequence[int] | None = None,
     generator: torch.Generator | None = None,
@@ -138,10 +135,11 @@ def sample(
     shape_or_x_T: a shape (B, ...) — then x_T ~ N(0, sigma(ts[0])^2), which is N(0, prior_std^2) for a grid
     starting at t = 1, drawn from `seed` (an int, or one int per sample for EDM-style per-sample seeds) or
     `generator` — or x_T itself. schedule: a grid name (difflab.sampling.grids.GRIDS) with
-    `schedule_options`, explicit descending times, 'auto' (see `default_schedule`) or 'optimized' (fitted
-    to this denoiser and sampler on a pilot batch by difflab.sampling.optimize.optimized_grid, whose
-    options go in schedule_options; its pilot evaluations are not counted in nfe: fit once with
-    optimized_grid and pass the times when sampling repeatedly). guidance: a function denoiser -> guided denoiser
+    `schedule_options`, explicit descending times, 'auto' (see `default_schedule`), a FittedGrid (fitted
+    earlier by difflab.sampling.fit_grid or `difflab fit-schedule`, for this sampler, steps and options)
+    or 'optimized' (fitted now, to this denoiser and sampler on a pilot batch, by fit_grid, whose options go
+    in schedule_options; its calls are counted: result.nfe includes them and result.fit_nfe says how many,
+    hundreds to thousands, so fit once with fit_grid and pass the FittedGrid when sampling repeatedly). guidance: a function denoiser -> guided denoiser
     (difflab.guidance.classifier_free(3.0) or classifier_guided(...)). noise='brownian' feeds the SDE samplers
     from a Brownian tree (same path for every step count; needs a seed). Remaining keywords go to the
     sampler (e.g. eta, order, s_churn); unknown ones are rejected with the list of valid ones.
@@ -149,8 +147,9 @@ def sample(
     Default: UniPC (order 2, with its corrector, which costs no NFE) on the 'auto' grid with 20 steps, chosen
     from the benchmark in difflab.analysis.sampler_benchmark (docs/benchmarks.md): at 20 NFE it is the
     most accurate of 32 fixed-grid configurations on three of the four cases (2-D ring under VP and flow,
-    64-D mixture under flow) and within 1.25x of the best on the fourth. Below 10 NFE a fitted grid
-    (schedule='optimized') is worth its pilot run: 1.1-4.5x lower RMSE at 5 NFE in the benchmark.
+    64-D mixture under flow) and within 1.25x of the best on the fourth. A fitted grid lowers the RMSE at
+    a given sampling NFE (1.1-4.5x at 5 NFE in the benchmark) but its fit costs hundreds of calls: it pays
+    only when it is fitted once and reused for many batches.
     """
     check_choice("sampler", sampler, SAMPLERS)
     check_choice("noise", noise, NOISES)
@@ -167,9 +166,12 @@ def sample(
     if guidance is not None:
         denoiser = guidance(denoiser)
     counted = CountingDenoiser(denoiser)
-    ts = _grid(denoiser, schedule, steps, schedule_options, sampler, options, _shape(shape_or_x_T)[1:], cond)
     if device is None:
         device = shape_or_x_T.device if isinstance(shape_or_x_T, Tensor) else "cpu"
+    grid_dtype = shape_or_x_T.dtype if isinstance(shape_or_x_T, Tensor) else dtype
+    ts = _grid(counted, schedule, steps, schedule_options, sampler, options, _shape(shape_or_x_T)[1:], cond,
+               grid_dtype, device)
+    fit_nfe = counted.nfe
     gens = _generators(seed, generator, device)
     std = float(denoiser.process.sigma(ts[:1]))
     x_T = _initial_noise(shape_or_x_T, std, gens, device, dtype)
@@ -187,4 +189,4 @@ def sample(
 
     x = SAMPLERS[sampler](counted, x_T, ts, cond=cond, generator=gens, callback=report, **options)
     traj = torch.stack(trajectory) if return_trajectory else None
-    return SampleResult(x, counted.nfe, traj, ts)
+    return SampleResult(x, counted.nfe, traj, ts, fit_nfe)

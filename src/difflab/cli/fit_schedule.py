@@ -1,0 +1,28 @@
+"""`difflab fit-schedule RUN`: fit a grid to a run's model once; `sample --schedule fitted` reuses it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from difflab.cli.common import app, run_job
+
+
+@app.command("fit-schedule")
+def fit_schedule(
+    run: Path = typer.Argument(..., help="A run folder written by `difflab train`."),
+    steps: int = typer.Option(..., help="Sampler steps the grid is fitted for."),
+    sampler: str = typer.Option("unipc", help="Deterministic sampler the grid is fitted for."),
+    pilot: int = typer.Option(128, help="Pilot batch size."),
+    max_evals: int = typer.Option(150, "--max-evals", help="Solver runs of the Nelder-Mead search."),
+    seed: int = typer.Option(0, help="Seed of the pilot batch."),
+    ema: bool = typer.Option(True, "--ema/--no-ema", help="Fit to the EMA weights."),
+    device: str = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
+):
+    """Fit the step placement to RUN's model and sampler on a pilot batch (a one-time cost, reported) and
+    save it as RUN/schedules/fitted-SAMPLER-STEPS.json."""
+    from difflab.jobs.fit_schedule import run_fit_schedule
+
+    run_job(run_fit_schedule, run, steps=steps, sampler=sampler, pilot=pilot, seed=seed, max_evals=max_evals,
+            ema=ema, device=device, log=typer.echo)
