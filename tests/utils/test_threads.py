@@ -1,0 +1,36 @@
+"""set_threads: one thread by default, OMP_NUM_THREADS respected, bad counts refused in CLI words."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from difflab.utils.errors import DifflabError
+from difflab.utils.threads import DEFAULT_THREADS, default_threads, set_threads
+
+
+@pytest.fixture(autouse=True)
+def keep_threads():
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_default_is_one_thread_unless_omp_num_threads_says(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert DEFAULT_THREADS == 1 and default_threads() == 1
+    assert set_threads() == 1 and torch.get_num_threads() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert default_threads() == 2
+    monkeypatch.setenv("OMP_NUM_THREADS", "lots")
+    assert default_threads() == 1
+
+
+def test_explicit_count_is_applied():
+    assert set_threads(2) == 2 and torch.get_num_threads() == 2
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
+def test_bad_counts_are_refused(bad):
+    with pytest.raises(DifflabError, match="--threads must be a whole number >= 1"):
+        set_threads(bad)
