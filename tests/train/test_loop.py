@@ -11,6 +11,7 @@ import torch
 
 from difflab.objectives import DiffusionLoss
 from difflab.train import TensorBatchDataset, TrainConfig, Trainer, latest_checkpoint, read_log, warmup_factor
+from difflab.train.prepare import Captions
 from difflab.utils.errors import DifflabError
 
 from .helpers import tiny_denoiser, toy_data
@@ -114,7 +115,7 @@ def test_accumulating_two_halves_gives_the_full_batch_gradient(tmp_path):
         def record(opt, args, kwargs, a=accum):
             grads[a] = [p.grad.clone() for g in opt.param_groups for p in g["params"]]
 
-        trainer.optimizer.optimizer.register_step_pre_hook(record)
+        trainer.objective.optimizer.optimizer.register_step_pre_hook(record)
         trainer.train()
     assert len(grads[1]) == len(grads[2]) > 0
     for g1, g2 in zip(grads[1], grads[2], strict=True):
@@ -174,8 +175,9 @@ def test_text_condition_goes_through_encode_captions(tmp_path):
 
     base = toy_data()
     data = TensorBatchDataset(base.x, caption=["a" * int(k + 1) for k in base.label])
-    cfg = _config(max_steps=3, condition="text", p_uncond=0.5)
-    Trainer(tiny_denoiser(num_classes=None), recording_loss, data, cfg, tmp_path, encode_captions=encode).train()
+    cfg = _config(max_steps=3)
+    Trainer(tiny_denoiser(num_classes=None), recording_loss, data, cfg, tmp_path,
+            prepare=Captions(encode, p_uncond=0.5)).train()
     assert [sorted(c) for c in seen] == [["context", "context_mask", "drop"]] * 3
     for c, e in zip(seen, encoded, strict=True):
         assert torch.equal(c["context"], e) and c["context_mask"].all() and c["drop"].shape == (8,)
@@ -206,7 +208,7 @@ def test_time_budget_stops_and_checkpoints(tmp_path):
 def test_bad_setups_give_one_clear_message(tmp_path):
     with pytest.raises(DifflabError, match="use a multiple of 4"):
         Trainer(tiny_denoiser(), DiffusionLoss(), toy_data(), _config(batch_size=10, grad_accum=4), tmp_path)
-    with pytest.raises(DifflabError, match="needs encode_captions"):
+    with pytest.raises(DifflabError, match="needs an injected prepare"):
         Trainer(tiny_denoiser(), DiffusionLoss(), toy_data(), _config(condition="text"), tmp_path)
     with pytest.raises(DifflabError, match="lr must be positive; p_uncond must lie in"):
         _config(lr=0.0, p_uncond=1.0)

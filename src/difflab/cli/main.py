@@ -30,12 +30,17 @@ def main(version: bool = typer.Option(False, "--version", callback=_version, is_
 def train(
     config: str = typer.Argument(None, help="A preset (digits, toy2d, folder, ...) or a YAML config file."),
     out: Path = typer.Option(None, "--out", help="Run folder (default runs/<preset>)."),
-    minutes: float = typer.Option(None, help="Wall-clock budget in minutes."),
-    steps: int = typer.Option(None, help="Number of optimizer steps."),
+    minutes: float = typer.Option(None, help="Wall-clock budget in minutes; with --resume, minutes more."),
+    steps: int = typer.Option(None, help="Number of optimizer steps; with --resume, steps more."),
     set_: list[str] = typer.Option([], "--set", help="Override a config value: section.key=value (repeatable)."),
-    resume: bool = typer.Option(False, help="Continue the run in --out from its last checkpoint."),
+    resume: bool = typer.Option(False, help="Continue the run in --out from its newest intact checkpoint."),
 ):
-    """Train a model from a preset or config file; Ctrl-C saves a checkpoint, --resume continues it."""
+    """Train a model from a preset or config file; Ctrl-C saves a checkpoint, --resume continues it.
+
+    --resume alone trains what is left of the budget the run was started with.
+
+    --resume with --minutes M / --steps N trains M minutes / N steps more (the other sets no limit).
+    """
     from difflab.jobs.train import run_train
 
     if config is None and out is None:

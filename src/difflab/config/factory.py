@@ -16,6 +16,7 @@ from difflab.nets.registry import NETWORKS, build_network
 from difflab.objectives import DiffusionLoss, TimeSampler
 from difflab.param import EDMDenoiser, NetworkDenoiser, check_parameterization
 from difflab.process import PROCESSES, NoiseProcess
+from difflab.train.prepare import Captions, ClassLabels, Unconditional
 from difflab.utils.errors import DifflabError, check_choice
 
 CONDITIONINGS = ("none", "class", "text")
@@ -104,3 +105,16 @@ def build_text_encoder(cfg: ModelConfig, device="cpu"):
     from difflab.nets.text_encoder import TextEncoder
 
     return TextEncoder(cfg.text_encoder, device=device)
+
+
+def build_prepare(cfg: RunConfig, text_encoder=None):
+    """The trainer's prepare(batch, generator) -> (x0, cond) for model.conditioning, with the run's
+    condition dropout train.p_uncond (difflab.train.prepare); text needs the run's text encoder."""
+    kind = check_choice("model.conditioning", cfg.model.conditioning, CONDITIONINGS)
+    if kind == "class":
+        return ClassLabels(cfg.train.p_uncond)
+    if kind == "text":
+        if text_encoder is None:
+            raise DifflabError("model.conditioning=text needs the run's text encoder (build_text_encoder)")
+        return Captions(text_encoder.encode, cfg.train.p_uncond)
+    return Unconditional()

@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from rich.console import Console
 from torch import nn
 
 from difflab.config.factory import build_denoiser, build_process, build_text_encoder
 from difflab.config.loader import config_from_dict
 from difflab.config.schema import RunConfig
-from difflab.train.checkpoint import latest_checkpoint, load_checkpoint, read_config
+from difflab.train.checkpoint import load_weights, newest_intact_checkpoint, read_config
 from difflab.utils.errors import DifflabError
 from difflab.utils.files import atomic_write_json
 
@@ -36,11 +37,17 @@ def write_meta(run_dir: Path, meta: RunMeta) -> None:
 
 
 def read_meta(run_dir: Path) -> RunMeta:
+    """RUN/run.json; one DifflabError naming the file when it is missing or damaged."""
     path = run_dir / "run.json"
     if not path.is_file():
         raise DifflabError(f"{run_dir} is not a difflab run (no run.json); train one with `difflab train`")
-    d = json.loads(path.read_text())
-    return RunMeta(tuple(d["data_shape"]), d["num_classes"], d["context_dim"], d.get("class_names"))
+    try:
+        d = json.loads(path.read_text())
+        return RunMeta(tuple(int(n) for n in d["data_shape"]), d["num_classes"], d["context_dim"],
+                       d.get("class_names"))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise DifflabError(f"{path} is damaged ({type(e).__name__}: {e}); `difflab train --out {run_dir} --resume "
+                           "--steps 1` writes it again from the data") from None
 
 
 @dataclass
@@ -52,23 +59,36 @@ class LoadedRun:
     text_encoder: object | None
 
 
+def sampling_checkpoint(run_dir: Path, ema: bool = True) -> Path:
+    """The newest checkpoint whose weights, state and config are sound (trainer.pt is not needed to
+    sample); a damaged newer one is skipped with a note naming the file."""
+    weights = "ema.safetensors" if ema else "model.safetensors"
+    ckpt, skipped = newest_intact_checkpoint(run_dir, (weights, "state.json", "config.yaml"))
+    if ckpt is None and skipped:
+        raise DifflabError(f"{skipped[0]}; no checkpoint of {run_dir} is intact: resume training with "
+                           f"`difflab train --out {run_dir} --resume` after removing the damaged folders, or retrain")
+    if ckpt is None:
+        raise DifflabError(f"{run_dir} has no complete checkpoint yet; train longer or resume it with --resume")
+    for damage in skipped:
+        Console(stderr=True).print(f"note: skipped {damage.file.parent.name}: {damage}; using {ckpt.name}",
+                                   markup=False, highlight=False)
+    return ckpt
+
+
 def load_run(run_dir: str | Path, ema: bool = True, device: str = "cpu") -> LoadedRun:
-    """Rebuild the model of a run from its newest checkpoint (EMA weights by default)."""
-    run_dir = Path(run_dir)
+    """Rebuild the model of a run from its newest intact checkpoint (EMA weights by default).
+
+    Only the weights used, state.json and config.yaml are read (checked against the manifest).
+    """
+    run_dir = Path(run_dir).expanduser()
     if not run_dir.is_dir():
         raise DifflabError(f"run folder {run_dir} does not exist; train one with `difflab train PRESET --out {run_dir}`")
     meta = read_meta(run_dir)
-    ckpt = latest_checkpoint(run_dir)
-    if ckpt is None:
-        raise DifflabError(f"{run_dir} has no complete checkpoint yet; train longer or resume it with --resume")
+    ckpt = sampling_checkpoint(run_dir, ema)
     cfg = config_from_dict(read_config(ckpt))
     process = build_process(cfg.process)
     model = build_denoiser(cfg, process, meta.data_shape, meta.num_classes, meta.context_dim)
-    if ema:
-        holder = build_denoiser(cfg, process, meta.data_shape, meta.num_classes, meta.context_dim)
-        load_checkpoint(ckpt, holder, model)
-    else:
-        load_checkpoint(ckpt, model)
+    load_weights(ckpt, model, ema=ema)
     model.to(device).eval().requires_grad_(False)
     return LoadedRun(cfg, meta, model, ckpt, build_text_encoder(cfg.model, device=device))
 

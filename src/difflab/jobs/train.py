@@ -1,4 +1,10 @@
-"""`difflab train`: build everything a config names, train it, and leave a run folder behind."""
+"""`difflab train`: build everything a config names, train it, and leave a run folder behind.
+
+Nothing already trained is lost by ordinary use: a fresh run into a folder that holds one is refused
+before anything is written; one process at a time trains into a folder (difflab.train.lock); on
+--resume, --minutes / --steps mean "this much more", and with neither the run continues for what is
+left of the budget it was started with.
+"""
 
 from __future__ import annotations
 
@@ -7,27 +13,88 @@ from pathlib import Path
 
 from rich.console import Console
 
-from difflab.config.factory import build_data, build_denoiser, build_loss, build_process, build_text_encoder
+from difflab.config.factory import (
+    build_data,
+    build_denoiser,
+    build_loss,
+    build_prepare,
+    build_process,
+    build_text_encoder,
+)
 from difflab.config.loader import apply_overrides, config_from_dict, config_to_dict, load_config
 from difflab.config.schema import RunConfig
 from difflab.jobs.generate import generate
 from difflab.jobs.runs import RunMeta, read_meta, write_meta
 from difflab.nets.registry import count_parameters
-from difflab.train import Trainer, latest_checkpoint, read_config
-from difflab.train.settings import TrainResult
+from difflab.train import Trainer, read_config
+from difflab.train.checkpoint import CKPT_RE, newest_intact_checkpoint, read_state
+from difflab.train.lock import RunLock
+from difflab.train.settings import TrainConfig, TrainResult
 from difflab.utils.errors import DifflabError
 from difflab.utils.seeding import seed_everything
 from difflab.viz import plot_points, save_image_grid
 
 
-def resolve_config(config: str | Path | None, out: Path, overrides: list[str], resume: bool) -> RunConfig:
-    """The preset/file config, or on --resume the run's own saved config (overrides apply to both)."""
-    ckpt = latest_checkpoint(out) if resume else None
+def refuse_existing(out: Path, resume: bool) -> None:
+    """Without --resume, a folder that holds a run is refused before anything in it changes."""
+    if out.exists() and not out.is_dir():
+        raise DifflabError(f"--out {out} is a file, not a run folder: choose another --out")
+    if resume or not out.is_dir():
+        return
+    held = sorted(p.name for p in out.iterdir() if p.name in ("run.json", "log.jsonl") or CKPT_RE.fullmatch(p.name))
+    if held:
+        raise DifflabError(f"{out} already holds a run ({', '.join(held[:4])}): add --resume to continue it, "
+                           "or choose another --out")
+
+
+def resume_point(out: Path) -> Path | None:
+    """The checkpoint a resume continues from (the newest intact one), None for a folder without any."""
+    ckpt, skipped = newest_intact_checkpoint(out)
+    if ckpt is None and skipped:
+        raise DifflabError(f"every checkpoint of {out} is damaged ({'; '.join(map(str, skipped))}): nothing can be "
+                           "resumed; train a new run with another --out")
+    return ckpt
+
+
+def resolve_config(config: str | Path | None, out: Path, overrides: list[str], ckpt: Path | None) -> RunConfig:
+    """The preset/file config, or on resume the run's own saved config (overrides apply to both)."""
     if ckpt is not None:
         return config_from_dict(apply_overrides(read_config(ckpt), overrides))
     if config is None:
         raise DifflabError(f"{out} has no checkpoint to resume from; name a preset or config file")
     return load_config(config, overrides)
+
+
+def _describe(cfg: TrainConfig) -> str:
+    parts = [f"{cfg.max_steps} steps"] if cfg.max_steps is not None else []
+    parts += [f"{cfg.max_minutes:g} minutes"] if cfg.max_minutes is not None else []
+    return " or ".join(parts) or "no limit"
+
+
+def budget(cfg: TrainConfig, state: dict | None, minutes: float | None, steps: int | None) -> TrainConfig:
+    """The run's step and time limits (totals over the run, TrainConfig's meaning).
+
+    A new run: --minutes / --steps replace the config's max_minutes / max_steps. A resume (state of its
+    checkpoint): --minutes M and --steps N mean M minutes / N steps more than the checkpoint's, and the
+    one not given sets no limit; with neither, the saved limits stand, so the run trains what is left of
+    its budget, and a run that has used all of it is refused with the flags to give.
+    """
+    if minutes is not None and not 0 < minutes < float("inf"):
+        raise DifflabError(f"--minutes must be a positive number of minutes; got {minutes}")
+    if steps is not None and steps < 1:
+        raise DifflabError(f"--steps must be at least 1; got {steps}")
+    if state is None:
+        return replace(cfg, **{k: v for k, v in (("max_minutes", minutes), ("max_steps", steps)) if v is not None})
+    step, elapsed = int(state["step"]), float(state["elapsed"])
+    if minutes is None and steps is None:
+        steps_spent = cfg.max_steps is not None and step >= cfg.max_steps
+        time_spent = cfg.max_minutes is not None and elapsed >= 60 * cfg.max_minutes
+        if steps_spent or time_spent:
+            raise DifflabError(f"the run has used its whole budget ({_describe(cfg)}; it stopped at step {step} after "
+                               f"{elapsed / 60:.1f} minutes): add --steps N or --minutes M to train that much more")
+        return cfg
+    return replace(cfg, max_steps=None if steps is None else step + steps,
+                   max_minutes=None if minutes is None else elapsed / 60 + minutes)
 
 
 def preview_fn(meta: RunMeta, cfg: RunConfig, text_encoder, captions: list[str] | None):
@@ -50,38 +117,53 @@ def preview_fn(meta: RunMeta, cfg: RunConfig, text_encoder, captions: list[str] 
     return draw
 
 
-def run_train(config: str | Path | None, out: str | Path, *, minutes: float | None = None,
-              steps: int | None = None, overrides: list[str] | None = None, resume: bool = False) -> TrainResult:
-    console = Console()
-    out = Path(out)
-    cfg = resolve_config(config, out, list(overrides or []), resume)
-    train_cfg = replace(cfg.train, condition=cfg.model.conditioning)
-    if minutes is not None:
-        train_cfg = replace(train_cfg, max_minutes=minutes)
-    if steps is not None:
-        train_cfg = replace(train_cfg, max_steps=steps)
-    cfg = replace(cfg, train=train_cfg)
-    seed_everything(cfg.train.seed)
-
-    dataset = build_data(cfg.data)
-    process = build_process(cfg.process)
-    text_encoder = build_text_encoder(cfg.model)
+def run_meta(out: Path, dataset, cfg: RunConfig, text_encoder, resume: bool) -> RunMeta:
+    """What the network is built from; on resume it must match the run's run.json (rewritten if damaged)."""
     meta = RunMeta(tuple(dataset.data_shape), dataset.num_classes if cfg.model.conditioning == "class" else None,
                    text_encoder.dim if text_encoder is not None else None)
-    if resume and (out / "run.json").is_file() and read_meta(out) != meta:
-        raise DifflabError(f"{out} was trained on data of another shape or conditioning; use another --out")
-    model = build_denoiser(cfg, process, meta.data_shape, meta.num_classes, meta.context_dim)
-    console.print(f"[bold]difflab train[/] {cfg.data.name} -> {out}: {cfg.model.network} "
-                  f"({count_parameters(model) / 1e6:.2f}M parameters), {type(process).__name__}, "
-                  f"{cfg.model.parameterization}-prediction, {len(dataset)} items of shape {meta.data_shape}")
-    write_meta(out, meta)
-    captions = None
-    if text_encoder is not None:
-        captions = [dataset[i]["caption"] for i in range(min(len(dataset), 64))]
-    encode = (lambda texts: text_encoder.encode(texts)) if text_encoder is not None else None
-    trainer = Trainer(model, build_loss(cfg.loss), dataset, cfg.train, out,
-                      sample_fn=preview_fn(meta, cfg, text_encoder, captions), encode_captions=encode,
-                      run_config=config_to_dict(cfg))
-    result = trainer.train(resume=resume)
-    console.print(f"stopped at step {result.step} ({result.stop_reason}); checkpoint {result.checkpoint}")
+    if resume and (out / "run.json").is_file():
+        try:
+            saved = read_meta(out)
+        except DifflabError as e:
+            Console().print(f"{e}; writing it again from the data", markup=False, highlight=False)
+        else:
+            if saved != meta:
+                raise DifflabError(f"{out} was trained on data of another shape or conditioning; use another --out")
+    return meta
+
+
+def run_train(config: str | Path | None, out: str | Path, *, minutes: float | None = None,
+              steps: int | None = None, overrides: list[str] | None = None, resume: bool = False) -> TrainResult:
+    """Train `config` (a preset or YAML file) into `out`, or with resume=True continue the run there."""
+    console = Console()
+    out = Path(out).expanduser()
+    refuse_existing(out, resume)
+    with RunLock(out) as lock:
+        if lock.note:
+            console.print(lock.note, markup=False, highlight=False)
+        ckpt = resume_point(out) if resume else None
+        cfg = resolve_config(config, out, list(overrides or []), ckpt)
+        train_cfg = budget(replace(cfg.train, condition=None), read_state(ckpt) if ckpt else None, minutes, steps)
+        cfg = replace(cfg, train=train_cfg)
+        seed_everything(cfg.train.seed)
+
+        dataset = build_data(cfg.data)
+        process = build_process(cfg.process)
+        text_encoder = build_text_encoder(cfg.model)
+        meta = run_meta(out, dataset, cfg, text_encoder, resume)
+        model = build_denoiser(cfg, process, meta.data_shape, meta.num_classes, meta.context_dim)
+        console.print(f"difflab train {cfg.data.name} -> {out}: {cfg.model.network} "
+                      f"({count_parameters(model) / 1e6:.2f}M parameters), {type(process).__name__}, "
+                      f"{cfg.model.parameterization}-prediction, {len(dataset)} items of shape {meta.data_shape}; "
+                      f"until {_describe(cfg.train)}", markup=False, highlight=False)
+        write_meta(out, meta)
+        captions = None
+        if text_encoder is not None:
+            captions = [dataset[i]["caption"] for i in range(min(len(dataset), 64))]
+        trainer = Trainer(model, build_loss(cfg.loss, cfg.model), dataset, cfg.train, out,
+                          sample_fn=preview_fn(meta, cfg, text_encoder, captions),
+                          prepare=build_prepare(cfg, text_encoder), run_config=config_to_dict(cfg))
+        result = trainer.train(resume=resume)
+    console.print(f"stopped at step {result.step} ({result.stop_reason}); checkpoint {result.checkpoint}",
+                  markup=False, highlight=False)
     return result

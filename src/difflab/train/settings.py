@@ -9,7 +9,7 @@ from difflab.train.ema import check_ema
 from difflab.utils.errors import DifflabError, check_choice
 
 MIXED_PRECISION = ("no", "bf16")
-CONDITIONS = ("none", "class", "text")
+CONDITIONS = ("none", "class", "text")  # the deprecated TrainConfig.condition
 
 
 def warmup_factor(step: int, warmup_steps: int) -> float:
@@ -29,12 +29,16 @@ class TrainConfig:
     so a run means the same thing on one device or eight.
     ema >= 1 is an EMA half-life in images (EDM, ramped up over the first ema_rampup fraction of the
     images seen); ema in (0, 1) is a per-step decay (see difflab.train.ema).
-    Intervals (log_every, sample_every, ckpt_every) count optimizer steps; 0 turns sampling or
-    periodic checkpoints off (a checkpoint is still written at the end).
-    condition: "none" trains unconditionally; "class" feeds the batch's "label" as cond["class_labels"];
-    "text" feeds encode_captions(batch["caption"]) as cond["context"] / cond["context_mask"]. With a
-    condition, a fraction p_uncond of every batch is marked cond["drop"] (classifier-free guidance
-    training, Ho & Salimans 2022; seed 000).
+    max_steps and max_minutes are totals over the whole run, resumes included (elapsed time is saved
+    with every checkpoint); max_steps=None sets no step limit. Intervals (log_every, sample_every,
+    ckpt_every) count optimizer steps; 0 turns sampling or periodic checkpoints off (a checkpoint is
+    still written at the end).
+    p_uncond: the fraction of every batch trained unconditionally (cond["drop"], classifier-free
+    guidance training, Ho & Salimans 2022; seed 000), applied by the conditional prepare functions
+    (difflab.train.prepare) that difflab.config.factory.build_prepare builds from model.conditioning.
+    condition: deprecated, None by default. The model's conditioning decides what a batch feeds the
+    loss; the key is still read so configs written before that load, and a Python caller that gives
+    the Trainer no prepare gets class labels with condition="class".
     """
 
     lr: float = 2e-4
@@ -46,7 +50,7 @@ class TrainConfig:
     grad_accum: int = 1
     ema: float = 10_000.0
     ema_rampup: float | None = 0.05
-    max_steps: int = 10_000
+    max_steps: int | None = 10_000
     max_minutes: float | None = None
     log_every: int = 50
     sample_every: int = 0
@@ -56,13 +60,14 @@ class TrainConfig:
     mixed_precision: str = "no"
     compile: bool = False
     p_uncond: float = 0.1
-    condition: str = "none"
+    condition: str | None = None
     num_workers: int = 0
 
     def __post_init__(self):
         self.betas = tuple(float(b) for b in self.betas)
         check_choice("mixed precision", self.mixed_precision, MIXED_PRECISION)
-        check_choice("condition", self.condition, CONDITIONS)
+        if self.condition is not None:
+            check_choice("condition", self.condition, CONDITIONS)
         check_ema(self.ema, self.ema_rampup)
         rules = [
             (self.lr > 0, "lr must be positive"),
@@ -71,7 +76,7 @@ class TrainConfig:
             (self.warmup_steps >= 0, "warmup_steps must be >= 0"),
             (self.grad_clip is None or self.grad_clip > 0, "grad_clip must be positive, or None for no clipping"),
             (self.batch_size >= 1 and self.grad_accum >= 1, "batch_size and grad_accum must be >= 1"),
-            (self.max_steps >= 1, "max_steps must be >= 1"),
+            (self.max_steps is None or self.max_steps >= 1, "max_steps must be >= 1, or None for no limit"),
             (self.max_minutes is None or self.max_minutes > 0, "max_minutes must be positive, or None"),
             (self.log_every >= 1, "log_every must be >= 1"),
             (self.sample_every >= 0 and self.ckpt_every >= 0, "sample_every and ckpt_every must be >= 0 (0 = off)"),
