@@ -48,16 +48,19 @@ def build_cond(model, meta, n: int, labels: Sequence[int] | None, prompts: Seque
                text_encoder, device) -> dict | None:
     """The condition dict for n samples of a model built with `meta` (None for unconditional models).
 
-    A class model without labels cycles through its classes; a text model needs prompts.
+    A class model without labels cycles through its classes; a text model needs prompts; a condition the
+    model does not take is refused, never dropped.
     """
+    if prompts is not None and text_encoder is None:
+        raise DifflabError("this model is not text-conditional: drop --prompt")
+    if labels is not None and prompts is not None:
+        raise DifflabError("give --class or --prompt, not both: this model takes one kind of condition")
     if labels is not None:
         if meta.num_classes is None:
             raise DifflabError("this model is not class-conditional: drop --class, or guide it toward the class "
                                "with its classifier (--classifier-scale S, after `difflab train-classifier RUN`)")
         return {"class_labels": class_labels(labels, meta.num_classes, n, "this model's", device)}
     if prompts is not None:
-        if text_encoder is None:
-            raise DifflabError("this model is not text-conditional: drop --prompt")
         prompts = list(prompts)
         if any(not p.strip() for p in prompts):
             raise DifflabError("a prompt is empty: give some text, e.g. --prompt 'a red circle'")

@@ -1,0 +1,91 @@
+"""`difflab sample` from the command line: outputs, labels, sampler options, `~`, and literal messages."""
+
+import numpy as np
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from difflab.cli.common import run_job
+from difflab.cli.main import app
+from difflab.utils.errors import DifflabError
+
+runner = CliRunner()
+
+
+def sample(run, *args):
+    return runner.invoke(app, ["sample", str(run), "--steps", "2", "--n", "8", *args])
+
+
+def test_messages_print_literally_brackets_and_all():
+    """rich markup ate `[fid]` (`pip install 'difflab'`) and a path with `[/x]` raised a MarkupError."""
+    one = typer.Typer()
+
+    @one.command()
+    def go():
+        run_job(lambda: (_ for _ in ()).throw(DifflabError("needs torch-fidelity: pip install 'difflab[fid]' [/x]")))
+
+    r = runner.invoke(one, [])
+    assert r.exit_code == 2 and "error: needs torch-fidelity: pip install 'difflab[fid]' [/x]" in r.output
+    r = runner.invoke(app, ["sample", "nowhere/[/x]/[bold]run"])
+    assert r.exit_code == 2 and "nowhere/[/x]/[bold]run does not exist" in r.output and "Traceback" not in r.output
+
+
+def test_array_alone_with_labels_and_no_default_grid(toy_run, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    r = sample(toy_run, "--save-array", "x.npy", "--class", "3")
+    assert r.exit_code == 0, r.output
+    assert np.load("x.npy").shape == (8, 2) and np.load("x.labels.npy").tolist() == [3] * 8
+    assert not (tmp_path / "samples.png").exists()  # --save-array without --out: the array alone
+    r = sample(toy_run, "--save-array", "y.npy", "--no-grid")
+    assert r.exit_code == 0, r.output
+    assert np.load("y.labels.npy").tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 0][:8]  # cycles through the classes
+    r = sample(toy_run)  # neither: the grid at samples.png, as before
+    assert r.exit_code == 0 and (tmp_path / "samples.png").is_file()
+    r = sample(toy_run, "--out", "[/x].png")
+    assert r.exit_code == 0 and (tmp_path / "[" / "x].png").is_file() and "[/x].png" in r.output
+
+
+def test_sampler_and_grid_options_reach_the_sampler(toy_run, tmp_path):
+    def draw(*args):
+        path = tmp_path / f"a{len(list(tmp_path.iterdir()))}.npy"
+        r = sample(toy_run, "--sampler", "heun", "--schedule", "karras", "--steps", "4", "--save-array", str(path), *args)
+        assert r.exit_code == 0, r.output
+        return np.load(path)
+
+    base = draw()
+    assert np.array_equal(base, draw("--option", "s_churn=0", "--schedule-option", "rho=7"))  # the defaults
+    assert not np.allclose(base, draw("--schedule-option", "rho=2"))
+    assert not np.allclose(base, draw("--option", "s_churn=5", "--option", "s_noise=1.0"))
+
+
+def test_home_folder_is_expanded_in_paths_and_set_options(toy_run, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert sample(toy_run, "--save-array", "~/h.npy").exit_code == 0 and (tmp_path / "h.npy").is_file()
+    (tmp_path / "pictures").mkdir()
+    r = runner.invoke(app, ["train", "folder", "--set", "data.options.root=~/pictures", "--out", str(tmp_path / "f")])
+    assert r.exit_code == 2 and f"no images found in {tmp_path / 'pictures'}" in r.output.replace("\n", "")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--steps", "0"], "steps must be an integer >= 1; got 0"),  # sampled 20 steps silently before
+        (["--n", "0"], "--n must be a whole number of samples >= 1; got 0"),  # drew the run's 100 before
+        (["--n", "-1"], "--n must be a whole number of samples >= 1; got -1"),
+        (["--negative", "blurry"], "guidance weight 1 never evaluates: add --guidance W"),
+        (["--option", "eta=0.5"], "sampler 'unipc' (--option) has no option 'eta'; its options are: corrector"),
+        (["--option", "order"], "--option 'order' must look like KEY=VALUE"),
+        (["--schedule-option", "rho=7"], "schedule 'uniform' (--schedule-option) has no option 'rho'"),
+        (["--device", "cuda:7"], "--device cuda:7"),
+        (["--out", "."], "is a folder: give a file name"),
+        (["--save-array", "."], "--save-array . is a folder"),
+        (["--save-array", "x.txt"], "--save-array x.txt must end in .npy"),
+        (["--no-grid"], "--no-grid leaves nothing to write: add --save-array"),
+        (["--no-grid", "--out", "a.png"], "--no-grid writes no picture"),
+    ],
+)
+def test_bad_sample_options_get_one_message(toy_run, args, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    r = sample(toy_run, *args)
+    assert r.exit_code == 2 and r.output.count("error: ") == 1 and message in r.output, r.output
+    assert list(tmp_path.iterdir()) == []  # refused before anything is written
