@@ -45,6 +45,10 @@ CONFIGS: dict[str, tuple[str, dict]] = {
     "dpmpp_3m_published": ("dpmpp_3m", {"published": True}),
     "unipc": ("unipc", {}),
     "unipc_3": ("unipc", {"order": 3}),
+    "deis": ("deis", {}),
+    "deis_logrho": ("deis", {"basis": "logrho"}),
+    "ipndm": ("ipndm", {}),
+    "plms": ("plms", {}),
     "ddpm": ("ddpm", {}),
     "dpmpp_2m_sde": ("dpmpp_2m_sde", {}),
     "dpmpp_sde": ("dpmpp_sde", {}),
@@ -83,11 +87,13 @@ def default_cases(processes: Iterable[str] = ("vp", "flow")) -> list[Case]:
 
 def steps_for(sampler: str, nfe: int) -> int:
     """Steps that spend at most `nfe` evaluations (Heun and DPM-Solver++ SDE: 2 per step but 1 on the final
-    jump to sigma = 0; the predictor-corrector: 2 per step)."""
+    jump to sigma = 0; the predictor-corrector: 2 per step; PLMS: one more than its steps)."""
     if sampler in ("heun", "dpmpp_sde"):
         return max(1, (nfe + 1) // 2)
     if sampler == "pc":
         return max(1, nfe // 2)
+    if sampler == "plms":  # a Heun first step: N steps cost N + 1
+        return max(1, nfe - 1)
     return nfe
 
 

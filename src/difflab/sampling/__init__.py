@@ -14,6 +14,7 @@ from difflab.sampling.api import (
 from difflab.sampling.brownian import BrownianNoise
 from difflab.sampling.core import GaussianNoise, NoiseSource, Step
 from difflab.sampling.ddpm import ddim, ddpm
+from difflab.sampling.deis import deis, ipndm, plms
 from difflab.sampling.dpm_solver import dpmpp_2m, dpmpp_2m_sde, dpmpp_3m, dpmpp_sde
 from difflab.sampling.edm import euler, heun
 from difflab.sampling.fitted import FittedGrid
@@ -53,6 +54,7 @@ __all__ = [
     "check_grid",
     "ddim",
     "ddpm",
+    "deis",
     "default_schedule",
     "discrete",
     "dpmpp_2m",
@@ -63,8 +65,10 @@ __all__ = [
     "euler_maruyama",
     "fit_grid",
     "heun",
+    "ipndm",
     "karras",
     "make_grid",
+    "plms",
     "predictor_corrector",
     "probability_flow",
     "sample",

@@ -9,6 +9,7 @@ from torch import Tensor
 
 from difflab.sampling.adaptive import probability_flow
 from difflab.sampling.ddpm import ddim, ddpm
+from difflab.sampling.deis import deis, ipndm, plms
 from difflab.sampling.dpm_solver import dpmpp_2m, dpmpp_2m_sde, dpmpp_3m, dpmpp_sde
 from difflab.sampling.edm import euler, heun
 from difflab.sampling.sde import euler_maruyama, predictor_corrector
@@ -24,12 +25,15 @@ SAMPLERS: dict[str, Callable[..., Tensor]] = {
     "dpmpp_2m_sde": dpmpp_2m_sde,
     "dpmpp_sde": dpmpp_sde,
     "unipc": unipc,
+    "deis": deis,
+    "ipndm": ipndm,
+    "plms": plms,
     "euler_maruyama": euler_maruyama,
     "pc": predictor_corrector,
     "adaptive": probability_flow,
 }
 #: samplers whose output is a deterministic function of x_T (with their default options)
-DETERMINISTIC = ("euler", "heun", "ddim", "dpmpp_2m", "dpmpp_3m", "unipc", "adaptive")
+DETERMINISTIC = ("euler", "heun", "ddim", "dpmpp_2m", "dpmpp_3m", "unipc", "deis", "ipndm", "plms", "adaptive")
 STOCHASTIC = ("ddpm", "dpmpp_2m_sde", "dpmpp_sde", "euler_maruyama", "pc")
 
 
