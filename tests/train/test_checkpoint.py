@@ -119,3 +119,60 @@ def test_trainer_state_is_never_unpickled(tmp_path):
     with pytest.raises(DifflabError, match="trainer.pt is damaged .*[Ww]eights only load failed"):
         load_checkpoint(path, _net())
     assert json.loads((path / "state.json").read_text())["step"] == 1
+
+
+def test_newest_intact_checkpoint_skips_damaged_files_named(tmp_path):
+    model = _net()
+    for step in (1, 2, 3):
+        _save(tmp_path, step, model)
+    (tmp_path / "ckpt-3" / "trainer.pt").write_bytes(b"\0" * 10)
+    state = tmp_path / "ckpt-2" / "state.json"
+    state.write_text(state.read_text().replace("2", "7"))  # same size, other bytes: only the checksum tells
+    path, skipped = ckpt_mod.newest_intact_checkpoint(tmp_path)
+    assert path == tmp_path / "ckpt-1"
+    assert [(e.file.parent.name, e.file.name) for e in skipped] == [("ckpt-3", "trainer.pt"), ("ckpt-2", "state.json")]
+    assert "the manifest says" in str(skipped[0]) and "checksum differs" in str(skipped[1])
+    # sampling needs no trainer.pt: ckpt-3 is intact for it
+    assert ckpt_mod.newest_intact_checkpoint(tmp_path, ("ema.safetensors", "state.json", "config.yaml"))[0].name == "ckpt-3"
+    with pytest.raises(ckpt_mod.DamagedCheckpoint, match="trainer.pt is damaged"):
+        load_checkpoint(tmp_path / "ckpt-3", _net())
+    ckpt_mod.load_weights(tmp_path / "ckpt-3", _net(seed=4))
+
+
+def test_checkpoints_without_a_manifest_still_load_and_are_checked_by_parsing(tmp_path):
+    model = _net()
+    for step in (1, 2):
+        _save(tmp_path, step, model)
+    for step in (1, 2):
+        (tmp_path / f"ckpt-{step}" / ckpt_mod.MANIFEST).unlink()  # as written by difflab 0.1
+    fresh = _net(seed=5)
+    load_checkpoint(tmp_path / "ckpt-2", fresh)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), fresh.state_dict().values(), strict=True))
+    weights = tmp_path / "ckpt-2" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-8])
+    path, skipped = ckpt_mod.newest_intact_checkpoint(tmp_path)
+    assert path == tmp_path / "ckpt-1" and skipped[0].file == weights and "SafetensorError" in str(skipped[0])
+
+
+def test_pruning_is_atomic_and_half_deleted_folders_are_cleaned(tmp_path, monkeypatch):
+    model = _net()
+    _save(tmp_path, 1, model)
+    _save(tmp_path, 2, model)
+    real_rmtree = ckpt_mod.shutil.rmtree
+
+    def killed_midway(path, ignore_errors=False):  # deletes one file, then the process "dies"
+        os.unlink(os.path.join(path, "model.safetensors"))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ckpt_mod.shutil, "rmtree", killed_midway)
+    with pytest.raises(KeyboardInterrupt):
+        _save(tmp_path, 3, model, keep_last=2)
+    monkeypatch.setattr(ckpt_mod.shutil, "rmtree", real_rmtree)
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["ckpt-2", "ckpt-3"]  # no half-deleted ckpt-1
+    assert any(p.startswith(ckpt_mod.TRASH_PREFIX) for p in os.listdir(tmp_path))
+    old_style = tmp_path / "ckpt-9"  # left half-deleted by an older difflab: state.json but no weights
+    old_style.mkdir()
+    (old_style / "state.json").write_text("{}")
+    assert latest_checkpoint(tmp_path) == tmp_path / "ckpt-3"
+    _save(tmp_path, 4, model, keep_last=2)
+    assert sorted(os.listdir(tmp_path)) == ["ckpt-3", "ckpt-4"]  # trash and the half-deleted folder swept

@@ -220,3 +220,49 @@ def test_bad_setups_give_one_clear_message(tmp_path):
     Trainer(tiny_denoiser(), DiffusionLoss(), toy_data(), _config(max_steps=1), tmp_path / "done").train()
     with pytest.raises(DifflabError, match="pass resume=True"):
         Trainer(tiny_denoiser(), DiffusionLoss(), toy_data(), _config(max_steps=1), tmp_path / "done").train()
+
+
+@pytest.mark.parametrize("when", ["final", "periodic"])
+def test_ctrl_c_in_a_preview_keeps_a_resumable_checkpoint(tmp_path, when):
+    """A KeyboardInterrupt out of a preview (the end-of-training one, or one on the way) still leaves a
+    checkpoint of the last finished step, and resuming it repeats the uninterrupted run."""
+    cfg = _config(max_steps=4, sample_every=3 if when == "periodic" else 10)
+
+    def previews(model, step, out_dir):
+        raise KeyboardInterrupt
+
+    result = Trainer(tiny_denoiser(), DiffusionLoss(), toy_data(), cfg, tmp_path / "b", sample_fn=previews).train()
+    stopped_at = 3 if when == "periodic" else 4
+    assert (result.stop_reason, result.step) == ("interrupted", stopped_at)
+    assert result.checkpoint == latest_checkpoint(tmp_path / "b") == tmp_path / "b" / f"ckpt-{stopped_at}"
+    straight = Trainer(tiny_denoiser(), DiffusionLoss(), toy_data(), _config(max_steps=4), tmp_path / "a")
+    straight.train()
+    resumed = Trainer(tiny_denoiser(seed=3), DiffusionLoss(), toy_data(), _config(max_steps=4), tmp_path / "b")
+    assert resumed.train(resume=True).step == 4
+    _assert_same_weights(resumed.model, straight.model)
+
+
+def test_sigint_twice_in_the_final_preview_still_saves_first(tmp_path):
+    """Ctrl-C twice during the end-of-training preview: the second raises inside the preview, which
+    comes after the checkpoint, so the run is kept."""
+    def previews(model, step, out_dir):
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    cfg = _config(max_steps=3, sample_every=10)
+    result = Trainer(tiny_denoiser(), DiffusionLoss(), toy_data(), cfg, tmp_path, sample_fn=previews).train()
+    assert (result.stop_reason, result.step) == ("interrupted", 3)
+    assert latest_checkpoint(tmp_path) == tmp_path / "ckpt-3"
+
+
+def test_a_spent_budget_trains_no_further_step(tmp_path):
+    """Limits are totals over resumes and are checked before each step: resuming a run that reached
+    max_steps adds no step (today's loop took one step past the budget of a minutes-limited run)."""
+    Trainer(tiny_denoiser(), DiffusionLoss(), toy_data(), _config(max_steps=3), tmp_path).train()
+    again = Trainer(tiny_denoiser(), DiffusionLoss(), toy_data(), _config(max_steps=3), tmp_path)
+    result = again.train(resume=True)
+    assert (result.stop_reason, result.step) == ("max_steps", 3)
+    timed = Trainer(tiny_denoiser(), DiffusionLoss(), toy_data(), _config(max_steps=None, max_minutes=1e-9), tmp_path)
+    result = timed.train(resume=True)  # elapsed restored from the checkpoint exceeds the tiny budget
+    assert (result.stop_reason, result.step) == ("max_minutes", 3)
+    assert [r["step"] for r in read_log(tmp_path / "log.jsonl")] == [1, 2, 3]

@@ -71,7 +71,7 @@ def sampling_checkpoint(run_dir: Path, ema: bool = True) -> Path:
         raise DifflabError(f"{run_dir} has no complete checkpoint yet; train longer or resume it with --resume")
     for damage in skipped:
         Console(stderr=True).print(f"note: skipped {damage.file.parent.name}: {damage}; using {ckpt.name}",
-                                   markup=False, highlight=False)
+                                   markup=False, highlight=False, soft_wrap=True)
     return ckpt
 
 

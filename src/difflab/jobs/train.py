@@ -125,7 +125,7 @@ def run_meta(out: Path, dataset, cfg: RunConfig, text_encoder, resume: bool) -> 
         try:
             saved = read_meta(out)
         except DifflabError as e:
-            Console().print(f"{e}; writing it again from the data", markup=False, highlight=False)
+            Console().print(f"{e}; writing it again from the data", markup=False, highlight=False, soft_wrap=True)
         else:
             if saved != meta:
                 raise DifflabError(f"{out} was trained on data of another shape or conditioning; use another --out")
@@ -140,7 +140,7 @@ def run_train(config: str | Path | None, out: str | Path, *, minutes: float | No
     refuse_existing(out, resume)
     with RunLock(out) as lock:
         if lock.note:
-            console.print(lock.note, markup=False, highlight=False)
+            console.print(lock.note, markup=False, highlight=False, soft_wrap=True)
         ckpt = resume_point(out) if resume else None
         cfg = resolve_config(config, out, list(overrides or []), ckpt)
         train_cfg = budget(replace(cfg.train, condition=None), read_state(ckpt) if ckpt else None, minutes, steps)
@@ -155,7 +155,7 @@ def run_train(config: str | Path | None, out: str | Path, *, minutes: float | No
         console.print(f"difflab train {cfg.data.name} -> {out}: {cfg.model.network} "
                       f"({count_parameters(model) / 1e6:.2f}M parameters), {type(process).__name__}, "
                       f"{cfg.model.parameterization}-prediction, {len(dataset)} items of shape {meta.data_shape}; "
-                      f"until {_describe(cfg.train)}", markup=False, highlight=False)
+                      f"until {_describe(cfg.train)}", markup=False, highlight=False, soft_wrap=True)
         write_meta(out, meta)
         captions = None
         if text_encoder is not None:
@@ -165,5 +165,5 @@ def run_train(config: str | Path | None, out: str | Path, *, minutes: float | No
                           prepare=build_prepare(cfg, text_encoder), run_config=config_to_dict(cfg))
         result = trainer.train(resume=resume)
     console.print(f"stopped at step {result.step} ({result.stop_reason}); checkpoint {result.checkpoint}",
-                  markup=False, highlight=False)
+                  markup=False, highlight=False, soft_wrap=True)
     return result

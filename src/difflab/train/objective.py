@@ -54,9 +54,15 @@ class _TrainedDenoiser(Denoiser):
     """
 
     def __init__(self, forward: nn.Module, raw: nn.Module):
-        self.forward = forward
-        self.process = getattr(raw, "process", None)
-        self.parameterization = getattr(raw, "parameterization", None)
+        self.forward, self.raw = forward, raw
+
+    @property
+    def process(self):
+        return self.raw.process
+
+    @property
+    def parameterization(self):
+        return self.raw.parameterization
 
     def __call__(self, x: Tensor, t: Tensor, cond=None) -> Tensor:
         return self.forward(x, t, cond)
