@@ -1,0 +1,79 @@
+"""Calibration, agreement and the `difflab analyze creativity` command on a tiny run."""
+
+import json
+from pathlib import Path
+
+import torch
+from typer.testing import CliRunner
+
+from difflab.analysis.creativity import calibrate_patch_sizes, pearson_agreement
+from difflab.analysis.local_score import EquivariantLocalScoreMachine, PatchSchedule
+from difflab.cli.main import app
+from difflab.config.factory import build_denoiser, build_process
+from difflab.config.loader import load_config
+from difflab.data.digits import load_digits
+from difflab.jobs.analyze import creativity_study
+from difflab.jobs.runs import LoadedRun, RunMeta
+from difflab.process import RectifiedFlow
+
+runner = CliRunner()
+
+
+
+def test_pearson_agreement_is_a_centred_cosine():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(5, 1, 4, 4, generator=g, dtype=torch.float64)
+    b = torch.randn(5, 1, 4, 4, generator=g, dtype=torch.float64)
+    assert torch.allclose(pearson_agreement(a, 3 * a + 2), torch.ones(5, dtype=torch.float64))
+    assert torch.allclose(pearson_agreement(a, -a), -torch.ones(5, dtype=torch.float64))
+    want = torch.stack([torch.corrcoef(torch.stack([x.flatten(), y.flatten()]))[0, 1] for x, y in zip(a, b, strict=True)])
+    assert torch.allclose(pearson_agreement(a, b), want)
+
+
+def test_calibration_recovers_the_patch_size_of_a_machine_network():
+    """If the 'network' is itself an ELS machine with P = 3 late and P = 5 early, calibration finds it."""
+    g = torch.Generator().manual_seed(1)
+    train = torch.randn(6, 1, 6, 6, generator=g, dtype=torch.float64).tanh()
+    process = RectifiedFlow()
+    truth = PatchSchedule((1.0, 0.7, 0.5, 0.2), (5, 5, 3, 3))
+    network = EquivariantLocalScoreMachine(train, process, truth, "velocity", boundary_broken=True)
+    x_T = torch.randn(4, 1, 6, 6, generator=g, dtype=torch.float64)
+    cal = calibrate_patch_sizes(network, lambda P: EquivariantLocalScoreMachine(train, process, P, boundary_broken=True),
+                                x_T, [1, 3, 5, 7], sampler="euler", steps=4)
+    assert cal.schedule.sizes[1:] == (5, 3, 3)  # at t = 1 (alpha = 0) every size gives the same estimate
+    assert cal.scores.shape == (4, 4) and bool((cal.scores[1:].max(1).values > 0.999).all())
+
+
+def tiny_run(seed=0):
+    """An untrained tiny U-Net with the digits preset's process and sampler (the study needs no training)."""
+    torch.manual_seed(seed)
+    cfg = load_config("digits", ["model.options={base_channels: 8, channel_mult: [1], num_res_blocks: 1, "
+                                 "attention_resolutions: []}", "sample.steps=3", "sample.sampler=euler"])
+    model = build_denoiser(cfg, build_process(cfg.process), (1, 8, 8), None, None).eval().requires_grad_(False)
+    return LoadedRun(cfg, RunMeta((1, 8, 8), None, None), model, Path("ckpt-0"), None)
+
+
+def test_creativity_study_on_a_tiny_run(tmp_path):
+    images, _ = load_digits("train")
+    held, _ = load_digits("test")
+    train = images[:40].double()
+    rep = creativity_study({"a": tiny_run(0), "b": tiny_run(1)}, train, held[:30].double(), tmp_path, n=4,
+                           calibration_n=2, sizes=[1, 3])
+    res = rep["runs"]["a"]
+    assert set(res["agreement"]) == {"ideal", "ls", "els", "nearest_training_image", "other_seed"}
+    assert all(-1 <= a <= 1 for v in res["agreement_per_seed"].values() for a in v)
+    assert res["steps_trained"] == 0 and len(res["calibration"]["els"]["sizes"]) == 3
+    assert set(res["calibration"]["els"]["sizes"]) <= {1, 3}
+    assert res["memorization"]["ideal"]["ratio"] < 0.2  # the ideal machine reproduces training digits
+    for f in [*res["figures"].values(), rep["black_white"]["figure"]]:
+        assert Path(f).is_file()
+    assert rep["black_white"]["fraction_farther_than_0.1_rms_from_both"]["ideal"] == 0.0
+    assert rep["black_white"]["fraction_farther_than_0.1_rms_from_both"]["ls_P1"] > 0.5  # mosaics
+    assert json.loads((tmp_path / "creativity.json").read_text())["metric"].startswith("Pearson")
+
+
+def test_creativity_command_bad_input(tmp_path):
+    r = runner.invoke(app, ["analyze", "creativity", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "does not exist" in r.output and "Traceback" not in r.output
+    r = runner.invoke(app, ["analyze", "creativity", str(tmp_path), "-n", "1"])
+    assert r.exit_code == 2 and "at least 2" in r.output
