@@ -1,13 +1,31 @@
 """Contract of every sampler and of difflab.sample: shape, dtype, determinism, callback, NFE, seeds, errors."""
 
+import math
+
 import pytest
 import torch
 
 from difflab.analysis import image_like_mixture
+from difflab.analysis.gaussian_mixture import GaussianMixture
 from difflab.process import VPSDE, RectifiedFlow
-from difflab.sampling import DETERMINISTIC, SAMPLERS, STOCHASTIC, CountingDenoiser, sample, sampler_options
+from difflab.sampling import (
+    DETERMINISTIC,
+    SAMPLERS,
+    STOCHASTIC,
+    CountingDenoiser,
+    GaussianNoise,
+    sample,
+    sampler_options,
+    uniform_log_snr,
+    unipc,
+)
+from difflab.sampling.core import Run
+from difflab.sampling.edm import _edm_plan
+from difflab.sampling.unipc import _unipc_plan
 from difflab.utils.errors import DifflabError
 from tests.sampling.cases import denoiser
+
+f64 = torch.float64
 
 ALL = sorted(SAMPLERS)
 IMAGES = image_like_mixture(dim=16, k=3, seed=1)  # 16 = 1 x 4 x 4
@@ -67,6 +85,9 @@ EXPECTED_NFE = {  # steps = N on a log-SNR grid of VP, which ends at sigma = 0
     "heun": lambda n: 2 * n - 1,  # no correction on the step into sigma = 0
     "dpmpp_sde": lambda n: 2 * n - 1,  # likewise: one stage on the final jump
     "pc": lambda n: 2 * n,  # one Langevin correction + one predictor evaluation per step
+    "deis": lambda n: n,
+    "ipndm": lambda n: n,
+    "plms": lambda n: n + 1,  # PNDM's pseudo-improved Euler warm-up costs one more evaluation
 }
 
 
@@ -168,3 +189,61 @@ def test_reverse_sde_from_pure_noise_is_refused():
     with pytest.raises(DifflabError, match="infinite drift"):
         sample(denoiser("flow"), (2, 2), sampler="euler_maruyama", steps=3)
     sample(denoiser("flow"), (2, 2), sampler="euler_maruyama", steps=3, schedule_options={"t_max": 0.999})
+
+
+def test_dpmpp_sde_default_noise_is_one_brownian_path():
+    """Exact oracle: for Gaussian data N(0, 0.2^2 I) the samples' variance must approach 0.04. Drawing the two
+    stages' noise independently (they cover the overlapping [t_mid, t_i] and [t_{i+1}, t_i]) shrank it to
+    0.69x at 25 steps; increments of one path give 0.95x at 25 steps and 0.98x at 50 (a Brownian tree, the same)."""
+    std = 0.2
+    gauss = GaussianMixture(torch.ones(1, dtype=f64), torch.zeros(1, 16, dtype=f64), torch.full((1,), std**2, dtype=f64))
+    x = sample(gauss.denoiser(VPSDE(), "eps"), (4000, 16), sampler="dpmpp_sde", steps=25, seed=1, dtype=f64).x
+    assert 0.92 < float(x.var()) / std**2 < 1.0  # 64000 values: the estimate's standard error is 0.6 %
+    assert abs(float(x.mean())) < 0.01
+
+
+def test_noise_increments_share_one_path():
+    """z_mid, z = increments(t, t_mid, t_next): unit variance each, correlation sqrt((t - t_mid) / (t - t_next))."""
+    like = torch.zeros(200000, dtype=f64)
+    z_mid, z = GaussianNoise(like, torch.Generator().manual_seed(0)).increments(0.9, 0.6, 0.5)
+    for v in (z_mid, z):
+        assert abs(float(v.var()) - 1) < 0.01
+    assert abs(float((z_mid * z).mean()) - math.sqrt(0.3 / 0.4)) < 0.01
+
+
+def test_unipc_callback_reports_the_corrected_state():
+    """Each reported state is the one the sampler continues from: the last UniP step, applied to the state
+    reported for step n-2 and the reported x0 estimates, gives the output (the predicted, uncorrected state
+    that the callback used to report does not)."""
+    D, steps = denoiser("vp"), []
+    x_T = torch.randn(8, 2, generator=torch.Generator().manual_seed(0), dtype=f64)
+    ts = uniform_log_snr(D.process, 6, t_end=1e-3)
+    out = unipc(D, x_T, ts, callback=steps.append)
+    last = _unipc_plan(Run(D, x_T, ts), 2, True, True)[-1]
+    m = [s.x0 for s in reversed(steps)]  # m_{n-1}, m_{n-2}, ...
+    again = last.a * steps[-2].x + sum(w * mk for w, mk in zip(last.w, m, strict=False))
+    torch.testing.assert_close(again, out, rtol=0, atol=1e-12)
+    assert [s.i for s in steps] == list(range(6)) and torch.equal(steps[-1].x, out)
+    predicted = []
+    unipc(D, x_T, ts, callback=predicted.append, corrector=False)
+    assert not torch.allclose(steps[-2].x, predicted[-2].x, atol=1e-6)
+
+
+def test_edm_churn_is_algorithm_2():
+    """sigma~_hat = (1 + gamma) sigma~_i with gamma = min(S_churn / N, sqrt(2) - 1), and x_hat's added noise
+    makes sigma~_hat^2 = sigma~_i^2 + (noise / alpha_hat)^2 (EDM Algorithm 2, lines 4-6, in x~ = x / alpha)."""
+    process = VPSDE()
+    ts = uniform_log_snr(process, 8, t_end=1e-3)
+    run = Run(denoiser("vp"), torch.zeros(1, 2, dtype=f64), ts)
+    plan = _edm_plan(run, True, 2.0, 0.05, 10.0, 1.0)
+    gamma = 2.0 / 8
+    for i, step in enumerate(plan):
+        t_i, t_hat = ts[i : i + 1], torch.tensor([step.t_hat], dtype=f64)
+        sig_i = float(process.sigma(t_i) / process.alpha(t_i))
+        a_hat, sig_hat = float(process.alpha(t_hat)), float(process.sigma(t_hat) / process.alpha(t_hat))
+        if 0.05 <= sig_i <= 10.0:
+            assert sig_hat == pytest.approx((1 + gamma) * sig_i, rel=1e-9)
+            assert sig_hat**2 == pytest.approx(sig_i**2 + (step.noise / a_hat) ** 2, rel=1e-9)
+            assert step.keep == pytest.approx(a_hat / float(process.alpha(t_i)), rel=1e-12)
+        else:
+            assert step.t_hat == float(t_i) and step.noise == 0.0 and step.keep == 1.0

@@ -14,6 +14,7 @@ is handled in closed form: exp(-h) -> 0, and the step falls back to first order.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -21,6 +22,7 @@ from torch import Tensor
 from difflab.sampling.core import Run, check_nonnegative, check_unit_interval, floats, lincomb
 from difflab.sampling.linear import LinearPlan, multistep_orders, run_linear
 from difflab.utils.errors import DifflabError
+from difflab.utils.tensors import f64
 
 
 def _steps(run: Run) -> tuple[list[float], list[float], list[float], list[float]]:
@@ -124,11 +126,49 @@ def dpmpp_2m_sde(denoiser, x: Tensor, ts, *, cond=None, generator=None, callback
     return run_linear(run, _multistep(run, 2, False, eta))
 
 
-def _ancestral(sig_from: Tensor, sig_to: Tensor, eta: float) -> tuple[Tensor, Tensor]:
+def _ancestral(sig_from: float, sig_to: float, eta: float) -> tuple[float, float]:
     """k-diffusion's get_ancestral_step in sigma~ = sigma/alpha: (sigma_down, sigma_up) with
     sigma_up = min(sigma_to, eta sigma_to sqrt(1 - sigma_to^2 / sigma_from^2)), sigma_down^2 = sigma_to^2 - sigma_up^2."""
-    up = torch.minimum(sig_to, eta * sig_to * (1 - (sig_to / sig_from) ** 2).clamp(min=0).sqrt())
-    return (sig_to**2 - up**2).clamp(min=0).sqrt(), up
+    up = min(sig_to, eta * sig_to * math.sqrt(max(1 - (sig_to / sig_from) ** 2, 0.0)))
+    return math.sqrt(max(sig_to**2 - up**2, 0.0)), up
+
+
+class SDEStep(NamedTuple):
+    """Step i of dpmpp_sde, as Python floats: stage 1 to t_mid, x_mid = a1 x + w1 x0_i + c1 z_mid (only when
+    two_stage), stage 2 to t_{i+1}, x_next = a2 x + w2 D + c2 z, with z_mid and z increments of one Brownian
+    path over [t_mid, t_i] and [t_{i+1}, t_i]."""
+
+    t_mid: float
+    two_stage: bool
+    a1: float
+    w1: float
+    c1: float
+    a2: float
+    w2: float
+    c2: float
+
+
+def _sde_plan(run: Run, eta: float, s_noise: float) -> list[SDEStep]:
+    """Both ancestral stages of every step from the float64 grid (dpmpp_sde's docstring for the formulas)."""
+    process, plan = run.process, []
+    lam, alpha, sigma = floats(run.lam), floats(run.alpha), floats(run.sigma)
+
+    def stage(i: int, a_to: float, s_to: float) -> tuple[float, float, float]:
+        """(a, w, c) of the ancestral exponential step from t_i to a time with (alpha, sigma) = (a_to, s_to)."""
+        sig_i = sigma[i] / alpha[i] if alpha[i] > 0 else math.inf  # sigma~_i
+        down, up = _ancestral(sig_i, s_to / a_to, eta)
+        return a_to * down / sigma[i], a_to * (1 - alpha[i] * down / sigma[i]), a_to * up * s_noise
+
+    for i in range(run.n):
+        two_stage = math.isfinite(lam[i]) and math.isfinite(lam[i + 1])
+        t_mid, a1, w1, c1 = run.t[i], 1.0, 0.0, 0.0
+        if two_stage:  # the log-SNR midpoint (r = 1/2)
+            t_mid = float(process.t_from_log_snr(torch.tensor(0.5 * (lam[i] + lam[i + 1]), dtype=f64)))
+            t_mid = min(max(t_mid, run.t[i + 1]), run.t[i])
+            t_mid64 = torch.tensor(t_mid, dtype=f64)
+            a1, w1, c1 = stage(i, float(process.alpha(t_mid64)), float(process.sigma(t_mid64)))
+        plan.append(SDEStep(t_mid, two_stage, a1, w1, c1, *stage(i, alpha[i + 1], sigma[i + 1])))
+    return plan
 
 
 def dpmpp_sde(
@@ -141,36 +181,31 @@ def dpmpp_sde(
     sigma~_up noise. Stage 1 goes to the log-SNR midpoint s with D = x0_i; stage 2 to t_{i+1} with D = x0 at
     the stage-1 point. In x-space: x_to = alpha_to (sigma~_down/sigma_i x + (1 - alpha_i sigma~_down/sigma_i) D)
     + alpha_to sigma~_up z. Steps with an infinite h (from alpha = 0 or into sigma = 0) take stage 2 only.
+
+    The two stages cover the overlapping intervals [s, t_i] and [t_{i+1}, t_i], so their noises are increments
+    of ONE Brownian path (NoiseSource.increments), as k-diffusion's default Brownian-tree noise is; drawing
+    them independently biases the samples (their spread shrinks; tests/sampling/test_contract.py).
     """
     eta = check_unit_interval("eta", eta)
     s_noise = check_nonnegative("s_noise", s_noise)
     run = Run(denoiser, x, ts, cond=cond, generator=generator, callback=callback)
-    a_i, s_i = run.alpha[:-1], run.sigma[:-1]
-    two_stage = torch.isfinite(run.lam[:-1]) & torch.isfinite(run.lam[1:])
-    lam_mid = torch.where(two_stage, 0.5 * (run.lam[:-1] + run.lam[1:]), run.lam[:-1])
-    t_mid = torch.where(two_stage, run.process.t_from_log_snr(lam_mid).to(torch.float64), run.ts[:-1])
-    t_mid = torch.minimum(torch.maximum(t_mid, run.ts[1:]), run.ts[:-1])
-    a_mid, s_mid = run.process.alpha(t_mid), run.process.sigma(t_mid)
-    sig_i = s_i / a_i  # sigma~_i (inf where alpha = 0)
-
-    def stage(a_to: Tensor, s_to: Tensor) -> tuple[list[float], list[float], list[float]]:
-        down, up = _ancestral(sig_i, s_to / a_to, eta)
-        return floats(a_to * down / s_i), floats(a_to * (1 - a_i * down / s_i)), floats(a_to * up * s_noise)
-
-    a1, w1, c1 = stage(a_mid, s_mid)
-    a2, w2, c2 = stage(run.alpha[1:], run.sigma[1:])
-    at_mid, stages, t_mid_f = run.evaluator(t_mid), two_stage.tolist(), t_mid.tolist()
+    plan = _sde_plan(run, eta, s_noise)
+    at_mid = run.evaluator(torch.tensor([step.t_mid for step in plan], dtype=f64))
     x = run.like
-    for i in range(run.n):
+    for i, step in enumerate(plan):
+        t, t_next = run.t[i], run.t[i + 1]
         x0 = run.at(x, i).x0
-        d = x0
-        if stages[i]:
-            x_mid = lincomb(x, a1[i], [(w1[i], x0)])
-            if c1[i] != 0.0:
-                x_mid.add_(run.noise(run.t[i], t_mid_f[i]), alpha=c1[i])
+        d, z = x0, None
+        if step.two_stage:
+            # stage 1: ancestral step to the midpoint, D = x0_i
+            x_mid = lincomb(x, step.a1, [(step.w1, x0)])
+            if step.c1 != 0.0 or step.c2 != 0.0:
+                z_mid, z = run.noise.increments(t, step.t_mid, t_next)
+                x_mid.add_(z_mid, alpha=step.c1)
             d = at_mid(x_mid, i).x0
-        x_next = lincomb(x, a2[i], [(w2[i], d)])
-        if c2[i] != 0.0:
-            x_next.add_(run.noise(run.t[i], run.t[i + 1]), alpha=c2[i])
+        # stage 2: ancestral step to t_{i+1} from x_i, D = x0 at the midpoint
+        x_next = lincomb(x, step.a2, [(step.w2, d)])
+        if step.c2 != 0.0:
+            x_next.add_(run.noise(t, t_next) if z is None else z, alpha=step.c2)
         x = run.done(i, x_next, x0)
     return x

@@ -21,48 +21,81 @@ noise level first: gamma = min(s_churn / N, sqrt(2) - 1) for sigma~ in [s_tmin, 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-from difflab.sampling.core import Run, check_nonnegative, floats, lincomb
+from difflab.sampling.core import Run, check_nonnegative, lincomb
+from difflab.utils.tensors import f64
+
+
+class EDMStep(NamedTuple):
+    """Step i of EDM Algorithm 2 from t_i to t_{i+1}, as Python floats (x-space coefficients).
+
+    Churn: x_hat = keep x + noise z at t_hat >= t_i (noise = 0: no churn, x_hat = x, t_hat = t_i).
+    Euler: x_next = ratio x_hat + k_eps eps_hat, or alpha_next x0_hat + k_eps eps_hat when alpha(t_hat) = 0.
+    correct: take Heun's second-order correction with eps_hat at (x_next, t_{i+1}).
+    """
+
+    t_hat: float
+    keep: float
+    noise: float
+    ratio: float
+    k_eps: float
+    alpha_next: float
+    from_zero: bool
+    correct: bool
+
+
+def _edm_plan(run: Run, second_order: bool, s_churn: float, s_tmin: float, s_tmax: float,
+              s_noise: float) -> list[EDMStep]:
+    """EDM's per-step coefficients from the float64 grid (module docstring for the formulas)."""
+    process, plan = run.process, []
+    gamma = min(s_churn / run.n, math.sqrt(2) - 1)  # EDM Algorithm 2, line 4
+
+    def at(fn, t: float) -> float:
+        return float(fn(torch.tensor(t, dtype=f64)))
+
+    for i in range(run.n):
+        t, lam = run.t[i], float(run.lam[i])
+        sig = float(run.sigma[i] / run.alpha[i])  # sigma~_i (inf where alpha = 0)
+        t_hat = t
+        if gamma > 0 and s_tmin <= sig <= s_tmax and math.isfinite(lam):  # sigma~_hat = (1 + gamma) sigma~_i
+            t_hat = min(max(at(process.t_from_log_snr, lam - math.log1p(gamma)), t), 1.0)
+        keep, noise = 1.0, 0.0
+        if t_hat > t:  # the forward transition t_i -> t_hat
+            c_keep, c_noise = process.transition(torch.tensor(t, dtype=f64), torch.tensor(t_hat, dtype=f64))
+            keep, noise = float(c_keep), float(c_noise) * s_noise
+        a_hat, s_hat = at(process.alpha, t_hat), at(process.sigma, t_hat)
+        a_next, s_next = float(run.alpha[i + 1]), float(run.sigma[i + 1])
+        from_zero = a_hat == 0.0
+        ratio = 0.0 if from_zero else a_next / a_hat  # r = alpha_{i+1} / alpha_hat
+        k_eps = s_next if from_zero else s_next - ratio * s_hat
+        correct = second_order and s_next > 0 and not from_zero
+        plan.append(EDMStep(t_hat, keep, noise, ratio, k_eps, a_next, from_zero, correct))
+    return plan
 
 
 def _edm(run: Run, second_order: bool, s_churn: float, s_tmin: float, s_tmax: float, s_noise: float) -> Tensor:
-    process, n = run.process, run.n
-    lam = run.lam[:-1]
-    sig = run.sigma[:-1] / run.alpha[:-1]  # sigma~_i (inf where alpha = 0)
-    churn = (sig >= s_tmin) & (sig <= s_tmax) & torch.isfinite(lam)
-    gamma = torch.where(churn, torch.full_like(lam, min(s_churn / n, math.sqrt(2) - 1)), torch.zeros_like(lam))
-    t_hat = torch.where(gamma > 0, process.t_from_log_snr(lam - torch.log1p(gamma)).to(lam.dtype), run.ts[:-1])
-    t_hat = torch.minimum(torch.maximum(t_hat, run.ts[:-1]), torch.ones_like(t_hat))
-    c_keep, c_noise = process.transition(run.ts[:-1], t_hat)
-    c_keep = torch.where(t_hat > run.ts[:-1], c_keep, torch.ones_like(c_keep))
-    c_noise = torch.where(t_hat > run.ts[:-1], c_noise * s_noise, torch.zeros_like(c_noise))
-    a_hat, s_hat = process.alpha(t_hat), process.sigma(t_hat)
-    a_next, s_next = run.alpha[1:], run.sigma[1:]
-    from_zero = a_hat == 0
-    ratio = torch.where(from_zero, torch.zeros_like(a_hat), a_next / a_hat)  # r = alpha'/alpha_hat
-    k_eps = torch.where(from_zero, s_next, s_next - ratio * s_hat)  # Euler: r x + k eps (or alpha' x0 + sigma' eps)
-    correct = (s_next > 0) & ~from_zero if second_order else torch.zeros_like(from_zero)
-
-    at_hat = run.evaluator(t_hat)
-    ratio_f, k_f, a_next_f = floats(ratio), floats(k_eps), floats(a_next)
-    keep_f, noise_f, t_hat_f, correct_f = floats(c_keep), floats(c_noise), t_hat.tolist(), correct.tolist()
-    from_zero_f = from_zero.tolist()
+    plan = _edm_plan(run, second_order, s_churn, s_tmin, s_tmax, s_noise)
+    at_hat = run.evaluator(torch.tensor([step.t_hat for step in plan], dtype=f64))
     x = run.like
-    for i in range(n):
+    for i, step in enumerate(plan):
+        # increase noise temporarily: x_hat = x_i + sqrt(t_hat^2 - t_i^2) S_noise z (Algorithm 2, lines 5-6)
         x_hat = x
-        if noise_f[i] != 0.0:
-            x_hat = lincomb(x, keep_f[i], [(noise_f[i], run.noise(t_hat_f[i], run.t[i]))])
+        if step.noise != 0.0:
+            x_hat = lincomb(x, step.keep, [(step.noise, run.noise(step.t_hat, run.t[i]))])
+        # Euler step from t_hat to t_{i+1} (lines 7-8)
         pred = at_hat(x_hat, i)
-        if from_zero_f[i]:
-            x_next = lincomb(pred.x0, a_next_f[i], [(k_f[i], pred.eps)])
+        if step.from_zero:
+            x_next = lincomb(pred.x0, step.alpha_next, [(step.k_eps, pred.eps)])
         else:
-            x_next = lincomb(x_hat, ratio_f[i], [(k_f[i], pred.eps)])
-        if correct_f[i]:
-            eps_2 = run.at(x_next, i + 1).eps
-            x_next = lincomb(x_hat, ratio_f[i], [(0.5 * k_f[i], pred.eps), (0.5 * k_f[i], eps_2)])
+            x_next = lincomb(x_hat, step.ratio, [(step.k_eps, pred.eps)])
+        # second-order correction: average eps_hat at both ends (lines 9-11)
+        if step.correct:
+            eps_next = run.at(x_next, i + 1).eps
+            x_next = lincomb(x_hat, step.ratio, [(0.5 * step.k_eps, pred.eps), (0.5 * step.k_eps, eps_next)])
         x = run.done(i, x_next, pred.x0)
     return x
 

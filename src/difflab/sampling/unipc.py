@@ -12,19 +12,32 @@ with phi_1 = expm1(-h), B(h) = expm1(-h) and rho solving R rho = b (eq. 8 / Theo
 R_qk = r_k^{q-1}, b_q = q! phi_{q+1}(h) / B(h), phi_{q+1} the recursion phi_{k+1} = phi_k / (-h) - 1/k!.
 rho^p = [1/2] for p = 2 and rho^c = [1/2] for p = 1 (the paper's choices, as in diffusers). With the
 corrector, UniPC-p has order p + 1. Every coefficient depends on the grid alone and is computed before the
-loop; the loop is difflab.sampling.linear.run_linear.
+loop, one `UniPCStep` per step; the callback of step i reports x_{i+1} once it is corrected (after the
+evaluation at x_{i+1}, which the correction needs), so trajectories hold the states the sampler continues from.
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 from torch import Tensor
 
-from difflab.sampling.core import Run, floats
-from difflab.sampling.linear import LinearPlan, multistep_orders, run_linear
+from difflab.sampling.core import Run, floats, lincomb
+from difflab.sampling.linear import multistep_orders
 from difflab.utils.errors import DifflabError
+
+
+class UniPCStep(NamedTuple):
+    """Step i, as Python floats. UniC (when corrector_w is not None) first rewrites the predicted x_i as
+    corrector_a x_{i-1} + sum_k corrector_w[k] m_{i+1-k} (m_i newest); UniP then predicts
+    x_{i+1} = a x_i + sum_k w[k] m_{i-k}."""
+
+    a: float
+    w: list[float]
+    corrector_a: float | None
+    corrector_w: list[float] | None
 
 
 def _rhs(h: float, p: int) -> tuple[np.ndarray, float, float]:
@@ -85,17 +98,38 @@ def unipc(
     if order not in (1, 2, 3):
         raise DifflabError(f"unipc order must be 1, 2 or 3; got {order!r}")
     run = Run(denoiser, x, ts, cond=cond, generator=generator, callback=callback)
+    plan = _unipc_plan(run, order, corrector, lower_order_final)
+    depth = max(len(w) for step in plan for w in (step.w, step.corrector_w or []))
+    x_prev, m_prev, history = None, None, []
+    x = run.like
+    for i, step in enumerate(plan):
+        m = run.at(x, i).x0  # m_i at the predicted x_i
+        history = [m, *history][:depth]  # newest first
+        # UniC: correct x_i with m_i, which the predictor of step i needs anyway (no extra NFE)
+        if step.corrector_w is not None:
+            cw = step.corrector_w
+            x = lincomb(x_prev, step.corrector_a, zip(cw, history[: len(cw)], strict=True))
+        if i > 0:  # step i-1 is final now: report its corrected state
+            run.done(i - 1, x, m_prev)
+        # UniP: predict x_{i+1}
+        x_prev, m_prev = x, m
+        x = lincomb(x, step.a, zip(step.w, history[: len(step.w)], strict=True))
+    return run.done(run.n - 1, x, m_prev)
+
+
+def _unipc_plan(run: Run, order: int, corrector: bool, lower_order_final: bool) -> list[UniPCStep]:
+    """UniP weights of every step and UniC weights for x_1..x_{n-1} (x_i is corrected with the order of
+    step i-1), from the float64 grid."""
     lam, alpha, sigma = floats(run.lam), floats(run.alpha), floats(run.sigma)
     h = [lam[i + 1] - lam[i] for i in range(run.n)]
     orders = multistep_orders(h, order)
     if lower_order_final:
         orders = [min(p, run.n - i) for i, p in enumerate(orders)]
-    a = [sigma[i + 1] / sigma[i] for i in range(run.n)]
-    w = [unipc_weights(lam, i, orders[i], alpha[i + 1], False) if math.isfinite(h[i]) else [alpha[i + 1]]
-         for i in range(run.n)]
-    corrector_w: list[list[float] | None] = [None] * run.n
-    if corrector:
-        for i in range(1, run.n):  # corrects x_i after step i-1, using the order of step i-1
-            corrector_w[i] = unipc_weights(lam, i - 1, orders[i - 1], alpha[i], True)
-    plan = LinearPlan(a, w, None, [None, *a[:-1]], corrector_w if corrector else None)
-    return run_linear(run, plan)
+    plan = []
+    for i in range(run.n):
+        w = unipc_weights(lam, i, orders[i], alpha[i + 1], False) if math.isfinite(h[i]) else [alpha[i + 1]]
+        ca, cw = None, None
+        if corrector and i > 0:
+            ca, cw = sigma[i] / sigma[i - 1], unipc_weights(lam, i - 1, orders[i - 1], alpha[i], True)
+        plan.append(UniPCStep(sigma[i + 1] / sigma[i], w, ca, cw))
+    return plan
