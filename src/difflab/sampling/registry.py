@@ -32,9 +32,10 @@ SAMPLERS: dict[str, Callable[..., Tensor]] = {
     "pc": predictor_corrector,
     "adaptive": probability_flow,
 }
-#: samplers whose output is a deterministic function of x_T (with their default options)
-DETERMINISTIC = ("euler", "heun", "ddim", "dpmpp_2m", "dpmpp_3m", "unipc", "deis", "ipndm", "plms", "adaptive")
-STOCHASTIC = ("ddpm", "dpmpp_2m_sde", "dpmpp_sde", "euler_maruyama", "pc")
+#: the samplers that draw noise with their default options; every other one is a deterministic function of x_T
+_DRAW_NOISE = {ddpm, dpmpp_2m_sde, dpmpp_sde, euler_maruyama, predictor_corrector}
+DETERMINISTIC = tuple(name for name, fn in SAMPLERS.items() if fn not in _DRAW_NOISE)
+STOCHASTIC = tuple(name for name, fn in SAMPLERS.items() if fn in _DRAW_NOISE)
 
 
 def sampler_options(name: str) -> set[str]:
