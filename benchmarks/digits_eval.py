@@ -16,15 +16,16 @@ from __future__ import annotations
 
 import argparse
 import platform
+import sys
 import time
 from datetime import date
 from pathlib import Path
 
 import torch
-from rich.console import Console
 
-from difflab.jobs.evaluate import EvalReport, data_kind, evaluate_loaded, evaluate_split
+from difflab.jobs.evaluate import EvalReport, evaluate_loaded, evaluate_split
 from difflab.jobs.runs import load_run, torch_device
+from difflab.metrics import data_kind
 from difflab.sampling import DEFAULT_SAMPLER
 from difflab.utils.errors import DifflabError
 from difflab.utils.files import atomic_write_json, atomic_write_text
@@ -76,7 +77,6 @@ def main(argv=None) -> int:
     parser.add_argument("--json", type=Path, help="write every row's settings and results as JSON")
     a = parser.parse_args(argv)
     device = torch_device(a.device)
-    err = Console(stderr=True)
     loaded = load_run(a.run, ema=not a.no_ema, device=device)
     if data_kind(loaded.meta.data_shape, loaded.config.data.name) != "digits":
         raise DifflabError(f"{a.run} was not trained on digits; score it with `difflab eval {a.run}`")
@@ -84,12 +84,12 @@ def main(argv=None) -> int:
     for sampler, steps in a.rows:
         start = time.perf_counter()
         report = evaluate_loaded(loaded, n=a.n, sampler=sampler, steps=steps, schedule="default", seed=a.seed,
-                                 batch_size=a.batch_size, device=device, console=err)
+                                 batch_size=a.batch_size, device=device, progress=True)
         seconds = time.perf_counter() - start
         st = report.settings
         rows.append({"sampler": st["sampler"], "schedule": st["schedule"], "steps": steps, "nfe": st["nfe"],
                      "seconds": seconds, "results": report.results})
-        err.print(f"{st['sampler']} {steps} steps: FDD {report.results['fdd']:.3f} ({seconds:.0f} s)")
+        print(f"{st['sampler']} {steps} steps: FDD {report.results['fdd']:.3f} ({seconds:.0f} s)", file=sys.stderr)
     floor = evaluate_split(loaded, batch_size=a.batch_size, seed=a.seed, device=device)
     header = (f"Digits sample quality: {loaded.checkpoint} ({'raw' if a.no_ema else 'EMA'} weights), n={a.n} "
               f"samples per row, seed {a.seed}, each sampler on its default grid; {device} "

@@ -101,8 +101,8 @@ def test_progress_callback_and_uint8_input(digit_classifier, digits):
     u8 = (x_test * 127.5 + 128).clamp(0, 255).to(torch.uint8)
     r = evaluate(u8, x_test, "fdd", digit_classifier=digit_classifier, batch_size=100,
                  progress=lambda stage, n: seen.append((stage, n)))  # fmt: skip
-    assert seen == [("fake", 100), ("fake", 200), ("fake", 300), ("fake", 360)] + [
-        ("real", 100), ("real", 200), ("real", 300), ("real", 360)
+    assert seen == [("fake", 0), ("fake", 100), ("fake", 200), ("fake", 300), ("fake", 360)] + [
+        ("real", 0), ("real", 100), ("real", 200), ("real", 300), ("real", 360)
     ]
     assert r["fdd"] < 0.5  # quantization to 8 bits barely moves the features
 
@@ -116,7 +116,7 @@ def test_bad_inputs_give_one_clear_message(digit_classifier, digits, gen):
     assert "fdd" in METRICS and "precision_recall" in METRICS
     with pytest.raises(DifflabError, match="unknown evaluate option 'kk'"):
         evaluate(x, x, "fdd", kk=3)
-    with pytest.raises(DifflabError, match=r"fdd, precision_recall compare\(s\) with real data: pass real="):
+    with pytest.raises(DifflabError, match=r"fdd, precision_recall need\(s\) real samples to compare with: pass real="):
         evaluate(x, None, ["fdd", "precision_recall", "class_coverage"])
     with pytest.raises(DifflabError, match="pass train="):
         evaluate(x, x, "memorization")

@@ -29,6 +29,8 @@ def eval_(
     ema: bool = typer.Option(True, "--ema/--no-ema", help="Use the EMA weights."),
     device: str = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
     inception: Path = typer.Option(None, help="Inception-v3 weights file for fid/kid/is (default: torch hub cache)."),
+    is_splits: int = typer.Option(None, "--is-splits", help="Splits of the Inception Score (default 10; at most the "
+                                  "number of generated images)."),
     json_path: Path = typer.Option(None, "--json", help="Write the results and the settings used as JSON."),
 ):
     """Measure a trained run (difflab eval RUN) or two image folders (difflab eval --real DIR --fake DIR)."""
@@ -36,4 +38,4 @@ def eval_(
 
     run_job(run_eval, run, real=real, fake=fake, n=n, sampler=sampler, steps=steps, schedule=schedule, seed=seed,
             guidance=guidance, batch_size=batch_size, metrics=metrics, n_real=n_real, ema=ema, device=device,
-            inception=inception, json_path=json_path)
+            inception=inception, is_splits=is_splits, json_path=json_path)

@@ -1,7 +1,8 @@
 """Honest evaluation: Fréchet distances, FID/KID/IS via torchmetrics, precision/recall, digit metrics,
 CLIP score, low-dimensional distances and the memorization check (seeds 000 and 001, "metrics").
 
-`evaluate` / `evaluate_folders` are the entry points of `difflab eval`; METRICS lists the metric names.
+`evaluate` / `evaluate_folders` are the entry points of `difflab eval`; SPECS (difflab.metrics.specs) says
+what each metric needs and which accumulator computes it, METRICS lists the names with a description.
 Distances measured in different feature spaces (FID: Inception-v3; FDD: the digit classifier) are not
 comparable with each other.
 """
@@ -44,14 +45,28 @@ from difflab.metrics.inception import (
 )
 from difflab.metrics.lowdim import (
     MemorizationReport,
+    SW2Ratio,
+    describe_sw2_ratio,
     memorization_check,
     mmd_rbf,
     sliced_wasserstein2,
     sw2_floor,
+    sw2_ratio,
 )
+from difflab.metrics.options import Extractors
 from difflab.metrics.precision_recall import PrecisionRecall, manifold_radii, precision_recall
+from difflab.metrics.specs import AUTO, SPECS, MetricSpec, data_kind, resolve_metrics
 
 __all__ = [
+    "AUTO",
+    "SPECS",
+    "Extractors",
+    "MetricSpec",
+    "SW2Ratio",
+    "data_kind",
+    "describe_sw2_ratio",
+    "resolve_metrics",
+    "sw2_ratio",
     "shape_accuracy",
     "requested_probability",
     "mean_pairwise_distance",

@@ -14,94 +14,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import torch
 from torch import Tensor
+from torch.utils.data import DataLoader
 
 from difflab.data.images import to_unit_range
-from difflab.metrics.clip_score import DEFAULT_CLIP_MODEL
-from difflab.metrics.digit_classifier import load_digit_classifier
-from difflab.metrics.features import FeatureExtractor, get_feature_extractor
 from difflab.metrics.folders import ImageFolderBatches, check_same_images
-from difflab.metrics.inception import InceptionV3Features
-from difflab.metrics.streaming import BatchOutputs, build_accumulators
+from difflab.metrics.options import EvalOptions, Extractors
+from difflab.metrics.specs import METRICS, build_accumulators, check_counts, check_inputs
+from difflab.metrics.streaming import BatchOutputs
 from difflab.utils.errors import DifflabError, check_choice
 
-METRICS: dict[str, str] = {
-    "fid": "Fréchet Inception Distance (torchmetrics; Inception-v3 pool3, needs its weights)",
-    "kid": "Kernel Inception Distance, mean and std over subsets (torchmetrics)",
-    "is": "Inception Score, mean and std over splits (torchmetrics); generated samples only",
-    "fdd": "Fréchet Digit Distance: the FID formula on the digit classifier's features (NOT comparable to FID)",
-    "kdd": "Kernel Digit Distance: the KID estimator on the digit classifier's features",
-    "precision_recall": "improved precision and recall (k-NN manifolds) in the `features` space",
-    "class_coverage": "digit classes present, entropy of the predicted classes, mean classifier confidence",
-    "label_accuracy": "fraction of samples classified as their requested label (needs labels)",
-    "clip_score": "CLIP score of samples against their captions (needs captions and a local CLIP model)",
-    "sw2": "sliced Wasserstein-2 distance between the flattened samples",
-    "mmd": "unbiased MMD^2 with an RBF kernel between the flattened samples",
-    "memorization": "nearest-neighbour distances to the training set vs those of real held-out samples",
-}
-NEEDS_REAL = frozenset({"fid", "kid", "fdd", "kdd", "precision_recall", "sw2", "mmd", "memorization"})
+__all__ = ["METRICS", "EvalOptions", "evaluate", "evaluate_folders"]
 
 Data = Tensor | Iterable
-
-
-@dataclass(frozen=True)
-class EvalOptions:
-    """Settings of evaluate(); every field can also be passed to evaluate() as a keyword."""
-
-    features: str | FeatureExtractor = "digits"  # space of precision_recall and memorization
-    digit_classifier: FeatureExtractor | None = None  # default: the cached DigitClassifier
-    inception: str | Path | FeatureExtractor | None = None  # weights file, or an extractor, for fid/kid/is
-    inception_download: bool = True
-    clip_model: str | Path | Callable = DEFAULT_CLIP_MODEL
-    k: int = 3  # neighbours of precision/recall
-    kid_subsets: int = 100
-    kid_subset_size: int | None = None  # default min(1000, n_fake, n_real)
-    is_splits: int = 10
-    num_projections: int = 256
-    mmd_bandwidth: float | str = "median"
-    memorization_quantile: float = 0.01
-    batch_size: int = 256
-    seed: int = 0
-    device: str = "cpu"
-
-
-class Extractors:
-    """The feature extractors of one evaluation, each built at most once, on first use."""
-
-    def __init__(self, options: EvalOptions):
-        self.options = options
-        self._built: dict[str, FeatureExtractor] = {}
-
-    def _get(self, key: str, build: Callable[[], FeatureExtractor]) -> FeatureExtractor:
-        if key not in self._built:
-            self._built[key] = build()
-        return self._built[key]
-
-    def digits(self) -> FeatureExtractor:
-        o = self.options
-        return self._get("digits", lambda: o.digit_classifier or load_digit_classifier(device=o.device))
-
-    def inception(self) -> FeatureExtractor:
-        o = self.options
-        if isinstance(o.inception, FeatureExtractor):
-            return o.inception
-        return self._get(
-            "inception",
-            lambda: InceptionV3Features(o.inception, download=o.inception_download, device=o.device),
-        )
-
-    def space(self) -> FeatureExtractor:
-        """The extractor named by options.features."""
-        spec = self.options.features
-        if spec == "digits":
-            return self.digits()
-        if spec == "inception":
-            return self.inception()
-        return get_feature_extractor(spec)
 
 
 def _parse_metrics(metrics: str | Sequence[str]) -> list[str]:
@@ -112,60 +41,14 @@ def _parse_metrics(metrics: str | Sequence[str]) -> list[str]:
 
 
 def _known_count(data: Data | None) -> int | None:
+    """The number of samples of `data` when it is known before streaming: a tensor's rows, a DataLoader's
+    data set, or an iterable's `n` attribute (ImageFolderBatches, a job's sample stream)."""
     if isinstance(data, Tensor):
         return data.shape[0]
-    if isinstance(data, ImageFolderBatches):
-        return data.n
-    return None
-
-
-def check_counts(
-    metrics: Sequence[str],
-    o: EvalOptions,
-    n_fake: int | None,
-    n_real: int | None,
-    n_train: int | None = None,
-    n_labels: int | None = None,
-    n_captions: int | None = None,
-) -> None:
-    """Raise one DifflabError if a statistic lacks the samples it needs (None = not known yet)."""
-
-    def need(n: int | None, minimum: int, what: str, fix: str) -> None:
-        if n is not None and n < minimum:
-            raise DifflabError(f"{what} needs at least {minimum} samples, got {n}; {fix}")
-
-    more = "generate or supply more samples"
-    for m in metrics:
-        if m in ("fid", "fdd", "mmd"):
-            need(n_fake, 2, f"{m} (a covariance / U-statistic) on generated samples", more)
-            need(n_real, 2, f"{m} on real samples", more)
-        if m in ("kid", "kdd"):
-            size = o.kid_subset_size
-            if size is not None:
-                if size < 2:
-                    raise DifflabError(f"kid_subset_size must be at least 2; got {size}")
-                need(n_fake, size, f"{m} with kid_subset_size={size} on generated samples", "lower kid_subset_size")
-                need(n_real, size, f"{m} with kid_subset_size={size} on real samples", "lower kid_subset_size")
-            else:
-                need(n_fake, 2, f"{m} on generated samples", more)
-                need(n_real, 2, f"{m} on real samples", more)
-        if m == "is":
-            if o.is_splits < 1:
-                raise DifflabError(f"is_splits must be at least 1; got {o.is_splits}")
-            need(n_fake, o.is_splits, f"the inception score with is_splits={o.is_splits}", "lower is_splits")
-        if m == "precision_recall":
-            if o.k < 1:
-                raise DifflabError(f"precision/recall k must be at least 1; got {o.k}")
-            need(n_fake, o.k + 1, f"precision/recall with k={o.k} on generated samples", "lower k")
-            need(n_real, o.k + 1, f"precision/recall with k={o.k} on real samples", "lower k")
-        if m == "memorization":
-            need(n_train, 1, "the memorization check (pass train=...) on training samples", "pass the training set")
-        if m == "label_accuracy" and n_labels is not None and n_fake is not None and n_labels != n_fake:
-            raise DifflabError(f"label_accuracy needs one requested label per sample: {n_fake} samples, {n_labels} labels")
-        if m == "clip_score" and n_captions is not None and n_fake is not None and n_captions != n_fake:
-            raise DifflabError(f"clip_score needs one caption per sample: {n_fake} samples, {n_captions} captions")
-        if m in ("sw2", "memorization", "class_coverage", "label_accuracy", "clip_score", "is"):
-            need(n_fake, 1, f"{m} on generated samples", more)
+    if isinstance(data, DataLoader):
+        return len(data.dataset)
+    n = getattr(data, "n", None)
+    return n if isinstance(n, int) else None
 
 
 def _batches(data: Data, batch_size: int, role: str) -> Iterator[Tensor]:
@@ -225,14 +108,18 @@ def evaluate(
     progress: Callable[[str, int], None] | None = None,
     **overrides,
 ) -> dict[str, float]:
-    """Compute `metrics` (names in METRICS) of generated samples `fake` against `real` ones.
+    """Compute `metrics` (names in METRICS; what each needs: difflab.metrics.specs) of generated samples `fake`
+    against `real` ones.
 
-    fake, real, train: tensors (N, ...) or iterables of batches; images in [-1, 1] (or uint8).
+    fake, real, train: tensors (N, ...) or iterables of batches; images in [-1, 1] (or uint8). The sample
+    counts are checked before streaming when they are known (tensors, DataLoaders, iterables with an `n`
+    attribute), else once the stream has been read.
     labels: requested class of each generated sample (label_accuracy); captions: one per sample
     (clip_score); train: the training set (memorization); heldout: fresh real samples the model never saw,
     whose distances to `train` the memorization check compares with the generated ones (default: `real`;
     pass it to score the other metrics against the training set while memorization uses a test split).
-    options / overrides: EvalOptions fields. progress(stage, samples_done) after each batch.
+    options / overrides: EvalOptions fields. progress(stage, samples_done) when a stage starts (0) and after
+    each batch; stages are the roles "fake", "real", "heldout", "train", in that order.
     Returns a flat dict of floats (e.g. {"fdd": ..., "precision": ..., "recall": ..., "n_fake": ...}).
     """
     names = _parse_metrics(metrics)
@@ -240,30 +127,24 @@ def evaluate(
     for key in overrides:
         check_choice("evaluate option", key, valid)
     o = replace(options or EvalOptions(), **overrides)
-    missing_real = [m for m in names if m in NEEDS_REAL and real is None]
-    if missing_real:
-        raise DifflabError(f"{', '.join(missing_real)} compare(s) with real data: pass real=... samples")
-    if "memorization" in names and train is None:
-        raise DifflabError("the memorization check needs the training set: pass train=...")
-    if "label_accuracy" in names and labels is None:
-        raise DifflabError("label_accuracy needs the requested labels of the generated samples: pass labels=...")
-    if "clip_score" in names and captions is None:
-        raise DifflabError("clip_score needs one caption per generated sample: pass captions=...")
-    n_labels = None if labels is None else labels.shape[0]
-    n_captions = None if captions is None else len(captions)
+    given = {"real": real, "train": train, "labels": labels, "captions": captions}
+    check_inputs(names, [key for key, value in given.items() if value is not None])
     if heldout is not None and "memorization" not in names:
         raise DifflabError("heldout=... is only used by the memorization check: add 'memorization' or drop it")
-    check_counts(names, o, _known_count(fake), _known_count(real), _known_count(train), n_labels, n_captions)
+    roles = {"fake": fake, "real": real, "heldout": heldout, "train": train}
+    known = {role: _known_count(data) for role, data in roles.items()}
+    known.update(labels=None if labels is None else labels.shape[0], captions=None if captions is None else len(captions))
+    check_counts(names, o, known)  # before any sampling or feature extraction, where the counts are known
 
-    extractors = Extractors(o)
-    accs = build_accumulators(names, o, extractors, heldout_role="real" if heldout is None else "heldout")
-    roles = [("fake", fake), ("real", real), ("heldout", heldout), ("train", train)]
-    counts: dict[str, int | None] = {role: None for role, _ in roles}  # None: not consumed
+    accs = build_accumulators(names, o, Extractors(o), heldout_role="real" if heldout is None else "heldout")
+    counts: dict[str, int | None] = {role: None for role in roles}  # None: not consumed
     shape: tuple[int, ...] | None = None
-    for role, data in roles:
+    for role, data in roles.items():
         if data is None or not any(acc.wants(role) for acc in accs):
             continue
         counts[role] = 0
+        if progress is not None:
+            progress(role, 0)  # the stage starts (its clock with it)
         for x in _batches(data, o.batch_size, role):
             x = _prepare(x, role, shape)
             shape = tuple(x.shape[1:])
@@ -274,8 +155,10 @@ def evaluate(
             counts[role] += x.shape[0]
             if progress is not None:
                 progress(role, counts[role])
+    streamed = {role: n for role, n in counts.items() if known[role] is None}  # the counts learnt by streaming
+    if streamed:
+        check_counts(names, o, {**streamed, "labels": known["labels"], "captions": known["captions"]})
     n_fake, n_real, n_train = counts["fake"] or 0, counts["real"], counts["train"]
-    check_counts(names, o, n_fake, n_real, n_train, n_labels, n_captions)
     result: dict[str, float] = {}
     for acc in accs:
         result.update(acc.compute(n_fake, n_real or 0, n_train or 0))

@@ -22,12 +22,12 @@ from difflab.metrics.class_stats import ClassCounter
 from difflab.metrics.clip_score import ClipScorer
 from difflab.metrics.features import FeatureExtractor, Passthrough, features_and_logits, logits_of
 from difflab.metrics.frechet import FeatureStats, frechet_distance_from_stats
-from difflab.metrics.lowdim import memorization_check, mmd_rbf, sliced_wasserstein2
+from difflab.metrics.lowdim import memorization_check, mmd_rbf, sliced_wasserstein2, sw2_ratio
 from difflab.metrics.precision_recall import precision_recall
 from difflab.utils.errors import DifflabError
 
 if TYPE_CHECKING:
-    from difflab.metrics.evaluate import EvalOptions, Extractors
+    from difflab.metrics.options import EvalOptions
 
 KID_DEFAULT_SUBSET = 1000  # torchmetrics' default subset size, capped by the sample counts
 
@@ -187,6 +187,8 @@ class PrecisionRecallAcc(Collect):
 
 
 class LowDim(Collect):
+    """sw2 (with sw2_matched, sw2_floor, sw2_ratio: lowdim.sw2_ratio) and mmd on the flattened samples."""
+
     def __init__(self, names: Sequence[str], o: EvalOptions):
         super().__init__(None, ("fake", "real"))
         self.names, self.o = names, o
@@ -195,7 +197,10 @@ class LowDim(Collect):
         g = torch.Generator().manual_seed(self.o.seed)
         out = {}
         if "sw2" in self.names:
-            out["sw2"] = sliced_wasserstein2(self.all("fake"), self.all("real"), self.o.num_projections, g)
+            fake, real = self.all("fake"), self.all("real")
+            out["sw2"] = sliced_wasserstein2(fake, real, self.o.num_projections, g)
+            r = sw2_ratio(fake, real, self.o.num_projections, seed=self.o.seed)
+            out.update(sw2_matched=r.model, sw2_floor=r.floor, sw2_ratio=r.ratio)
         if "mmd" in self.names:
             out["mmd"] = mmd_rbf(self.all("fake"), self.all("real"), self.o.mmd_bandwidth, generator=g)
         return out
@@ -257,31 +262,3 @@ class Clip(Accumulator):
 
     def compute(self, n_fake, n_real, n_train):
         return {"clip_score": self.scorer.compute()}
-
-
-def build_accumulators(
-    names: Sequence[str], o: EvalOptions, ex: Extractors, heldout_role: str = "real"
-) -> list[Accumulator]:
-    """The accumulators the requested metric names need (memorization's held-out samples: `heldout_role`)."""
-    accs: list[Accumulator] = []
-    if "fdd" in names:
-        accs.append(FrechetDigits(ex.digits()))
-    if "kdd" in names:
-        accs.append(TorchmetricsKID(ex.digits(), "kdd", o))
-    if "fid" in names:
-        accs.append(TorchmetricsFID(ex.inception()))
-    if "kid" in names:
-        accs.append(TorchmetricsKID(ex.inception(), "kid", o))
-    if "is" in names:
-        accs.append(TorchmetricsIS(ex.inception(), o))
-    if "precision_recall" in names:
-        accs.append(PrecisionRecallAcc(ex.space(), o))
-    if "memorization" in names:
-        accs.append(Memorization(ex.space(), o, heldout_role))
-    if "class_coverage" in names or "label_accuracy" in names:
-        accs.append(Classes(ex.digits(), names))
-    if "clip_score" in names:
-        accs.append(Clip(o))
-    if "sw2" in names or "mmd" in names:
-        accs.append(LowDim(names, o))
-    return accs
