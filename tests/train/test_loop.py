@@ -266,3 +266,28 @@ def test_a_spent_budget_trains_no_further_step(tmp_path):
     result = timed.train(resume=True)  # elapsed restored from the checkpoint exceeds the tiny budget
     assert (result.stop_reason, result.step) == ("max_minutes", 3)
     assert [r["step"] for r in read_log(tmp_path / "log.jsonl")] == [1, 2, 3]
+
+
+@pytest.mark.slow
+def test_resume_with_two_workers_is_bit_exact(tmp_path):
+    """Two DataLoader workers and a randomly flipping data set: stopped at step 3 and resumed, the run
+    ends on the weights of the straight run (and of the same run with no workers)."""
+    from .test_data import FlippingData
+
+    def flipping():
+        data = FlippingData(64)
+        data.x = torch.cat([data.x, data.x.flip(0)], 1) / 64  # (64, 2) points for the 2-D denoiser
+        return data
+
+    cfg = _config(max_steps=6, num_workers=2)
+    straight = Trainer(tiny_denoiser(num_classes=None), DiffusionLoss(), flipping(), cfg, tmp_path / "a")
+    straight.train()
+    Trainer(tiny_denoiser(num_classes=None), DiffusionLoss(), flipping(), _config(max_steps=3, num_workers=2),
+            tmp_path / "b").train()
+    resumed = Trainer(tiny_denoiser(num_classes=None, seed=4), DiffusionLoss(), flipping(), cfg, tmp_path / "b")
+    resumed.train(resume=True)
+    _assert_same_weights(resumed.model, straight.model)
+    no_workers = Trainer(tiny_denoiser(num_classes=None), DiffusionLoss(), flipping(), _config(max_steps=6),
+                         tmp_path / "c")
+    no_workers.train()
+    _assert_same_weights(no_workers.model, straight.model)

@@ -7,27 +7,103 @@ b-slice of it, like DistributedSampler but in contiguous blocks, so the union ov
 micro-batch is the same set of items whatever the number of processes. The position of a run is
 (epoch, index) with index the number of items of the epoch already consumed: saved in a checkpoint,
 it restarts the stream exactly where it stopped.
+
+Random augmentation (a flip drawn from torch's global RNG in a data set's __getitem__) is seeded
+per item from (seed, epoch, position j of the item in the epoch's order): torch's global generator
+is set to splitmix64(derive_seed(seed, AUG_STREAM, epoch) + j) before the item is fetched (Python's
+and NumPy's global generators once per batch, from its first position). So an item's augmentation
+depends on nothing else: not on which DataLoader worker fetches it, not on how many workers there
+are, not on where a resumed run restarted them, not on the number of processes. A resume with
+num_workers=2 repeats the uninterrupted run bit for bit, as with num_workers=0. In the main process
+(num_workers=0) the global RNG states are put back after the fetch, so data never draws from the
+streams the model uses (dropout).
 """
 
 from __future__ import annotations
 
 import itertools
+import random
 from collections.abc import Iterable, Iterator, Mapping
 
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler, default_collate
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler, default_collate, get_worker_info
 
 from difflab.utils.errors import DifflabError
 
-DATA_STREAM, GLOBAL_STREAM, LOSS_STREAM, LOADER_STREAM = range(4)
+DATA_STREAM, GLOBAL_STREAM, LOSS_STREAM, LOADER_STREAM, AUG_STREAM = range(5)
+_MASK64 = (1 << 64) - 1
 
 
 def derive_seed(*keys: int) -> int:
     """A 63-bit seed from non-negative integer keys (NumPy SeedSequence: distinct keys, independent streams)."""
     state = np.random.SeedSequence([int(k) for k in keys]).generate_state(2, dtype=np.uint64)
     return int(state[0] >> np.uint64(1))
+
+
+def splitmix64(x: int) -> int:
+    """Steele, Lea & Flood's SplitMix64 finalizer (2014): nearby inputs give unrelated 64-bit outputs."""
+    x = (x + 0x9E3779B97F4A7C15) & _MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return x ^ (x >> 31)
+
+
+class SeededIndices(list):
+    """A batch of item indices that knows its place: item i sits at position start + i of `epoch`'s
+    order, and its augmentation seed is splitmix64(base + start + i) with base = derive_seed(seed,
+    AUG_STREAM, epoch)."""
+
+    def __init__(self, indices: list[int], base: int, start: int):
+        super().__init__(indices)
+        self.base, self.start = base, start
+
+    def item_seed(self, i: int) -> int:
+        return splitmix64(self.base + self.start + i) >> 1  # 63 bits: torch seeds are signed-safe
+
+    def __reduce__(self):  # to DataLoader workers with the batch's place
+        return (SeededIndices, (list(self), self.base, self.start))
+
+
+class SeededFetch(Dataset):
+    """A map-style data set fetched with per-item augmentation seeds (see the module docstring)."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+        self.batched = callable(getattr(dataset, "__getitems__", None))
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int):
+        return self.dataset[i]
+
+    def _fetch(self, batch: SeededIndices):
+        first = batch.item_seed(0)
+        random.seed(first)
+        np.random.seed(first % 2**32)  # noqa: NPY002 (the global state is what data sets draw from)
+        if self.batched:  # one fetch for the whole batch: its draws follow from the first item's seed
+            torch.default_generator.manual_seed(first)
+            return self.dataset.__getitems__(list(batch))
+        items = []
+        for i, index in enumerate(batch):
+            torch.default_generator.manual_seed(batch.item_seed(i))
+            items.append(self.dataset[index])
+        return items
+
+    def __getitems__(self, batch):
+        if not isinstance(batch, SeededIndices):
+            return self.dataset.__getitems__(batch) if self.batched else [self.dataset[i] for i in batch]
+        if get_worker_info() is not None:  # a worker's RNG serves nothing else
+            return self._fetch(batch)
+        states = torch.get_rng_state(), random.getstate(), np.random.get_state()  # noqa: NPY002
+        try:
+            return self._fetch(batch)
+        finally:
+            torch.set_rng_state(states[0])
+            random.setstate(states[1])
+            np.random.set_state(states[2])  # noqa: NPY002
 
 
 class ResumableBatchSampler(Sampler[list[int]]):
@@ -78,9 +154,10 @@ class ResumableBatchSampler(Sampler[list[int]]):
         epoch, k = divmod(self.start, self.batches_per_epoch)
         while True:
             perm = self.permutation(epoch)
+            base = derive_seed(self.seed, AUG_STREAM, epoch)
             for j in range(k, self.batches_per_epoch):
                 lo = j * self.global_batch + self.rank * self.batch_size
-                yield perm[lo : lo + self.batch_size].tolist()
+                yield SeededIndices(perm[lo : lo + self.batch_size].tolist(), base, lo)
             epoch, k = epoch + 1, 0
 
 
@@ -169,7 +246,7 @@ class BatchStream:
         self.sampler.start = self.consumed
         # A dedicated generator: DataLoader draws its worker base seed from it, not from the global RNG.
         loader = DataLoader(
-            self.dataset,
+            SeededFetch(self.dataset),
             batch_sampler=self.sampler,
             collate_fn=self.collate,
             num_workers=self.num_workers,
