@@ -165,7 +165,7 @@ def test_options_reach_the_sampler():
         ({"seed": 1, "generator": torch.Generator()}, "either seed or generator"),
         ({"sampler": "unipc", "order": 4}, "unipc order must be 1, 2 or 3"),
         ({"sampler": "ddpm", "variance": "large"}, "valid DDPM variances are: beta, posterior"),
-        ({"process": RectifiedFlow()}, "the denoiser answers for VPSDE"),
+        ({"process": RectifiedFlow()}, "does not take the option(s) ['process']"),  # a denoiser brings its process
         ({"noise": "pink"}, "valid noises are: brownian, gaussian"),
         ({"shape_or_x_T": 7}, "pass x_T as a tensor or a shape tuple"),
         ({"shape_or_x_T": (0, 2)}, "positive sizes"),

@@ -52,7 +52,7 @@ def default_schedule(process) -> str:
     """'auto': uniform in t when the process starts from pure noise (alpha(1) = 0, rectified flow: seed 003's
     grid; its log-SNR range is unbounded), else uniform in log-SNR. Both are the best fixed grids of the
     benchmark for those processes (docs/benchmarks.md)."""
-    return "uniform" if float(process.alpha(torch.tensor(1.0, dtype=torch.float64))) == 0.0 else "logsnr"
+    return "uniform" if process.starts_from_pure_noise else "logsnr"
 
 
 def _grid(denoiser, schedule, steps, schedule_options, sampler, options, sample_shape, cond, dtype, device) -> Tensor:
@@ -114,7 +114,6 @@ def sample(
     denoiser,
     shape_or_x_T,
     *,
-    process=None,
     sampler: str = DEFAULT_SAMPLER,
     steps: int = DEFAULT_STEPS,
     schedule: str | Sequence[float] | Tensor | FittedGrid = DEFAULT_SCHEDULE,
@@ -158,11 +157,6 @@ def sample(
     if unknown:
         valid = ", ".join(sorted(sampler_options(sampler))) or "none"
         raise DifflabError(f"sampler {sampler!r} does not take the option(s) {unknown}; it takes: {valid}")
-    if process is not None and process is not denoiser.process and repr(process) != repr(denoiser.process):
-        raise DifflabError(
-            f"the denoiser answers for {denoiser.process!r}, not {process!r}: pass process=None or the "
-            "denoiser's own process (a denoiser's predictions are tied to the process it was trained on)"
-        )
     if guidance is not None:
         denoiser = guidance(denoiser)
     counted = CountingDenoiser(denoiser)
