@@ -49,6 +49,8 @@ TRAIN_BAD = [
     "process.options.nosuch=1", "data.name=nope", "data.options.name=nope", "data.options.n=-5",
     "data.options.nosuch=1", "loss.weighting=nope", "loss.time_sampler=nope", "loss.gamma=abc", "sample.n=0",
     "sample.steps=0", "sample.steps=abc", "sample.guidance=nan", "sample.options=[1]", "sample.schedule_options=3",
+    "sample.options.eta=1", "sample.options.order=abc", "sample.schedule_options.rho=7", "sample.sampler=nope",
+    "sample.schedule=nope",
 ]
 TRAIN_BASE = [["--set", "data.options={name: 8gaussians, n: 256}", "--set", "model.options={hidden_dim: 16, num_blocks: 1}"],
               ["--set", "data.options={name: moons, n: 256}", "--set", "train.batch_size=16"]]
@@ -81,7 +83,7 @@ def cases(seed: int = 0) -> list[tuple[str, list[str]]]:
     out += [("train", ["train", "digitz", "--steps", "1"]), ("train", ["train", "{tmp}/none.yaml"]),
             ("train", ["train", "toy2d", "--steps", "0"]), ("train", ["train", "toy2d", "--minutes", "-1"]),
             ("train", ["train", "toy2d", "--minutes", "nan"]), ("train", ["train"]),
-            ("train", ["train", "--out", "{tmp}/none", "--resume"])]
+            ("train", ["train", "--out", "{tmp}/none", "--resume"]), ("train", ["train", "toy2d", "--out", "{file}"])]
     for bad in EVAL_BAD:
         for base in EVAL_BASE:
             out.append(("eval", ["eval", "{run}", *base, *bad]))

@@ -3,7 +3,7 @@
 import pytest
 
 from difflab.config.factory import build_denoiser, build_loss, build_process, network_kwargs
-from difflab.config.loader import config_from_dict, config_to_dict, load_config, preset_names
+from difflab.config.loader import config_from_dict, config_to_dict, load_config, parse_options, preset_names
 from difflab.utils.errors import DifflabError
 
 
@@ -62,3 +62,39 @@ def test_factory_builds_what_the_config_names():
         build_process(load_config("digits", ["process.name=vpp"]).process)
     with pytest.raises(DifflabError, match="beta_min"):
         build_process(load_config("digits", ["process.name=vp", "process.options={beta_min: -1}"]).process)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [  # refused when the config is loaded, not at the first training preview
+        (["sample.options.eta=1"], "sampler 'unipc' (sample.options) has no option 'eta'; its options are: corrector"),
+        (["sample.sampler=ddim", "sample.options.eta=abc"], "sampler 'ddim' (sample.options) option eta: expected a number"),
+        (["sample.schedule_options.rho=7"], "schedule 'uniform' (sample.schedule_options) has no option 'rho'"),
+        (["sample.schedule=karras", "sample.schedule_options.rho=.inf"], "option rho: expected a finite number"),
+        (["sample.steps=0"], "sample.steps must be >= 1"),
+        (["sample.n=0"], "sample.n must be >= 1"),
+        (["sample.guidance=.nan"], "sample.guidance must be a finite number"),
+        (["sample.schedule=nope"], "unknown schedule 'nope'; valid schedules are: auto, default, fitted, karras"),
+    ],
+)
+def test_sample_settings_are_checked_when_loading(overrides, message):
+    with pytest.raises(DifflabError) as err:
+        load_config("toy2d", overrides)
+    assert message in str(err.value)
+
+
+def test_sample_options_and_home_paths_load(tmp_path, monkeypatch):
+    cfg = load_config("toy2d", ["sample.sampler=ddim", "sample.options.eta=1", "sample.schedule=karras",
+                                "sample.schedule_options={rho: 5}"])
+    assert cfg.sample.options == {"eta": 1} and cfg.sample.schedule_options == {"rho": 5}
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "mine.yaml").write_text("data: {name: toy2d}\nsample: {n: 3}\n")
+    assert load_config("~/mine.yaml").sample.n == 3
+
+
+def test_command_line_options_parse_as_yaml_scalars():
+    assert parse_options(["eta=0.5", "order=3", "corrector=false", "method=RK45", "rho=1e-3", "eta=1"]) == {
+        "eta": 1, "order": 3, "corrector": False, "method": "RK45", "rho": 1e-3}
+    for bad in ["eta", "=1", " =2"]:
+        with pytest.raises(DifflabError, match="--schedule-option .* must look like KEY=VALUE"):
+            parse_options([bad], "--schedule-option")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 from pathlib import Path
 
 import yaml
 
+from difflab.config.sampling import check_sample_config
 from difflab.config.schema import RunConfig
 from difflab.config.validate import from_dict, to_dict
 from difflab.utils.errors import DifflabError
@@ -42,12 +44,17 @@ def read_config_dict(preset_or_path: str | Path) -> dict:
     return _read_yaml(text, f"preset {name}")
 
 
+_EXPONENT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
+
+
 def parse_value(raw: str):
-    """A command-line value parsed as YAML (1e-3, 7, true, [1, 2], null); text that is not YAML stays text."""
+    """A command-line value parsed as YAML (7, 0.5, true, [1, 2], null) and 1e-3 as a number (YAML 1.1 reads
+    exponents without a dot as text); text that is not YAML stays text."""
     try:
-        return yaml.safe_load(raw) if raw.strip() else ""
+        value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         return raw
+    return float(value) if isinstance(value, str) and _EXPONENT.fullmatch(value.strip()) else value
 
 
 def parse_options(items: list[str] | None, flag: str = "--option") -> dict:
@@ -86,7 +93,8 @@ def load_config(preset_or_path: str | Path, overrides: list[str] | None = None) 
 
 
 def config_from_dict(data: dict) -> RunConfig:
-    return from_dict(RunConfig, data)
+    """A validated RunConfig; its sample options are checked against the sampler and grid it names."""
+    return check_sample_config(from_dict(RunConfig, data))
 
 
 def config_to_dict(config: RunConfig) -> dict:

@@ -8,26 +8,23 @@ classifier-free inside, the classifier gradient outside (seeds 001, 002):
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Callable, Sequence
-from functools import partial
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
+from difflab.config.sampling import check_options, grid_options, sampler_name
 from difflab.data.datasets import default_value_range
 from difflab.guidance.cfg import classifier_free
 from difflab.guidance.classifier import ClassifierGuidance
 from difflab.param.denoiser import Denoiser
 from difflab.sampling import sample
-from difflab.sampling.api import DEFAULT_SAMPLER, SampleResult, default_schedule
-from difflab.sampling.grids import GRIDS
+from difflab.sampling.api import SampleResult
 from difflab.sampling.registry import SAMPLERS
 from difflab.utils.cond import Cond
-from difflab.utils.errors import DifflabError, check_choice
-from difflab.utils.keywords import check_keywords
+from difflab.utils.errors import DifflabError
 from difflab.utils.progress import Progress
 
 
@@ -153,12 +150,6 @@ class Generated(NamedTuple):
     sampled: SampleResult
 
 
-#: samplers of the reverse SDE, whose drift f = alpha'/alpha is infinite where alpha = 0
-SDE_SAMPLERS = ("euler_maruyama", "pc")
-#: where those start on a process with alpha(1) = 0 (rectified flow): sigma/alpha = 999 there
-SDE_T_MAX = 0.999
-
-
 def resolve_device(name: str | None = None) -> str:
     """A device name checked against this machine: 'cuda' when available unless one is named; a name torch
     does not know, or CUDA/MPS on a machine without it, raises one DifflabError."""
@@ -188,29 +179,6 @@ def check_count(n, what: str = "--n") -> int:
     return n
 
 
-def check_options(fn, options: dict | None, what: str) -> dict:
-    """`options` checked against the keyword options of sampler/grid `fn` (names and types; see
-    difflab.utils.keywords.check_keywords); `what` names them in messages (e.g. "sampler 'unipc' (--option)")."""
-    fixed = tuple(fn.keywords) if isinstance(fn, partial) else ()  # a named grid's fixed settings
-    return check_keywords(fn, dict(options or {}), what, skip=("cond", "generator", "callback", *fixed),
-                          keyword_only=True)
-
-
-def grid_options(process, sampler: str, schedule: str, schedule_options: dict | None) -> dict:
-    """The schedule options, checked, plus t_max = SDE_T_MAX when a reverse-SDE sampler would otherwise start
-    where the process's drift is infinite (alpha(1) = 0: rectified flow) on a grid that has a t_max."""
-    name = default_schedule(process) if schedule in ("default", "auto") else schedule
-    options = dict(schedule_options or {})
-    if name in GRIDS:
-        options = check_options(GRIDS[name], options, f"schedule {name!r} (--schedule-option)")
-    singular = not bool(torch.isfinite(process.drift_coef(torch.ones(1, dtype=torch.float64))).all())
-    if sampler in SDE_SAMPLERS and singular and "t_max" not in options:
-        takes_t_max = name == "optimized" or (name in GRIDS and "t_max" in inspect.signature(GRIDS[name]).parameters)
-        if takes_t_max:
-            options["t_max"] = SDE_T_MAX
-    return options
-
-
 @torch.no_grad()
 def generate(model, meta, n: int, *, sampler: str, steps: int, schedule: str, seed: int,
              guidance: float = 1.0, labels=None, prompts=None, negative: str | None = None,
@@ -225,7 +193,7 @@ def generate(model, meta, n: int, *, sampler: str, steps: int, schedule: str, se
     without labels cycles through its classes, any other model needs labels, which then reach only the
     classifier. options: the sampler's own keywords (eta, order, s_churn, ...); schedule_options: the
     grid's (rho, shift, t_max, ...), both checked by name and type. A reverse-SDE sampler on a process with
-    alpha(1) = 0 starts at t_max = SDE_T_MAX unless schedule_options says otherwise. progress: show the
+    alpha(1) = 0 starts at t_max = difflab.config.sampling.SDE_T_MAX unless schedule_options says otherwise. progress: show the
     sampler's steps (difflab.utils.progress: a bar on a terminal, plain lines elsewhere).
     """
     check_count(n)
@@ -256,7 +224,7 @@ def generate(model, meta, n: int, *, sampler: str, steps: int, schedule: str, se
     uncond = negative_cond(negative, n, text_encoder, device) if guidance != 1.0 else None
     guide = guidance_chain(guidance, uncond, classifier if by_classifier else None, classifier_scale,
                            labels_to_network=class_model)
-    name = DEFAULT_SAMPLER if sampler == "default" else check_choice("sampler", sampler, SAMPLERS)
+    name = sampler_name(sampler)
     kwargs = check_options(SAMPLERS[name], options, f"sampler {name!r} (--option)")
     kwargs["schedule_options"] = grid_options(model.process, name, schedule, schedule_options)
     if schedule != "default":
