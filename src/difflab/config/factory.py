@@ -14,7 +14,7 @@ from difflab.config.schema import DataConfig, LossConfig, ModelConfig, ProcessCo
 from difflab.data.datasets import build_dataset
 from difflab.nets.registry import NETWORKS, build_network
 from difflab.objectives import DiffusionLoss, TimeSampler
-from difflab.param import EDMDenoiser, NetworkDenoiser, check_parameterization
+from difflab.param import X0, EDMDenoiser, NetworkDenoiser, get_parameterization
 from difflab.process import PROCESSES, NoiseProcess
 from difflab.train.prepare import Captions, ClassLabels, Unconditional
 from difflab.utils.errors import DifflabError, check_choice
@@ -81,12 +81,13 @@ def build_denoiser(cfg: RunConfig, process: NoiseProcess, data_shape: tuple[int,
     m = cfg.model
     net = build_network(m.network, **network_kwargs(m, data_shape, num_classes, context_dim))
     check_choice("model.preconditioning", m.preconditioning, PRECONDITIONINGS)
+    parameterization = get_parameterization(m.parameterization)  # the name becomes the object, once
     if m.preconditioning == "edm":
-        if m.parameterization != "x0":
+        if parameterization is not X0:
             raise DifflabError("model.preconditioning=edm makes the network an x0 predictor: "
                                "set model.parameterization=x0")
         return EDMDenoiser(net, process, sigma_data=m.sigma_data)
-    return NetworkDenoiser(net, process, check_parameterization(m.parameterization))
+    return NetworkDenoiser(net, process, parameterization)
 
 
 def build_loss(cfg: LossConfig, model: ModelConfig | None = None) -> DiffusionLoss:
