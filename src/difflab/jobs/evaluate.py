@@ -29,9 +29,9 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from difflab.config.factory import build_data
 from difflab.config.schema import DataConfig
 from difflab.data.datasets import collate
-from difflab.jobs.generate import check_count, generate
-from difflab.jobs.runs import LoadedRun, load_run, torch_device
-from difflab.metrics import EvalOptions, describe_sw2_ratio, evaluate
+from difflab.jobs.generate import check_count, generate, resolve_device
+from difflab.jobs.runs import LoadedRun, load_run
+from difflab.metrics import EvalOptions, describe_sw2_ratio, evaluate, resolve_inception_weights
 from difflab.metrics.folders import ImageFolderBatches, check_same_images
 from difflab.metrics.specs import AUTO, FEATURES, data_kind, resolve_metrics
 from difflab.sampling import DEFAULT_SAMPLER, default_schedule
@@ -287,7 +287,11 @@ def run_eval(run: str | Path | None = None, *, real: str | Path | None = None, f
     if (run is None) == (real is None and fake is None):
         raise DifflabError("give either a RUN folder or both --real DIR and --fake DIR (not both, not neither)")
     out = Console()
-    device = torch_device(device)
+    device = resolve_device(device)
+    if inception is not None:
+        resolve_inception_weights(inception)  # a missing weights file is refused before any work
+    if json_path is not None and Path(json_path).is_dir():
+        raise DifflabError(f"--json {json_path} is a folder; give a file name such as {Path(json_path) / 'eval.json'}")
     if run is None:
         if real is None or fake is None:
             raise DifflabError("comparing folders needs both --real DIR and --fake DIR")
