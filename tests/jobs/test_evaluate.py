@@ -125,7 +125,7 @@ def folders(tmp_path_factory):
         (["{run}", "--n", "8", "--metrics", "label_accuracy"], "evaluate a class-conditional run"),
         (["{run}", "--n", "8", "--seed", "-1"], "seed must be an integer of at least 0; got -1"),
         (["{tmp}/no-run"], "does not exist"),
-        (["{run}", "--n", "8", "--device", "tpu"], "--device tpu"),
+        (["{run}", "--n", "8", "--device", "tpu"], "unknown device 'tpu'"),
         (["{run}", "--n", "8", "--metrics", "fdd", "--inception", "{tmp}/none.pt"], "no Inception weights file at"),
         (["{run}", "--n", "8", "--json", "{tmp}"], "is a folder; give a file name"),
     ],
