@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 from typer.testing import CliRunner
 
@@ -65,6 +66,9 @@ def test_creativity_study_on_a_tiny_run(tmp_path):
     assert res["steps_trained"] == 0 and len(res["calibration"]["els"]["sizes"]) == 3
     assert set(res["calibration"]["els"]["sizes"]) <= {1, 3}
     assert res["memorization"]["ideal"]["ratio"] < 0.2  # the ideal machine reproduces training digits
+    assert 0 <= res["els_closer_than_ideal"] <= 1 and res["rmse_to_network"]["ideal"]["median"] >= 0
+    saved = np.load(res["samples"])
+    assert saved["network"].shape == (4, 1, 8, 8) and set(saved.files) == {"network", "ls", "els", "ideal"}
     for f in [*res["figures"].values(), rep["black_white"]["figure"]]:
         assert Path(f).is_file()
     assert rep["black_white"]["fraction_farther_than_0.1_rms_from_both"]["ideal"] == 0.0

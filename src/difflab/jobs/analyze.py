@@ -15,6 +15,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 from rich.console import Console
 from torch import Tensor
@@ -33,7 +34,7 @@ from difflab.metrics.lowdim import memorization_check
 from difflab.sampling.api import DEFAULT_SAMPLER, sample
 from difflab.train.checkpoint import checkpoint_step
 from difflab.utils.errors import DifflabError
-from difflab.utils.files import atomic_write_json
+from difflab.utils.files import atomic_write, atomic_write_json
 from difflab.utils.seeding import per_sample_noise
 from difflab.viz import save_image_grid
 
@@ -72,6 +73,12 @@ def _sample(denoiser, x_T: Tensor, how: dict) -> Tensor:
     """Final images in float64, clamped to the image range [-1, 1] as `difflab sample` does."""
     with torch.no_grad():
         return sample(denoiser, x_T, **how).x.to(torch.float64).clamp(-1, 1)
+
+
+def save_samples(path: Path, samples: dict[str, Tensor]) -> Path:
+    """The final images of every sampler, float32 arrays in one .npz (no pickled objects), atomically."""
+    arrays = {k: v.detach().cpu().float().numpy() for k, v in samples.items()}
+    return atomic_write(path, lambda tmp: np.savez(tmp, **arrays))
 
 
 def _nearest(x: Tensor, train: Tensor) -> Tensor:
@@ -183,6 +190,7 @@ def creativity_study(loaded: dict[str, LoadedRun], train: Tensor, held: Tensor |
         per_seed = {k: pearson_agreement(v, net) for k, v in samples.items()}
         per_seed["nearest_training_image"] = pearson_agreement(nearest, net)
         per_seed["other_seed"] = pearson_agreement(torch.roll(net, 1, 0), net)  # chance level
+        rmse = {k: (v - net).pow(2).flatten(1).mean(1).sqrt() for k, v in samples.items()}
         memo = {}
         if held is not None:
             for k, v in {"network": net, **samples}.items():
@@ -198,6 +206,9 @@ def creativity_study(loaded: dict[str, LoadedRun], train: Tensor, held: Tensor |
             "checkpoint": str(ld.checkpoint), "steps_trained": checkpoint_step(ld.checkpoint),
             "agreement": {k: _stats(v) for k, v in per_seed.items()},
             "agreement_per_seed": {k: [round(float(a), 5) for a in v] for k, v in per_seed.items()},
+            "rmse_to_network": {k: _stats(v) for k, v in rmse.items()},
+            "els_closer_than_ideal": float((rmse["els"] < rmse["ideal"]).double().mean()),
+            "samples": str(save_samples(out / f"{name}-samples.npz", {"network": net, **samples})),
             "calibration": {k: c.to_dict() for k, c in cal.items()},
             "memorization": memo,
             "figures": _figures(out, name, rows, strips, strip_times, cal, min(n_show, n)),
