@@ -32,3 +32,14 @@ def test_save_image_grid_writes_a_png_atomically(tmp_path):
 def test_grid_rejects_wrong_shape():
     with pytest.raises(ValueError, match="N, C, H, W"):
         image_grid(torch.zeros(3, 8, 8))
+
+
+def test_caption_band_sits_above_the_grid(tmp_path):
+    path = save_image_grid(torch.full((4, 3, 8, 8), -1.0), tmp_path / "c.png", scale=4,
+                           caption="digits run: 412 steps\nconfidence 0.93, coverage 100%")
+    img = np.asarray(Image.open(path).convert("L"))
+    band = img.shape[0] - 40  # the 40-pixel grid sits at the bottom, the band above it
+    assert img.shape[1] >= 40 and band > 10
+    assert (img[band:, :40] == 0).all()  # the grid, untouched
+    top = img[:band]
+    assert (top == 255).mean() > 0.5 and (top < 128).any()  # white band with dark text in it

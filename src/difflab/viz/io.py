@@ -41,8 +41,13 @@ def image_grid(images: Tensor, nrow: int | None = None, pad: int = 1) -> np.ndar
     return grid.reshape(rows * (h + 2 * pad), cols * (w + 2 * pad), c)
 
 
-def save_image_grid(images: Tensor, path: str | os.PathLike, nrow: int | None = None, scale: int = 1) -> Path:
-    """Write a PNG grid of (N, C, H, W) images in [-1, 1]; `scale` enlarges small images (nearest)."""
+def save_image_grid(images: Tensor, path: str | os.PathLike, nrow: int | None = None, scale: int = 1,
+                    caption: str | None = None) -> Path:
+    """Write a PNG grid of (N, C, H, W) images in [-1, 1]; `scale` enlarges small images (nearest).
+
+    caption: lines of text written in a white band above the grid (what the picture shows: the model,
+    its steps, its scores), so the picture carries its own label.
+    """
     from PIL import Image
 
     grid = image_grid(images, nrow)
@@ -51,4 +56,24 @@ def save_image_grid(images: Tensor, path: str | os.PathLike, nrow: int | None = 
     img = Image.fromarray(grid)
     if scale > 1:
         img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    if caption:
+        img = add_caption(img, caption)
     return atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
+
+
+def add_caption(img, caption: str):
+    """`img` (a PIL image) below a white band holding the lines of `caption` in black, left-aligned."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default()
+    lines = caption.splitlines()
+    probe = ImageDraw.Draw(Image.new("L", (1, 1)))
+    boxes = [probe.textbbox((0, 0), line or " ", font=font) for line in lines]
+    line_h = max(b[3] - b[1] for b in boxes) + 4
+    width = max(img.width, max(b[2] for b in boxes) + 8)
+    out = Image.new(img.mode, (width, img.height + line_h * len(lines) + 6), "white")
+    draw = ImageDraw.Draw(out)
+    for i, line in enumerate(lines):
+        draw.text((4, 3 + i * line_h), line, fill="black", font=font)
+    out.paste(img, (0, line_h * len(lines) + 6))
+    return out
