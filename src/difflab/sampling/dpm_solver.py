@@ -149,9 +149,14 @@ class SDEStep(NamedTuple):
 
 
 def _sde_plan(run: Run, eta: float, s_noise: float) -> list[SDEStep]:
-    """Both ancestral stages of every step from the float64 grid (dpmpp_sde's docstring for the formulas)."""
-    process, plan = run.process, []
+    """Both ancestral stages of every step from the float64 grid (dpmpp_sde's docstring for the formulas); the
+    process is evaluated once for all midpoints, the loop only assembles the plan."""
+    process, n, t = run.process, run.n, run.t
     lam, alpha, sigma = floats(run.lam), floats(run.alpha), floats(run.sigma)
+    two_stage = [math.isfinite(lam[i]) and math.isfinite(lam[i + 1]) for i in range(n)]
+    t_half = floats(process.t_from_log_snr(0.5 * (run.lam[:-1] + run.lam[1:])))  # the log-SNR midpoint (r = 1/2)
+    t_mid = torch.tensor([min(max(t_half[i], t[i + 1]), t[i]) if two_stage[i] else t[i] for i in range(n)], dtype=f64)
+    a_mid, s_mid = floats(process.alpha(t_mid)), floats(process.sigma(t_mid))
 
     def stage(i: int, a_to: float, s_to: float) -> tuple[float, float, float]:
         """(a, w, c) of the ancestral exponential step from t_i to a time with (alpha, sigma) = (a_to, s_to)."""
@@ -159,15 +164,10 @@ def _sde_plan(run: Run, eta: float, s_noise: float) -> list[SDEStep]:
         down, up = _ancestral(sig_i, s_to / a_to, eta)
         return a_to * down / sigma[i], a_to * (1 - alpha[i] * down / sigma[i]), a_to * up * s_noise
 
-    for i in range(run.n):
-        two_stage = math.isfinite(lam[i]) and math.isfinite(lam[i + 1])
-        t_mid, a1, w1, c1 = run.t[i], 1.0, 0.0, 0.0
-        if two_stage:  # the log-SNR midpoint (r = 1/2)
-            t_mid = float(process.t_from_log_snr(torch.tensor(0.5 * (lam[i] + lam[i + 1]), dtype=f64)))
-            t_mid = min(max(t_mid, run.t[i + 1]), run.t[i])
-            t_mid64 = torch.tensor(t_mid, dtype=f64)
-            a1, w1, c1 = stage(i, float(process.alpha(t_mid64)), float(process.sigma(t_mid64)))
-        plan.append(SDEStep(t_mid, two_stage, a1, w1, c1, *stage(i, alpha[i + 1], sigma[i + 1])))
+    plan = []
+    for i, tm in enumerate(t_mid.tolist()):
+        first = stage(i, a_mid[i], s_mid[i]) if two_stage[i] else (1.0, 0.0, 0.0)
+        plan.append(SDEStep(tm, two_stage[i], *first, *stage(i, alpha[i + 1], sigma[i + 1])))
     return plan
 
 

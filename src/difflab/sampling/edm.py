@@ -26,7 +26,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from difflab.sampling.core import Run, check_nonnegative, lincomb
+from difflab.sampling.core import Run, check_nonnegative, floats, lincomb
 from difflab.utils.tensors import f64
 
 
@@ -50,30 +50,26 @@ class EDMStep(NamedTuple):
 
 def _edm_plan(run: Run, second_order: bool, s_churn: float, s_tmin: float, s_tmax: float,
               s_noise: float) -> list[EDMStep]:
-    """EDM's per-step coefficients from the float64 grid (module docstring for the formulas)."""
-    process, plan = run.process, []
-    gamma = min(s_churn / run.n, math.sqrt(2) - 1)  # EDM Algorithm 2, line 4
-
-    def at(fn, t: float) -> float:
-        return float(fn(torch.tensor(t, dtype=f64)))
-
-    for i in range(run.n):
-        t, lam = run.t[i], float(run.lam[i])
-        sig = float(run.sigma[i] / run.alpha[i])  # sigma~_i (inf where alpha = 0)
-        t_hat = t
-        if gamma > 0 and s_tmin <= sig <= s_tmax and math.isfinite(lam):  # sigma~_hat = (1 + gamma) sigma~_i
-            t_hat = min(max(at(process.t_from_log_snr, lam - math.log1p(gamma)), t), 1.0)
-        keep, noise = 1.0, 0.0
-        if t_hat > t:  # the forward transition t_i -> t_hat
-            c_keep, c_noise = process.transition(torch.tensor(t, dtype=f64), torch.tensor(t_hat, dtype=f64))
-            keep, noise = float(c_keep), float(c_noise) * s_noise
-        a_hat, s_hat = at(process.alpha, t_hat), at(process.sigma, t_hat)
-        a_next, s_next = float(run.alpha[i + 1]), float(run.sigma[i + 1])
-        from_zero = a_hat == 0.0
-        ratio = 0.0 if from_zero else a_next / a_hat  # r = alpha_{i+1} / alpha_hat
-        k_eps = s_next if from_zero else s_next - ratio * s_hat
-        correct = second_order and s_next > 0 and not from_zero
-        plan.append(EDMStep(t_hat, keep, noise, ratio, k_eps, a_next, from_zero, correct))
+    """EDM's per-step coefficients from the float64 grid (module docstring for the formulas); the process is
+    evaluated once for all steps, the loop only assembles the plan."""
+    process, n, t = run.process, run.n, run.t
+    lam, alpha, sigma = floats(run.lam), floats(run.alpha), floats(run.sigma)
+    sig = floats(run.sigma / run.alpha)  # sigma~_i (inf where alpha = 0)
+    gamma = min(s_churn / n, math.sqrt(2) - 1)  # EDM Algorithm 2, line 4
+    churned = [gamma > 0 and s_tmin <= sig[i] <= s_tmax and math.isfinite(lam[i]) for i in range(n)]
+    # sigma~_hat = (1 + gamma) sigma~_i, i.e. lambda_hat = lambda_i - log(1 + gamma)
+    t_up = floats(process.t_from_log_snr(run.lam[:-1] - math.log1p(gamma))) if any(churned) else t
+    t_hat = torch.tensor([min(max(t_up[i], t[i]), 1.0) if churned[i] else t[i] for i in range(n)], dtype=f64)
+    keep, noise = (floats(v) for v in process.transition(run.ts[:-1], t_hat))  # forward transition t_i -> t_hat
+    a_hat, s_hat = floats(process.alpha(t_hat)), floats(process.sigma(t_hat))
+    plan = []
+    for i, th in enumerate(t_hat.tolist()):
+        churn, from_zero = th > t[i], a_hat[i] == 0.0
+        ratio = 0.0 if from_zero else alpha[i + 1] / a_hat[i]  # r = alpha_{i+1} / alpha_hat
+        k_eps = sigma[i + 1] if from_zero else sigma[i + 1] - ratio * s_hat[i]
+        correct = second_order and sigma[i + 1] > 0 and not from_zero
+        plan.append(EDMStep(th, keep[i] if churn else 1.0, noise[i] * s_noise if churn else 0.0, ratio, k_eps,
+                            alpha[i + 1], from_zero, correct))
     return plan
 
 
