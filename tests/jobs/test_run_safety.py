@@ -68,6 +68,8 @@ def test_a_fresh_run_into_an_existing_one_is_refused_untouched(run, tmp_path):
     (tmp_path / "file").write_text("x")
     r = _train(tmp_path / "file", "--steps", "2")
     assert r.exit_code == 2 and _has(r, "is a file, not a run folder")
+    r = _resume(tmp_path / "nothing")
+    assert r.exit_code == 2 and _has(r, "no checkpoint to resume from") and not (tmp_path / "nothing").exists()
 
 
 def test_resume_budgets_mean_this_much_more(run):

@@ -26,7 +26,7 @@ from difflab.config.schema import RunConfig
 from difflab.jobs.generate import generate
 from difflab.jobs.runs import RunMeta, read_meta, write_meta
 from difflab.nets.registry import count_parameters
-from difflab.train import Trainer, read_config
+from difflab.train import Trainer, list_checkpoints, read_config
 from difflab.train.checkpoint import CKPT_RE, newest_intact_checkpoint, read_state
 from difflab.train.lock import RunLock
 from difflab.train.settings import TrainConfig, TrainResult
@@ -138,6 +138,8 @@ def run_train(config: str | Path | None, out: str | Path, *, minutes: float | No
     console = Console()
     out = Path(out).expanduser()
     refuse_existing(out, resume)
+    if config is None and not list_checkpoints(out):
+        raise DifflabError(f"{out} has no checkpoint to resume from; name a preset or config file")
     with RunLock(out) as lock:
         if lock.note:
             console.print(lock.note, markup=False, highlight=False, soft_wrap=True)
