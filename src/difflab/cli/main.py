@@ -127,6 +127,7 @@ def demo(
 # Subcommands defined in their own modules register themselves on `app` when imported.
 from difflab.cli import bench, classifier, evaluate  # noqa: E402, F401
 from difflab.cli import analyze  # noqa: E402, F401
+from difflab.cli import edit  # noqa: E402, F401
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())

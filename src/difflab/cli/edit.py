@@ -1,0 +1,142 @@
+"""`difflab edit`, `inpaint`, `invert`, `interpolate`: editing with a trained run (difflab.jobs.edit)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from difflab.cli.common import app, expand, run_job
+
+RUN = typer.Argument(..., help="A run folder written by `difflab train`.")
+IMAGE = typer.Option(..., "--image", help="Input picture (read like the run's training images) or .npy array.")
+THREADS = typer.Option(None, "--threads", help="CPU threads for torch (default 1, or OMP_NUM_THREADS).")
+
+
+def _run(threads, job, *args, **kwargs):
+    from difflab.config.loader import parse_options
+    from difflab.utils.threads import set_threads
+
+    run_job(set_threads, threads)
+    for key, flag in (("options", "--option"), ("schedule_options", "--schedule-option")):
+        if key in kwargs:
+            kwargs[key] = run_job(parse_options, kwargs[key], flag)
+    run_job(job, *args, **kwargs)
+
+
+@app.command()
+def edit(
+    run: Path = RUN,
+    image: Path = IMAGE,
+    out: Path = typer.Option(None, "--out", help="PNG grid: the input, then the edits."),
+    strength: float = typer.Option(0.5, help="Noise level t in [0, 1] the input is taken to (0 keeps it, 1 ignores it)."),
+    n: int = typer.Option(8, "--n", help="Number of edits."),
+    sampler: str = typer.Option(None, help="Sampler name (default: the run's; any sampler works)."),
+    steps: int = typer.Option(None, help="Steps of the full grid; about strength x steps are taken."),
+    schedule: str = typer.Option(None, help="Time grid name (default: the run's)."),
+    option: list[str] = typer.Option([], "--option", help="A sampler option KEY=VALUE (repeatable)."),
+    schedule_option: list[str] = typer.Option([], "--schedule-option", help="A time-grid option KEY=VALUE."),
+    seed: int = typer.Option(0, help="Random seed."),
+    class_: list[int] = typer.Option(None, "--class", help="Class label for a class-conditional model."),
+    prompt: str = typer.Option(None, help="Text prompt for a text-conditional model."),
+    negative: str = typer.Option(None, help="Negative prompt (needs --guidance W != 1)."),
+    guidance: float = typer.Option(None, help="Classifier-free guidance weight w (1 = none)."),
+    save_array: Path = typer.Option(None, "--save-array", help="Also write the edits as .npy."),
+    device: str = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
+    ema: bool = typer.Option(True, "--ema/--no-ema", help="Use the EMA weights."),
+    threads: int = THREADS,
+):
+    """SDEdit / img2img: noise the input to t = strength and denoise it with any sampler."""
+    from difflab.jobs.edit import run_edit
+
+    _run(threads, run_edit, expand(run), image=expand(image), out=expand(out), strength=strength, n=n,
+         sampler=sampler, steps=steps, schedule=schedule, seed=seed, labels=class_ or None, prompt=prompt,
+         negative=negative, guidance=guidance, save_array_path=expand(save_array), device=device, ema=ema,
+         options=option, schedule_options=schedule_option)
+
+
+@app.command()
+def inpaint(
+    run: Path = RUN,
+    image: Path = IMAGE,
+    mask: Path = typer.Option(..., "--mask", help="PNG of the image's size, white = regenerate (or .npy of 0/1)."),
+    out: Path = typer.Option(None, "--out", help="PNG grid: the input, its kept part, then the completions."),
+    method: str = typer.Option("replace", help="replace (re-noise the known region every step) or repaint."),
+    jump_length: int = typer.Option(5, "--jump-length", help="RePaint: steps per resampled block."),
+    resample: int = typer.Option(5, help="RePaint: passes over each block."),
+    n: int = typer.Option(8, "--n", help="Number of completions."),
+    sampler: str = typer.Option(None, help="Sampler name (default: the run's)."),
+    steps: int = typer.Option(None, help="Sampler steps (default: the run's)."),
+    schedule: str = typer.Option(None, help="Time grid name (default: the run's)."),
+    option: list[str] = typer.Option([], "--option", help="A sampler option KEY=VALUE (repeatable)."),
+    schedule_option: list[str] = typer.Option([], "--schedule-option", help="A time-grid option KEY=VALUE."),
+    seed: int = typer.Option(0, help="Random seed."),
+    class_: list[int] = typer.Option(None, "--class", help="Class label for a class-conditional model."),
+    prompt: str = typer.Option(None, help="Text prompt for a text-conditional model."),
+    negative: str = typer.Option(None, help="Negative prompt (needs --guidance W != 1)."),
+    guidance: float = typer.Option(None, help="Classifier-free guidance weight w (1 = none)."),
+    save_array: Path = typer.Option(None, "--save-array", help="Also write the completions as .npy."),
+    device: str = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
+    ema: bool = typer.Option(True, "--ema/--no-ema", help="Use the EMA weights."),
+    threads: int = THREADS,
+):
+    """Fill the white part of the mask: the replacement method or RePaint resampling."""
+    from difflab.jobs.edit import run_inpaint
+
+    _run(threads, run_inpaint, expand(run), image=expand(image), mask=expand(mask), out=expand(out), method=method,
+         jump_length=jump_length, resample=resample, n=n, sampler=sampler, steps=steps, schedule=schedule, seed=seed,
+         labels=class_ or None, prompt=prompt, negative=negative, guidance=guidance,
+         save_array_path=expand(save_array), device=device, ema=ema, options=option, schedule_options=schedule_option)
+
+
+@app.command()
+def invert(
+    run: Path = RUN,
+    image: Path = IMAGE,
+    out: Path = typer.Option(..., "--out", help="The noise x_T as .npy."),
+    reconstruct: bool = typer.Option(False, "--reconstruct", help="Also sample x_T back (OUT.reconstruction.png) "
+                                     "and print the PSNR."),
+    sampler: str = typer.Option("ddim", help="ddim, euler (first order) or heun (second order)."),
+    steps: int = typer.Option(None, help="Steps (default: the run's)."),
+    schedule: str = typer.Option(None, help="Time grid name (default: the run's)."),
+    schedule_option: list[str] = typer.Option([], "--schedule-option", help="A time-grid option KEY=VALUE."),
+    class_: list[int] = typer.Option(None, "--class", help="Class label for a class-conditional model."),
+    prompt: str = typer.Option(None, help="Text prompt for a text-conditional model."),
+    guidance: float = typer.Option(None, help="Classifier-free guidance weight w (1 = none)."),
+    device: str = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
+    ema: bool = typer.Option(True, "--ema/--no-ema", help="Use the EMA weights."),
+    threads: int = THREADS,
+):
+    """Deterministic (DDIM / probability-flow) inversion of an image to its noise, and back."""
+    from difflab.jobs.edit import run_invert
+
+    _run(threads, run_invert, expand(run), image=expand(image), out=expand(out), reconstruct_too=reconstruct,
+         sampler=sampler, steps=steps, schedule=schedule, labels=class_ or None, prompt=prompt, guidance=guidance,
+         device=device, ema=ema, schedule_options=schedule_option)
+
+
+@app.command()
+def interpolate(
+    run: Path = RUN,
+    seeds: tuple[int, int] = typer.Option(..., "--seeds", help="The two seeds A B whose noises are the ends."),
+    out: Path = typer.Option(..., "--out", help="strip.png or animation.gif."),
+    frames: int = typer.Option(8, help="Frames from A to B."),
+    class_: list[int] = typer.Option(None, "--class", help="One class, or two (repeat --class): the condition "
+                                     "moves from the first to the second."),
+    prompt: list[str] = typer.Option(None, "--prompt", help="One prompt, or two (repeat --prompt)."),
+    sampler: str = typer.Option(None, help="Sampler name (default: the run's; a deterministic one keeps the path smooth)."),
+    steps: int = typer.Option(None, help="Sampler steps (default: the run's)."),
+    schedule: str = typer.Option(None, help="Time grid name (default: the run's)."),
+    option: list[str] = typer.Option([], "--option", help="A sampler option KEY=VALUE (repeatable)."),
+    schedule_option: list[str] = typer.Option([], "--schedule-option", help="A time-grid option KEY=VALUE."),
+    guidance: float = typer.Option(None, help="Classifier-free guidance weight w (1 = none)."),
+    device: str = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
+    ema: bool = typer.Option(True, "--ema/--no-ema", help="Use the EMA weights."),
+    threads: int = THREADS,
+):
+    """Samples along the great circle between two seeds' noises (and between two conditions)."""
+    from difflab.jobs.edit import run_interpolate
+
+    _run(threads, run_interpolate, expand(run), seeds=list(seeds), out=expand(out), frames=frames, labels=class_ or None,
+         prompts=prompt or None, sampler=sampler, steps=steps, schedule=schedule, guidance=guidance, device=device,
+         ema=ema, options=option, schedule_options=schedule_option)

@@ -1,0 +1,293 @@
+"""`difflab edit / inpaint / invert / interpolate`: load a run, read the input the way its training data were
+read, call difflab.editing, write pictures and arrays.
+
+Inputs: an image file (PNG, JPEG, ...; resized, centre-cropped and converted to the run's channels by
+difflab.data.images, as training images are) or a .npy array (N, *data_shape) in the data range (any
+run, vector runs included). Masks: an image of the input's pixel size, white (>= 128) = regenerate, or a
+.npy array of 0/1 of the data shape.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from rich.console import Console
+from torch import Tensor
+
+from difflab.config.sampling import check_options, grid_options, sampler_name
+from difflab.data.images import decode_image, to_unit_range
+from difflab.editing import MixedCondition, inpaint, invert, reconstruct, sdedit, slerp_frames
+from difflab.jobs.generate import (
+    build_cond,
+    check_count,
+    clamp_to_data,
+    guidance_chain,
+    negative_cond,
+    resolve_device,
+)
+from difflab.jobs.runs import LoadedRun, load_run
+from difflab.jobs.sample import output_file, save_array
+from difflab.sampling import sample
+from difflab.sampling.registry import SAMPLERS
+from difflab.utils.errors import DifflabError
+from difflab.utils.files import atomic_write
+from difflab.utils.seeding import make_generator
+from difflab.viz import save_image_grid
+from difflab.viz.io import image_grid
+
+IMAGE_OUT = (".png",)
+
+
+# ---- inputs ------------------------------------------------------------------------------------------
+def _npy(path: Path, shape: tuple[int, ...], what: str) -> Tensor:
+    try:
+        a = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise DifflabError(f"{what} {path} is not a readable .npy array ({e})") from None
+    if a.ndim == len(shape):
+        a = a[None]
+    if tuple(a.shape[1:]) != tuple(shape) or not np.issubdtype(a.dtype, np.number):
+        raise DifflabError(f"{what} {path} has shape {tuple(a.shape)}; this run takes (N, {', '.join(map(str, shape))})")
+    return torch.from_numpy(a.astype(np.float32))
+
+
+def read_input(path, loaded: LoadedRun) -> tuple[Tensor, tuple[int, int] | None]:
+    """(x (N, *data_shape) in the data range, the image file's pixel size or None for .npy)."""
+    path = Path(path).expanduser()
+    shape = loaded.meta.data_shape
+    if not path.is_file():
+        raise DifflabError(f"--image {path} does not exist")
+    if path.suffix.lower() == ".npy":
+        x = _npy(path, shape, "--image")
+        return clamp_to_data(x, loaded.meta), None
+    if len(shape) != 3:
+        raise DifflabError(f"this run's data are vectors of shape {shape}, not images: give --image X.npy of shape (N, {shape[0]})")
+    if shape[0] not in (1, 3) or shape[1] != shape[2]:
+        raise DifflabError(f"this run's images have shape {shape}; only 1- or 3-channel square images can be read "
+                           "from a picture file: give a .npy array")
+    try:
+        with Image.open(path) as img:
+            size = img.size
+        u8 = decode_image(path, shape[-1], "L" if shape[0] == 1 else "RGB")
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise DifflabError(f"--image {path} is not a readable image ({e})") from None
+    return to_unit_range(u8)[None], size
+
+
+def read_mask(path, loaded: LoadedRun, image_size: tuple[int, int] | None) -> Tensor:
+    """The regeneration mask (1, *data_shape) of {0, 1}: white = regenerate."""
+    path = Path(path).expanduser()
+    shape = loaded.meta.data_shape
+    if not path.is_file():
+        raise DifflabError(f"--mask {path} does not exist")
+    if path.suffix.lower() == ".npy":
+        m = _npy(path, shape, "--mask")
+        if not bool(((m == 0) | (m == 1)).all()):
+            raise DifflabError(f"--mask {path} must hold only 0 (keep) and 1 (regenerate)")
+        return m[:1]
+    if len(shape) != 3:
+        raise DifflabError("a vector run takes its mask as .npy of 0/1 of the data shape")
+    try:
+        with Image.open(path) as img:
+            if image_size is not None and img.size != image_size:
+                raise DifflabError(f"--mask {path} is {img.size[0]}x{img.size[1]} pixels but the image is "
+                                   f"{image_size[0]}x{image_size[1]}: draw the mask on the image's own canvas")
+            grey = ImageOps.fit(ImageOps.exif_transpose(img).convert("L"), (shape[-1], shape[-1]),
+                                method=Image.Resampling.NEAREST)
+    except (UnidentifiedImageError, OSError) as e:
+        raise DifflabError(f"--mask {path} is not a readable image ({e})") from None
+    m = torch.from_numpy((np.asarray(grey) >= 128).astype(np.float32))
+    return m[None, None].expand(1, shape[0], *m.shape).clone()
+
+
+# ---- settings shared by the commands ---------------------------------------------------------------------
+def _setup(run, device, ema):
+    device = resolve_device(device)
+    return load_run(Path(run).expanduser(), ema=ema, device=device), device
+
+
+def _sampler(loaded: LoadedRun, sampler, steps, schedule, options, schedule_options):
+    s = loaded.config.sample
+    name = sampler_name(s.sampler if sampler is None else sampler)
+    kwargs = check_options(SAMPLERS[name], {**s.options, **(options or {})}, f"sampler {name!r} (--option)")
+    schedule = s.schedule if schedule is None else schedule
+    grid = grid_options(loaded.model.process, name, schedule, {**s.schedule_options, **(schedule_options or {})})
+    steps = s.steps if steps is None else steps
+    return name, steps, ("auto" if schedule == "default" else schedule), grid, kwargs
+
+
+def _condition(loaded: LoadedRun, n, labels, prompt, negative, guidance, device):
+    """(cond, guidance function) for n samples, as `difflab sample` builds them."""
+    s = loaded.config.sample
+    w = s.guidance if guidance is None else guidance
+    if not isinstance(w, (int, float)) or not math.isfinite(w):
+        raise DifflabError(f"the guidance weight must be a finite number (1 = none); got {w!r}")
+    cond = build_cond(loaded.model, loaded.meta, n, labels, [prompt] if prompt is not None else None,
+                      loaded.text_encoder, device)
+    if w != 1.0 and cond is None:
+        raise DifflabError("classifier-free guidance needs a conditional model (class or text); use --guidance 1")
+    if negative is not None and w == 1.0:
+        raise DifflabError("a negative prompt needs a guidance weight != 1 (e.g. --guidance 3)")
+    uncond = negative_cond(negative, n, loaded.text_encoder, device) if w != 1.0 else None
+    return cond, guidance_chain(w, uncond)
+
+
+def _scale(shape) -> int:
+    return max(1, 128 // shape[-1])
+
+
+def _say(text: str) -> None:
+    Console().print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def _repeat(x: Tensor, n: int) -> Tensor:
+    return x if x.shape[0] == n else x[:1].expand(n, *x.shape[1:]).contiguous()
+
+
+def _write_pictures(rows: Tensor, out: Path, loaded: LoadedRun, nrow: int) -> Path:
+    if len(loaded.meta.data_shape) != 3:
+        raise DifflabError("this run's data are vectors: write the result with --save-array X.npy")
+    return save_image_grid(rows, out, nrow=nrow, scale=_scale(loaded.meta.data_shape))
+
+
+# ---- the jobs ------------------------------------------------------------------------------------------
+@torch.no_grad()
+def run_edit(run, *, image, out=None, strength: float = 0.5, n: int = 8, sampler=None, steps=None, schedule=None,
+             seed: int = 0, labels=None, prompt=None, negative=None, guidance=None, save_array_path=None,
+             device=None, ema: bool = True, options=None, schedule_options=None):
+    """SDEdit: n edits of the input at `strength`; the grid shows the input first, then the edits."""
+    n = check_count(n)
+    loaded, device = _setup(run, device, ema)
+    out = None if out is None else output_file(out, "--out", IMAGE_OUT)
+    x_in, _ = read_input(image, loaded)
+    x_in = _repeat(x_in.to(device), n) if x_in.shape[0] == 1 else x_in.to(device)
+    name, steps, schedule, grid, kwargs = _sampler(loaded, sampler, steps, schedule, options, schedule_options)
+    cond, guide = _condition(loaded, x_in.shape[0], labels, prompt, negative, guidance, device)
+    result = sdedit(loaded.model, x_in, strength, sampler=name, steps=steps, schedule=schedule, schedule_options=grid,
+                    seed=seed, cond=cond, guidance=guide, **kwargs)
+    x = clamp_to_data(result.x, loaded.meta)
+    written = _outputs(x, x_in[:1], out, save_array_path, loaded)
+    _say(f"wrote {', '.join(written)} ({x.shape[0]} edits at strength {strength}, {result.nfe} denoiser evaluations)")
+    return x
+
+
+@torch.no_grad()
+def run_inpaint(run, *, image, mask, out=None, method: str = "replace", jump_length: int = 5, resample: int = 5,
+                n: int = 8, sampler=None, steps=None, schedule=None, seed: int = 0, labels=None, prompt=None,
+                negative=None, guidance=None, save_array_path=None, device=None, ema: bool = True, options=None,
+                schedule_options=None):
+    """n completions of the masked region; the grid shows the input, the kept part, then the completions."""
+    n = check_count(n)
+    loaded, device = _setup(run, device, ema)
+    out = None if out is None else output_file(out, "--out", IMAGE_OUT)
+    x_in, size = read_input(image, loaded)
+    m = read_mask(mask, loaded, size).to(device)
+    x_in = _repeat(x_in.to(device), n) if x_in.shape[0] == 1 else x_in.to(device)
+    name, steps, schedule, grid, kwargs = _sampler(loaded, sampler, steps, schedule, options, schedule_options)
+    cond, guide = _condition(loaded, x_in.shape[0], labels, prompt, negative, guidance, device)
+    result = inpaint(loaded.model, x_in, m, method=method, jump_length=jump_length, resample=resample, sampler=name,
+                     steps=steps, schedule=schedule, schedule_options=grid, seed=seed, cond=cond, guidance=guide,
+                     **kwargs)
+    x = clamp_to_data(result.x, loaded.meta)
+    kept = x_in[:1] * (1 - m)  # the regenerated region shown as 0 (mid grey)
+    written = _outputs(x, torch.cat([x_in[:1], kept]), out, save_array_path, loaded)
+    _say(f"wrote {', '.join(written)} ({x.shape[0]} completions by {method}, {result.nfe} denoiser evaluations)")
+    return x
+
+
+def _outputs(x: Tensor, head: Tensor, out, save_array_path, loaded) -> list[str]:
+    written = []
+    if out is None and save_array_path is None:
+        raise DifflabError("nothing to write: give --out X.png and/or --save-array X.npy")
+    if out is not None:
+        written.append(str(_write_pictures(torch.cat([head.to(x.dtype), x]), out, loaded, nrow=head.shape[0] + x.shape[0])))
+    if save_array_path is not None:
+        written.append(str(save_array(x, output_file(save_array_path, "--save-array", (".npy",)))))
+    return written
+
+
+def psnr(x: Tensor, y: Tensor, peak: float = 2.0) -> float:
+    """Peak signal-to-noise ratio 10 log10(peak^2 / MSE) in dB; peak 2 = the [-1, 1] image range."""
+    mse = float((x.double() - y.double()).square().mean())
+    return math.inf if mse == 0 else 10 * math.log10(peak**2 / mse)
+
+
+@torch.no_grad()
+def run_invert(run, *, image, out, reconstruct_too: bool = False, sampler: str = "ddim", steps=None, schedule=None,
+               labels=None, prompt=None, guidance=None, device=None, ema: bool = True, schedule_options=None):
+    """Write the noise x_T of the input (.npy); with reconstruct_too also its reconstruction (OUT.png beside
+    the array) and the PSNR. Returns (x_T, reconstruction or None, psnr or None)."""
+    loaded, device = _setup(run, device, ema)
+    out = output_file(out, "--out", (".npy",))
+    x_in, _ = read_input(image, loaded)
+    x_in = x_in.to(device)
+    name, steps, schedule, grid, _ = _sampler(loaded, sampler, steps, schedule, None, schedule_options)
+    cond, guide = _condition(loaded, x_in.shape[0], labels, prompt, None, guidance, device)
+    inv = invert(loaded.model, x_in, sampler=name, steps=steps, schedule=schedule, schedule_options=grid, cond=cond,
+                 guidance=guide)
+    written = [str(save_array(inv.x, out))]
+    rec, quality = None, None
+    if reconstruct_too:
+        rec = clamp_to_data(reconstruct(loaded.model, inv.x, inv.times, sampler=name, cond=cond, guidance=guide).x,
+                            loaded.meta)
+        quality = psnr(rec, x_in)
+        if len(loaded.meta.data_shape) == 3:
+            pic = out.with_suffix(".reconstruction.png")
+            written.append(str(_write_pictures(torch.cat([x_in, rec]), pic, loaded, nrow=x_in.shape[0])))
+        else:
+            written.append(str(save_array(rec, out.with_suffix(".reconstruction.npy"))))
+    note = f", reconstruction PSNR {quality:.2f} dB" if quality is not None else ""
+    _say(f"wrote {', '.join(written)} ({steps} {name} steps, {inv.nfe} denoiser evaluations{note})")
+    return inv.x, rec, quality
+
+
+@torch.no_grad()
+def run_interpolate(run, *, seeds, out, frames: int = 8, labels=None, prompts=None, sampler=None, steps=None,
+                    schedule=None, guidance=None, device=None, ema: bool = True, options=None, schedule_options=None):
+    """A strip (PNG) or animation (GIF) of `frames` samples whose noises slerp from seed A's to seed B's; two
+    classes or two prompts also move the condition from the first to the second (MixedCondition)."""
+    seeds = list(seeds)
+    if len(seeds) != 2 or not all(isinstance(s, int) for s in seeds):
+        raise DifflabError(f"--seeds takes two integers A B; got {seeds}")
+    loaded, device = _setup(run, device, ema)
+    out = output_file(out, "--out", (".png", ".gif"))
+    shape = loaded.meta.data_shape
+    if len(shape) != 3:
+        raise DifflabError("interpolation strips are pictures: this run's data are vectors")
+    name, steps, schedule, grid, kwargs = _sampler(loaded, sampler, steps, schedule, options, schedule_options)
+    std = loaded.model.process.prior_std()
+    z = [torch.randn(shape, generator=make_generator(s, device), device=device) * std for s in seeds]
+    x_T = slerp_frames(z[0], z[1], frames).reshape(frames, *shape)
+    model = loaded.model
+    if (labels is not None and len(labels) == 2) or (prompts is not None and len(prompts) == 2):
+        pairs = [(labels[i:i + 1] if labels else None, [prompts[i]] if prompts else None) for i in range(2)]
+        conds = [build_cond(model, loaded.meta, frames, lab, pr, loaded.text_encoder, device) for lab, pr in pairs]
+        model = MixedCondition(model, conds[0], conds[1], torch.linspace(0, 1, frames, dtype=torch.float64))
+        cond, guide = None, None
+        if guidance not in (None, 1.0):
+            raise DifflabError("interpolating between two conditions takes no guidance weight: drop --guidance")
+    else:
+        cond, guide = _condition(loaded, frames, labels, prompts[0] if prompts else None, None, guidance, device)
+    result = sample(model, x_T, sampler=name, steps=steps, schedule=schedule, schedule_options=grid, cond=cond,
+                    guidance=guide, **kwargs)
+    x = clamp_to_data(result.x, loaded.meta)
+    if out.suffix.lower() == ".gif":
+        _write_gif(x, out, _scale(shape))
+    else:
+        save_image_grid(x, out, nrow=frames, scale=_scale(shape))
+    _say(f"wrote {out} ({frames} frames from seed {seeds[0]} to seed {seeds[1]}, {result.nfe} denoiser evaluations)")
+    return x
+
+
+def _write_gif(x: Tensor, path: Path, scale: int) -> Path:
+    """Frames there and back (a seamless loop), 8 per second."""
+    frames = [image_grid(x[i:i + 1], nrow=1, pad=0) for i in range(x.shape[0])]
+    pics = [Image.fromarray(f[:, :, 0] if f.shape[-1] == 1 else f).resize(
+        (f.shape[1] * scale, f.shape[0] * scale), Image.Resampling.NEAREST) for f in frames]
+    loop = pics + pics[-2:0:-1]
+    return atomic_write(path, lambda tmp: loop[0].save(tmp, format="GIF", save_all=True, append_images=loop[1:],
+                                                       duration=125, loop=0))
