@@ -13,15 +13,20 @@ from typer.testing import CliRunner
 
 from difflab.analysis import ring_mixture
 from difflab.cli.main import app
+from difflab.config.factory import held_out_config
+from difflab.config.schema import ClassifierConfig, DataConfig
+from difflab.config.validate import from_dict
 from difflab.data.datasets import ArrayData
 from difflab.data.digits import load_digits
 from difflab.guidance import ClassifierGuidance
-from difflab.jobs.classifier import classifier_accuracy, load_run_classifier
+from difflab.jobs.classifier import held_out, load_run_classifier
 from difflab.jobs.generate import guidance_chain
 from difflab.jobs.train import run_train
+from difflab.metrics.noisy_accuracy import classifier_accuracy
 from difflab.param.classifier import TimeClassifier
 from difflab.process import VESDE, VPSDE, DiscreteVP, RectifiedFlow
 from difflab.sampling import sample
+from difflab.utils.errors import DifflabError
 
 runner = CliRunner()
 NET = "{base_channels: 16, channel_mult: [1, 2], num_res_blocks: 1, attention_resolutions: [], num_heads: 1}"
@@ -164,6 +169,15 @@ def test_bad_classifier_training_input_gets_one_message(run, tmp_path):
                                                   "train.sample_every=0"])
     r = runner.invoke(app, ["train-classifier", str(swiss)])
     assert "data set (toy2d) has no class labels" in error_line(r)
+
+
+def test_classifier_schema_lives_in_config_and_shares_the_held_out_rule():
+    """One held-out rule for every job: the classifier measures on the split eval's memorization check uses."""
+    for data in (DataConfig("digits", {"split": "train", "size": 16}), DataConfig("digits", {"split": "all"})):
+        held = held_out_config(data)
+        assert held_out(data)[0] == (data if held is None else held)
+    with pytest.raises(DifflabError, match="no condition dropout"):
+        from_dict(ClassifierConfig, {"train": {"p_uncond": 0.1}})
 
 
 # ---- the guidance chain against the exact mixture classifier -------------------------------------------

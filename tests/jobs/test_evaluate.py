@@ -9,9 +9,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from difflab.cli.main import app
+from difflab.config.factory import held_out_config
 from difflab.config.schema import DataConfig
 from difflab.data.digits import load_digits
-from difflab.jobs.evaluate import evaluate_folder_pair, held_out_config, sample_seeds
+from difflab.jobs.evaluate import evaluate_folder_pair, sample_seeds
 from difflab.jobs.generate import generate
 from difflab.jobs.runs import load_run
 from difflab.jobs.train import run_train

@@ -7,14 +7,16 @@ object; a bad value raises one DifflabError naming the key and the valid choices
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 from torch import nn
 
-from difflab.config.schema import DataConfig, LossConfig, ModelConfig, ProcessConfig, RunConfig
+from difflab.config.schema import ClassifierRun, DataConfig, LossConfig, ModelConfig, ProcessConfig, RunConfig
 from difflab.data.datasets import build_dataset
 from difflab.nets.registry import NETWORKS, build_network
 from difflab.objectives import DiffusionLoss, TimeSampler
 from difflab.param import X0, EDMDenoiser, NetworkDenoiser, get_parameterization
+from difflab.param.classifier import TimeClassifier
 from difflab.process import PROCESSES, NoiseProcess
 from difflab.train.prepare import Captions, ClassLabels, Unconditional
 from difflab.utils.errors import DifflabError, check_choice
@@ -36,6 +38,15 @@ def build_process(cfg: ProcessConfig) -> NoiseProcess:
 def build_data(cfg: DataConfig):
     """The data set; `~` in a path option (`--set data.options.root=~/pictures`) is the home folder."""
     return build_dataset(cfg.name, **{k: _home(v) for k, v in cfg.options.items()})
+
+
+def held_out_config(data: DataConfig) -> DataConfig | None:
+    """The held-out split matching a training-data config (digits split=train -> split=test), else None.
+
+    The one held-out rule of every job (eval's memorization check, the classifier's accuracy, analyze)."""
+    if data.name == "digits" and data.options.get("split", "train") == "train":
+        return replace(data, options={**data.options, "split": "test"})
+    return None
 
 
 def _home(value):
@@ -119,3 +130,14 @@ def build_prepare(cfg: RunConfig, text_encoder=None):
             raise DifflabError("model.conditioning=text needs the run's text encoder (build_text_encoder)")
         return Captions(text_encoder.encode, cfg.train.p_uncond)
     return Unconditional()
+
+
+def build_classifier(saved: ClassifierRun) -> TimeClassifier:
+    """The TimeClassifier (NoisyClassifier + the run's process) that a classifier's config describes, untrained."""
+    shape = tuple(saved.data_shape)
+    if len(shape) != 3 or shape[1] != shape[2]:
+        raise DifflabError(f"the noise-aware classifier takes square images (C, H, H); the run's data has items "
+                           f"of shape {shape}: classifier guidance is for image runs")
+    kw = {**saved.classifier.options, "in_channels": shape[0], "num_classes": saved.num_classes,
+          "image_size": shape[1]}
+    return TimeClassifier(build_network("classifier", **kw), build_process(saved.process))

@@ -91,3 +91,59 @@ class RunConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
+
+
+# ---------------------------------------------------------------- the guidance classifier of a run
+
+CLASSIFIER_DATA_KEYS = ("in_channels", "num_classes", "image_size")  # set from the data, not by options
+
+
+def _classifier_train_defaults() -> TrainConfig:
+    # Digits on a CPU: a few thousand steps of 128 images; EMA half-life of ~80 steps.
+    return TrainConfig(lr=1e-3, warmup_steps=100, batch_size=128, ema=10_000, max_steps=4000, log_every=50,
+                       sample_every=0, ckpt_every=500, keep_last=2, p_uncond=0.0, condition="class")
+
+
+def _classifier_net_defaults() -> dict[str, Any]:
+    # ~0.2M parameters: two levels (8x8, 4x4 on digits), attention at 4x4 and in the middle, ADM's
+    # attention pooling.
+    return {"base_channels": 32, "channel_mult": [1, 2], "num_res_blocks": 1, "attention_resolutions": [4],
+            "num_heads": 4, "dropout": 0.0, "pool": "attention"}
+
+
+@dataclass
+class ClassifierConfig:
+    """Settings of a run's classifier (`difflab train-classifier`): difflab.nets.NoisyClassifier `options`
+    (in_channels, num_classes and image_size come from the data), the Trainer's `train` settings (class
+    labels are the target: no condition dropout), and the times `eval_times` at which held-out accuracy
+    is measured on at most `eval_items` items."""
+
+    options: dict[str, Any] = field(default_factory=_classifier_net_defaults)
+    train: TrainConfig = field(default_factory=_classifier_train_defaults)
+    eval_times: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75])
+    eval_items: int = 2000
+
+    def __post_init__(self):
+        fixed = sorted(set(self.options) & set(CLASSIFIER_DATA_KEYS))
+        if fixed:
+            raise ValueError(f"classifier options {fixed} are set from the run's data; drop them from options")
+        if self.train.condition not in (None, "class") or self.train.p_uncond != 0.0:
+            raise ValueError("a classifier trains on class labels with no condition dropout: "
+                             "leave train.condition (class) and train.p_uncond (0) as they are")
+        if not self.eval_times or not all(0.0 <= t <= 1.0 for t in self.eval_times):
+            raise ValueError(f"eval_times must be a non-empty list of times in [0, 1]; got {self.eval_times}")
+        if self.eval_items < 1:
+            raise ValueError(f"eval_items must be >= 1; got {self.eval_items}")
+
+
+@dataclass
+class ClassifierRun:
+    """What a classifier checkpoint's config.yaml holds: its settings plus the run's process, loss time
+    density and data it was trained for, so the classifier can be rebuilt without the run's config."""
+
+    classifier: ClassifierConfig
+    process: ProcessConfig
+    loss: LossConfig
+    data: DataConfig
+    num_classes: int
+    data_shape: list[int]

@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.table import Table
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from difflab.config.factory import build_data
+from difflab.config.factory import build_data, held_out_config
 from difflab.config.schema import DataConfig
 from difflab.data.datasets import collate
 from difflab.jobs.generate import check_count, generate, resolve_device
@@ -66,13 +66,6 @@ def sample_seeds(seed: int, start: int, count: int) -> list[int]:
 
 
 # ---------------------------------------------------------------- the streams
-
-
-def held_out_config(data: DataConfig) -> DataConfig | None:
-    """The held-out split matching a training-data config (digits split=train -> split=test), else None."""
-    if data.name == "digits" and data.options.get("split", "train") == "train":
-        return replace(data, options={**data.options, "split": "test"})
-    return None
 
 
 def _loader(dataset: Dataset, batch_size: int) -> DataLoader:
