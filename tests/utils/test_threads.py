@@ -34,3 +34,26 @@ def test_explicit_count_is_applied():
 def test_bad_counts_are_refused(bad):
     with pytest.raises(DifflabError, match="--threads must be a whole number >= 1"):
         set_threads(bad)
+
+
+@pytest.mark.parametrize("command", [["train", "toy2d", "--steps", "1"], ["sample", "RUN"], ["demo"]])
+def test_cli_threads_option_refuses_zero_in_one_line(command, tmp_path):
+    from typer.testing import CliRunner
+
+    from difflab.cli.main import app
+
+    args = [a if a != "RUN" else str(tmp_path) for a in command]
+    r = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "x"), "--threads", "0"])
+    assert r.exit_code == 2
+    assert "--threads must be a whole number >= 1" in r.output and "Traceback" not in r.output
+
+
+def test_cli_threads_option_sets_torch_threads(tmp_path):
+    from typer.testing import CliRunner
+
+    from difflab.cli.main import app
+
+    r = CliRunner().invoke(app, ["train", "toy2d", "--steps", "1", "--out", str(tmp_path / "run"),
+                                 "--set", "model.options.hidden_dim=8", "--threads", "2"])
+    assert r.exit_code == 0, r.output
+    assert torch.get_num_threads() == 2
