@@ -19,7 +19,7 @@ from difflab.sampling import (
 from difflab.utils.errors import DifflabError
 
 PROCESSES = [DiscreteVP(), VPSDE(), VESDE(), RectifiedFlow()]
-CONTINUOUS_GRIDS = ["uniform", "logsnr", "karras", "shift"]
+CONTINUOUS_GRIDS = ["uniform", "logsnr", "karras", "shift", "polynomial"]
 
 
 @pytest.mark.parametrize("process", PROCESSES, ids=repr)
@@ -62,6 +62,22 @@ def test_karras_on_vp_spaces_sigma_over_alpha():
     edm = (50 ** (1 / 7) + i / 7 * (0.01 ** (1 / 7) - 50 ** (1 / 7))) ** 7
     torch.testing.assert_close(s, edm, rtol=1e-8, atol=1e-12)
     assert float(ts[-1]) == 0.0 and ts.numel() == 9
+
+
+def test_time_polynomial_is_edms_ramp_in_t():
+    """rho = 1 is uniform in t; rho = 2 on a continuous process is DDIM's quadratic spacing t_i = (1 - i/N)^2;
+    on a DDPM table the last evaluated time is t = 1/T (its sigma_min), then the jump to the data end."""
+    torch.testing.assert_close(make_grid(VPSDE(), "polynomial", 8, rho=1.0), uniform_time(VPSDE(), 8))
+    ts = make_grid(VPSDE(), "polynomial", 5, rho=2.0)
+    torch.testing.assert_close(ts, torch.tensor([(1 - i / 5) ** 2 for i in range(6)], dtype=torch.float64))
+    table = DiscreteVP()
+    ts = make_grid(table, "polynomial", 6, rho=3.0)
+    lo = (1 / table.T) ** (1 / 3)
+    expected = [(1 + i / 5 * (lo - 1)) ** 3 for i in range(6)] + [0.0]
+    torch.testing.assert_close(ts, torch.tensor(expected, dtype=torch.float64))
+    assert math.isclose(float(ts[-2]), 1 / table.T) and float(ts[-1]) == 0.0
+    with pytest.raises(DifflabError, match="rho must be a positive number"):
+        make_grid(VPSDE(), "polynomial", 5, rho=0)
 
 
 def test_shift_is_seed_003_formula():

@@ -4,7 +4,8 @@ A grid of `steps` steps is a float64 tensor of steps + 1 strictly decreasing tim
 start (noise, default t = 1), ts[-1] the end (data, default t = 0). A solver walks consecutive pairs
 (ts[i], ts[i+1]); one-evaluation-per-step solvers call the denoiser at ts[:-1] only.
 
-Grids that space the steps in log-SNR lambda = log(alpha / sigma) (uniform log-SNR, Karras) need finite
+Spacings in t: uniform, polynomial (EDM's rho ramp in t; rho = 2 is DDIM's quadratic), shifted, and the
+discrete tables' leading / trailing / linspace. Grids that space the steps in log-SNR lambda = log(alpha / sigma) (uniform log-SNR, Karras) need finite
 end values. They use the process's `log_snr_range` for an infinite end, then put the exact end back:
 
 * start with alpha(ts[0]) = 0 (rectified flow at t = 1): the first spaced point is replaced by ts[0];
@@ -169,6 +170,34 @@ def karras(
     return _lambda_spaced(process, steps, t_max, t_end, place, lam_start, lam_stop)
 
 
+def time_polynomial(
+    process: NoiseProcess, steps: int, *, rho: float = 2.0, t_max: float = 1.0, t_end: float = 0.0,
+    t_min: float | None = None,
+) -> Tensor:
+    """Polynomial in t, EDM's rho ramp (Karras et al. 2022, eq. 5) applied to time instead of sigma:
+
+    t_i = (t_max^(1/rho) + i / m (t_lo^(1/rho) - t_max^(1/rho)))^rho,   i = 0..m.
+
+    rho = 1 is uniform in t, rho = 2 DDIM's 'quad' spacing (Song et al. 2021, App. D.2: tau_i ~ i^2). On a
+    discrete table the last evaluated time is t_min = 1/T (the table's sigma_min; or a given t_min), and the
+    grid then jumps to t_end, m = steps - 1 (EDM's sigma_N = 0); otherwise t_lo = t_end, m = steps.
+    """
+    check_steps(steps)
+    _ends(t_max, t_end)
+    if not (isinstance(rho, (int, float)) and rho > 0):
+        raise DifflabError(f"the time-polynomial rho must be a positive number; got {rho!r}")
+    if t_min is None and getattr(process, "is_discrete", False):
+        t_min = 1.0 / process.T
+    if t_min is not None and not t_end < t_min < t_max:
+        raise DifflabError(f"t_min must lie between t_end = {t_end} and t_max = {t_max}; got {t_min}")
+    jump = t_min is not None and steps > 1
+    lo, m = (t_min, steps - 1) if jump else (t_end, steps)
+    ramp = torch.linspace(0, 1, m + 1, dtype=f64)
+    ts = (t_max ** (1 / rho) + ramp * (lo ** (1 / rho) - t_max ** (1 / rho))) ** rho
+    ts[0] = t_max
+    return check_grid(torch.cat([ts, torch.tensor([t_end], dtype=f64)]) if jump else torch.cat([ts[:-1], torch.tensor([t_end], dtype=f64)]))
+
+
 def shifted(
     process: NoiseProcess, steps: int, *, shift: float = 3.0, t_max: float = 1.0, t_end: float = 0.0
 ) -> Tensor:
@@ -220,6 +249,7 @@ GRIDS: dict[str, Callable[..., Tensor]] = {
     "logsnr": uniform_log_snr,
     "karras": karras,
     "shift": shifted,
+    "polynomial": time_polynomial,
     "leading": partial(discrete, spacing="leading"),
     "trailing": partial(discrete, spacing="trailing"),
     "linspace": partial(discrete, spacing="linspace"),
