@@ -175,7 +175,8 @@ DIFFLAB_SAMPLERS = {"ddim": ("ddim", {}), "dpmpp_2m": ("dpmpp_2m", {}), "dpmpp_3
                     "deis_logrho": ("deis", {"basis": "logrho"}), "ipndm": ("ipndm", {}), "plms": ("plms", {}),
                     "heun": ("heun", {})}
 DIFFLAB_GRIDS = {"trailing": ("trailing", {}), "leading": ("leading", {}), "linspace": ("linspace", {}),
-                 "logsnr": ("logsnr", {}), "karras": ("karras", {}), "uniform": ("uniform", {})}
+                 "logsnr": ("logsnr", {}), "karras": ("karras", {}), "uniform": ("uniform", {}),
+                 "poly2": ("polynomial", {"rho": 2.0}), "poly3": ("polynomial", {"rho": 3.0})}
 
 
 def difflab_steps(sampler: str, nfe: int) -> int:
