@@ -291,3 +291,56 @@ def test_resume_with_two_workers_is_bit_exact(tmp_path):
                          tmp_path / "c")
     no_workers.train()
     _assert_same_weights(no_workers.model, straight.model)
+
+
+class TwoOptimizerObjective:
+    """A GAN-shaped objective through the seam: the model and a critic of its own, each with its own
+    optimizer, updated in turn; the critic and both optimizers live in the objective's state."""
+
+    def __init__(self, model, loss_fn, config, accelerator):
+        self.model = model
+        torch.manual_seed(11)
+        self.critic = torch.nn.Linear(2, 1)
+        self.opt_model = torch.optim.SGD(model.parameters(), lr=1e-2)
+        self.opt_critic = torch.optim.SGD(self.critic.parameters(), lr=1e-2)
+
+    def update(self, batches, generator, need_norm, commit):
+        x0, cond = next(batches)
+        t = torch.rand(x0.shape[0], generator=generator)
+        fake = self.model(x0 + torch.randn(x0.shape, generator=generator), t, cond)
+        critic_loss = self.critic(fake.detach()).mean() - self.critic(x0).mean()
+        critic_loss.backward()
+        with commit():
+            self.opt_critic.step()
+            self.opt_critic.zero_grad()
+            model_loss = -self.critic(fake).mean()  # against the updated critic
+            model_loss.backward()
+            self.opt_model.step()
+            self.opt_model.zero_grad()
+            self.opt_critic.zero_grad()
+        return model_loss.detach(), None, 1e-2
+
+    def state_dict(self):
+        return {"critic": self.critic.state_dict(), "model": self.opt_model.state_dict(),
+                "opt_critic": self.opt_critic.state_dict()}
+
+    def load_state_dict(self, state):
+        self.critic.load_state_dict(state["critic"])
+        self.opt_model.load_state_dict(state["model"])
+        self.opt_critic.load_state_dict(state["opt_critic"])
+
+
+def test_an_objective_with_two_optimizers_plugs_in_and_resumes_exactly(tmp_path):
+    straight = Trainer(tiny_denoiser(num_classes=None), None, toy_data(), _config(max_steps=4), tmp_path / "a",
+                       objective=TwoOptimizerObjective)
+    straight.train()
+    Trainer(tiny_denoiser(num_classes=None), None, toy_data(), _config(max_steps=2), tmp_path / "b",
+            objective=TwoOptimizerObjective).train()
+    resumed = Trainer(tiny_denoiser(num_classes=None, seed=8), None, toy_data(), _config(max_steps=4), tmp_path / "b",
+                      objective=TwoOptimizerObjective)
+    resumed.train(resume=True)
+    _assert_same_weights(resumed.model, straight.model)
+    _assert_same_weights(resumed.objective.critic, straight.objective.critic)
+    assert not torch.equal(straight.objective.critic.weight, TwoOptimizerObjective(
+        tiny_denoiser(num_classes=None), None, None, None).critic.weight)  # the critic did train
+    assert _losses(tmp_path / "b") == _losses(tmp_path / "a")
