@@ -73,7 +73,7 @@ def test_factory_builds_what_the_config_names():
         (["sample.schedule=karras", "sample.schedule_options.rho=.inf"], "option rho: expected a finite number"),
         (["sample.steps=0"], "sample.steps must be >= 1"),
         (["sample.n=0"], "sample.n must be >= 1"),
-        (["sample.guidance=.nan"], "sample.guidance must be a finite number"),
+        (["sample.guidance=.nan"], "config key sample.guidance: expected a finite number"),
         (["sample.schedule=nope"], "unknown schedule 'nope'; valid schedules are: auto, default, fitted, karras"),
     ],
 )
@@ -98,3 +98,19 @@ def test_command_line_options_parse_as_yaml_scalars():
     for bad in ["eta", "=1", " =2"]:
         with pytest.raises(DifflabError, match="--schedule-option .* must look like KEY=VALUE"):
             parse_options([bad], "--schedule-option")
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [  # each was accepted before and trained on an infinite learning rate or a zero sigma_data
+        ("train.lr=1e400", "config key train.lr: expected a finite number; got inf"),
+        ("loss.mean=.nan", "config key loss.mean: expected a finite number; got nan"),
+        ("train.max_minutes=.inf", "train.max_minutes: expected a finite number; got inf (null where the key allows"),
+        ("model.sigma_data=0", "model.sigma_data (the data's standard deviation) must be > 0"),
+    ],
+)
+def test_config_numbers_are_finite_and_in_range(override, message):
+    with pytest.raises(DifflabError) as err:
+        load_config("toy2d", [override])
+    assert message in str(err.value)
+    assert load_config("toy2d", ["train.max_minutes=null"]).train.max_minutes is None

@@ -45,6 +45,10 @@ class ModelConfig:
     conditioning: str = "none"
     text_encoder: str | None = None
 
+    def __post_init__(self):
+        if not self.sigma_data > 0:
+            raise ValueError(f"model.sigma_data (the data's standard deviation) must be > 0; got {self.sigma_data}")
+
 
 @dataclass
 class LossConfig:

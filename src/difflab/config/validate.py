@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from typing import Any
 
@@ -26,7 +27,10 @@ def _coerce(value: Any, tp, where: str):
     """Check `value` against the annotation `tp` (difflab.utils.keywords.coerce, nested dataclasses here)."""
     if dataclasses.is_dataclass(tp):
         return _dataclass(tp, value, where)[1]
-    return coerce(value, tp, f"config key {where}", nested=_dataclass)
+    out = coerce(value, tp, f"config key {where}", nested=_dataclass)
+    if isinstance(out, float) and not math.isfinite(out):  # no config number means "infinite": null does
+        raise DifflabError(f"config key {where}: expected a finite number; got {out} (null where the key allows none)")
+    return out
 
 
 def from_dict(cls, data: dict, where: str = ""):
