@@ -25,7 +25,7 @@ from difflab.data.images import to_unit_range
 from difflab.metrics.folders import ImageFolderBatches, check_same_images
 from difflab.metrics.options import EvalOptions, Extractors
 from difflab.metrics.specs import METRICS, build_accumulators, check_counts, check_inputs
-from difflab.metrics.streaming import BatchOutputs
+from difflab.metrics.streaming import Accumulator, BatchOutputs
 from difflab.utils.errors import DifflabError, check_choice
 
 __all__ = ["METRICS", "EvalOptions", "evaluate", "evaluate_folders"]
@@ -137,24 +137,7 @@ def evaluate(
     check_counts(names, o, known)  # before any sampling or feature extraction, where the counts are known
 
     accs = build_accumulators(names, o, Extractors(o), heldout_role="real" if heldout is None else "heldout")
-    counts: dict[str, int | None] = {role: None for role in roles}  # None: not consumed
-    shape: tuple[int, ...] | None = None
-    for role, data in roles.items():
-        if data is None or not any(acc.wants(role) for acc in accs):
-            continue
-        counts[role] = 0
-        if progress is not None:
-            progress(role, 0)  # the stage starts (its clock with it)
-        for x in _batches(data, o.batch_size, role):
-            x = _prepare(x, role, shape)
-            shape = tuple(x.shape[1:])
-            batch = BatchOutputs(x, offset=counts[role], labels=labels, captions=captions)
-            for acc in accs:
-                if acc.wants(role):
-                    acc.update(batch, role)
-            counts[role] += x.shape[0]
-            if progress is not None:
-                progress(role, counts[role])
+    counts = _stream(roles, accs, o.batch_size, labels, captions, progress)
     streamed = {role: n for role, n in counts.items() if known[role] is None}  # the counts learnt by streaming
     if streamed:
         check_counts(names, o, {**streamed, "labels": known["labels"], "captions": known["captions"]})
@@ -166,6 +149,31 @@ def evaluate(
     if n_real is not None:
         result["n_real"] = n_real
     return {k: (v if isinstance(v, int) else float(v)) for k, v in result.items() if not _is_nan_std(k, v)}
+
+
+def _stream(roles: dict[str, Data | None], accs: list[Accumulator], batch_size: int, labels: Tensor | None,
+            captions: Sequence[str] | None, progress: Callable[[str, int], None] | None) -> dict[str, int | None]:
+    """Feed every batch of each role to the accumulators that want it, once; the sample count of each role
+    (None: not consumed). Every batch must share the first one's item shape."""
+    counts: dict[str, int | None] = {role: None for role in roles}
+    shape: tuple[int, ...] | None = None
+    for role, data in roles.items():
+        if data is None or not any(acc.wants(role) for acc in accs):
+            continue
+        counts[role] = 0
+        if progress is not None:
+            progress(role, 0)  # the stage starts (its clock with it)
+        for x in _batches(data, batch_size, role):
+            x = _prepare(x, role, shape)
+            shape = tuple(x.shape[1:])
+            batch = BatchOutputs(x, offset=counts[role], labels=labels, captions=captions)
+            for acc in accs:
+                if acc.wants(role):
+                    acc.update(batch, role)
+            counts[role] += x.shape[0]
+            if progress is not None:
+                progress(role, counts[role])
+    return counts
 
 
 def _is_nan_std(key: str, value: float) -> bool:
