@@ -102,3 +102,11 @@ def test_the_lock_is_reentrant_in_its_process(tmp_path):
     with RunLock(tmp_path), RunLock(tmp_path):  # a job holding it runs a Trainer, which takes it again
         assert json.loads((tmp_path / LOCK_NAME).read_text())["pid"] == os.getpid()
     assert (tmp_path / LOCK_NAME).read_text() == ""
+
+
+def test_without_file_locks_the_run_goes_on_with_a_note(tmp_path, monkeypatch):
+    from difflab.train import lock as lock_mod
+
+    monkeypatch.setattr(lock_mod, "fcntl", None)
+    with RunLock(tmp_path) as lock:
+        assert lock.note.startswith(f"cannot lock {tmp_path / LOCK_NAME}") and "no other process" in lock.note

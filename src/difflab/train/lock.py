@@ -12,6 +12,7 @@ takes it again.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -20,6 +21,11 @@ import time
 from pathlib import Path
 
 from difflab.utils.errors import DifflabError
+
+try:
+    import fcntl
+except ImportError:  # Windows: runs there are not locked (said so when one starts)
+    fcntl = None
 
 LOCK_NAME = ".lock"
 _HELD: dict[str, list] = {}  # resolved lock path -> [open file, nesting depth] of this process
@@ -77,13 +83,18 @@ class RunLock:
         if self.key in _HELD:  # re-entered by the process that holds it
             _HELD[self.key][1] += 1
             return self
-        import fcntl  # POSIX only; imported here so the module loads everywhere
-
         self.path.parent.mkdir(parents=True, exist_ok=True)
         f = open(self.path, "a+")  # noqa: SIM115 - kept open while the lock is held
         try:
+            if fcntl is None:
+                raise OSError(errno.ENOSYS, "no fcntl on this platform")
             fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except OSError as e:
+            if e.errno not in (errno.EACCES, errno.EAGAIN):  # no locks here (a network file system, Windows)
+                self.note = (f"cannot lock {self.path} ({e.strerror}): make sure no other process trains into "
+                             f"{self.path.parent} at the same time")
+                _HELD[self.key] = [f, 1]
+                return self
             info = _read(f)
             f.close()
             raise RunLocked(
