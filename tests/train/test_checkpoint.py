@@ -176,3 +176,14 @@ def test_pruning_is_atomic_and_half_deleted_folders_are_cleaned(tmp_path, monkey
     assert latest_checkpoint(tmp_path) == tmp_path / "ckpt-3"
     _save(tmp_path, 4, model, keep_last=2)
     assert sorted(os.listdir(tmp_path)) == ["ckpt-3", "ckpt-4"]  # trash and the half-deleted folder swept
+
+
+def test_a_checkpoint_without_trainer_state_samples_but_is_not_resumed(tmp_path):
+    model = _net()
+    _save(tmp_path, 1, model)
+    _save(tmp_path, 2, model)
+    (tmp_path / "ckpt-2" / "trainer.pt").unlink()  # optimizer states deleted to save space
+    assert latest_checkpoint(tmp_path) == tmp_path / "ckpt-2"
+    ckpt_mod.load_weights(tmp_path / "ckpt-2", _net(seed=1))
+    path, skipped = ckpt_mod.newest_intact_checkpoint(tmp_path)
+    assert path == tmp_path / "ckpt-1" and "trainer.pt is damaged (missing)" in str(skipped[0])

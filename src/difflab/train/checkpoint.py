@@ -62,11 +62,13 @@ def checkpoint_step(path: str | Path) -> int | None:
 
 
 def _is_complete(folder: Path) -> bool:
-    return all((folder / name).is_file() for name in FILES)
+    """Weights, EMA, state and config present (trainer.pt may be gone: it is needed to resume only)."""
+    return all((folder / name).is_file() for name in FILES if name != "trainer.pt")
 
 
 def list_checkpoints(run_dir: str | Path) -> list[Path]:
-    """Complete checkpoint folders of a run (all five files present), oldest first.
+    """Complete checkpoint folders of a run, oldest first: everything but trainer.pt must be there (a run
+    whose optimizer states were deleted to save space still samples; resuming skips such a folder).
 
     Temporary, trash and half-deleted folders are never listed; a complete folder may still hold a
     damaged file: `newest_intact_checkpoint` checks their contents.
