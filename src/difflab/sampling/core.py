@@ -60,7 +60,7 @@ class NoiseSource:
         with z_1 by sqrt((t - t_mid) / (t - t_next)) as W(t) - W(t_next) is with W(t) - W(t_mid)."""
         z_1, z_2 = self(t, t_mid), self(t_mid, t_next)
         h_1, h_2 = t - t_mid, t_mid - t_next
-        return z_1, (math.sqrt(h_1) * z_1 + math.sqrt(h_2) * z_2) / math.sqrt(h_1 + h_2)
+        return z_1, torch.mul(z_1, math.sqrt(h_1 / (h_1 + h_2))).add_(z_2, alpha=math.sqrt(h_2 / (h_1 + h_2)))
 
 
 class GaussianNoise(NoiseSource):
