@@ -70,6 +70,9 @@ def test_interpolate_strip_and_gif(files):
     ok(["interpolate", files / "run", "--seeds", "1", "2", "--frames", "4", "--out", files / "s.gif"])
     gif = Image.open(files / "s.gif")
     assert gif.n_frames == 6  # there and back: 4 + 2
+    out = ok(["interpolate", files / "run", "--images", files / "digit.png", files / "digit.npy", "--frames", "3",
+              "--out", files / "i.png"])
+    assert "from the noise of" in out and Image.open(files / "i.png").size == (3 * 160, 160)
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -85,6 +88,8 @@ def test_interpolate_strip_and_gif(files):
     (["inpaint", "RUN", "--image", "digit.png", "--mask", "left.png", "--method", "blend", "--out", "x.png"],
      "unknown inpainting method 'blend'"),
     (["edit", "RUN", "--image", "digit.png", "--class", "3", "--out", "x.png"], "not class-conditional"),
+    (["interpolate", "RUN", "--frames", "3", "--out", "x.png"], "give --seeds A B or --images A B"),
+    (["interpolate", "RUN", "--seeds", "1", "2", "--frames", "1", "--out", "x.png"], "frames must be an integer >= 2"),
 ])
 def test_bad_input_gets_one_message(files, args, message):
     args = [str(files / a) if a in ("RUN", "digit.png", "mask9.png", "rgb.npy", "missing.png", "left.png") else a

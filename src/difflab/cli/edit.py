@@ -118,7 +118,9 @@ def invert(
 @app.command()
 def interpolate(
     run: Path = RUN,
-    seeds: tuple[int, int] = typer.Option(..., "--seeds", help="The two seeds A B whose noises are the ends."),
+    seeds: tuple[int, int] = typer.Option(None, "--seeds", help="The two seeds A B whose noises are the ends."),
+    images: tuple[Path, Path] = typer.Option(None, "--images", help="Or two images A B: their inverted noises "
+                                             "are the ends (ddim, euler or heun)."),
     out: Path = typer.Option(..., "--out", help="strip.png or animation.gif."),
     frames: int = typer.Option(8, help="Frames from A to B."),
     class_: list[int] = typer.Option(None, "--class", help="One class, or two (repeat --class): the condition "
@@ -137,6 +139,7 @@ def interpolate(
     """Samples along the great circle between two seeds' noises (and between two conditions)."""
     from difflab.jobs.edit import run_interpolate
 
-    _run(threads, run_interpolate, expand(run), seeds=list(seeds), out=expand(out), frames=frames, labels=class_ or None,
+    _run(threads, run_interpolate, expand(run), seeds=None if seeds is None else list(seeds),
+         images=None if images is None else [expand(p) for p in images], out=expand(out), frames=frames, labels=class_ or None,
          prompts=prompt or None, sampler=sampler, steps=steps, schedule=schedule, guidance=guidance, device=device,
          ema=ema, options=option, schedule_options=schedule_option)

@@ -246,23 +246,34 @@ def run_invert(run, *, image, out, reconstruct_too: bool = False, sampler: str =
 
 
 @torch.no_grad()
-def run_interpolate(run, *, seeds, out, frames: int = 8, labels=None, prompts=None, sampler=None, steps=None,
-                    schedule=None, guidance=None, device=None, ema: bool = True, options=None, schedule_options=None):
-    """A strip (PNG) or animation (GIF) of `frames` samples whose noises slerp from seed A's to seed B's; two
+def run_interpolate(run, *, out, seeds=None, images=None, frames: int = 8, labels=None, prompts=None, sampler=None,
+                    steps=None, schedule=None, guidance=None, device=None, ema: bool = True, options=None,
+                    schedule_options=None):
+    """A strip (PNG) or animation (GIF) of `frames` samples whose noises slerp from seed A's to seed B's (or
+    from the inverted noise of image A to that of image B: deterministic sampler, the inversion's grid); two
     classes or two prompts also move the condition from the first to the second (MixedCondition)."""
-    seeds = list(seeds)
-    if len(seeds) != 2 or not all(isinstance(s, int) for s in seeds):
-        raise DifflabError(f"--seeds takes two integers A B; got {seeds}")
+    if (seeds is None) == (images is None):
+        raise DifflabError("give --seeds A B or --images A B (the ends of the path), not both")
+    ends = list(seeds if images is None else images)
+    if len(ends) != 2 or (images is None and not all(isinstance(s, int) for s in ends)):
+        raise DifflabError(f"--seeds / --images take two values A B; got {ends}")
     loaded, device = _setup(run, device, ema)
     out = output_file(out, "--out", (".png", ".gif"))
     shape = loaded.meta.data_shape
     if len(shape) != 3:
         raise DifflabError("interpolation strips are pictures: this run's data are vectors")
     name, steps, schedule, grid, kwargs = _sampler(loaded, sampler, steps, schedule, options, schedule_options)
-    std = loaded.model.process.prior_std()
-    z = [torch.randn(shape, generator=make_generator(s, device), device=device) * std for s in seeds]
-    x_T = slerp_frames(z[0], z[1], frames).reshape(frames, *shape)
     model = loaded.model
+    if images is None:
+        std = model.process.prior_std()
+        z = [torch.randn(shape, generator=make_generator(s, device), device=device) * std for s in ends]
+    else:
+        if name not in ("ddim", "euler", "heun"):
+            name, kwargs = "ddim", {}
+        inverted = [invert(model, read_input(p, loaded)[0][:1].to(device), sampler=name, steps=steps,
+                           schedule=schedule, schedule_options=grid) for p in ends]
+        z, schedule, grid = [inv.x for inv in inverted], inverted[0].times, None
+    x_T = slerp_frames(z[0], z[1], frames).reshape(frames, *shape)
     if (labels is not None and len(labels) == 2) or (prompts is not None and len(prompts) == 2):
         pairs = [(labels[i:i + 1] if labels else None, [prompts[i]] if prompts else None) for i in range(2)]
         conds = [build_cond(model, loaded.meta, frames, lab, pr, loaded.text_encoder, device) for lab, pr in pairs]
@@ -279,7 +290,8 @@ def run_interpolate(run, *, seeds, out, frames: int = 8, labels=None, prompts=No
         _write_gif(x, out, _scale(shape))
     else:
         save_image_grid(x, out, nrow=frames, scale=_scale(shape))
-    _say(f"wrote {out} ({frames} frames from seed {seeds[0]} to seed {seeds[1]}, {result.nfe} denoiser evaluations)")
+    what = "seed" if images is None else "the noise of"
+    _say(f"wrote {out} ({frames} frames from {what} {ends[0]} to {what} {ends[1]}, {result.nfe} denoiser evaluations)")
     return x
 
 
