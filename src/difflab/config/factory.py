@@ -79,9 +79,7 @@ def network_kwargs(cfg: ModelConfig, data_shape: tuple[int, ...], num_classes: i
         if num_classes is None:
             raise DifflabError("model.conditioning=class needs a labelled data set; this one has no labels")
         kw.setdefault("num_classes", num_classes)
-    if cfg.conditioning == "text":
-        if family == "mlp":
-            raise DifflabError("text conditioning needs cross-attention: use model.network=unet or dit")
+    if cfg.conditioning == "text":  # ModelConfig refuses text with the MLP (no cross-attention)
         kw.setdefault("context_dim", context_dim)
     return kw
 

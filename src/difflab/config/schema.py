@@ -46,6 +46,8 @@ class ModelConfig:
     text_encoder: str | None = None
 
     def __post_init__(self):
+        if self.conditioning == "text" and self.network == "mlp":  # before any text encoder is loaded
+            raise ValueError("text conditioning needs cross-attention: use model.network=unet or dit")
         if not self.sigma_data > 0:
             raise ValueError(f"model.sigma_data (the data's standard deviation) must be > 0; got {self.sigma_data}")
 
