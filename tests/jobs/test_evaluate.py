@@ -1,6 +1,7 @@
 """`difflab eval`: a tiny digits run scored end to end, checked against independent computations."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -60,6 +61,14 @@ def test_run_eval_json_reproducible_and_batch_size_free(run_dir, tmp_path):
     assert c["results"] == pytest.approx(a["results"], rel=1e-6, abs=1e-9)
     d = _eval([*args, "--batch-size", "40", "--seed", "1"], tmp_path / "d.json")
     assert d["results"]["fdd"] != a["results"]["fdd"]
+
+
+def test_progress_reports_a_true_rate_per_stage(run_dir):
+    """Off a terminal: plain progress lines per stage with a measured rate (the old bar stayed at '?/s')."""
+    r = runner.invoke(app, ["eval", str(run_dir), "--n", "20", "--steps", "2", "--batch-size", "10"])
+    assert r.exit_code == 0, r.output
+    assert re.search(r"sampling 20/20 \(100%\) [0-9.]+ img/s", r.output), r.output
+    assert re.search(r"reference 1437/1437 \(100%\) [0-9.]+ img/s", r.output), r.output
 
 
 def test_run_eval_matches_independent_computation(run_dir, tmp_path):
