@@ -193,8 +193,8 @@ def generate(model, meta, n: int, *, sampler: str, steps: int, schedule: str, se
     without labels cycles through its classes, any other model needs labels, which then reach only the
     classifier. options: the sampler's own keywords (eta, order, s_churn, ...); schedule_options: the
     grid's (rho, shift, t_max, ...), both checked by name and type. A reverse-SDE sampler on a process with
-    alpha(1) = 0 starts at t_max = difflab.config.sampling.SDE_T_MAX unless schedule_options says otherwise. progress: show the
-    sampler's steps (difflab.utils.progress: a bar on a terminal, plain lines elsewhere).
+    alpha(1) = 0 starts at t_max = difflab.config.sampling.SDE_T_MAX unless schedule_options says otherwise.
+    progress: show the sampler's steps (difflab.utils.progress: a bar on a terminal, plain lines elsewhere).
     """
     check_count(n)
     if not isinstance(classifier_scale, (int, float)) or not math.isfinite(classifier_scale):
@@ -238,11 +238,11 @@ def generate(model, meta, n: int, *, sampler: str, steps: int, schedule: str, se
 
 
 def data_range(meta) -> tuple[float, float] | None:
-    """The run's data range: meta.value_range (written from the data set's `value_range`), or for runs that
-    do not record it the data package's default (images [-1, 1], vectors unbounded)."""
-    if hasattr(meta, "value_range"):
-        return meta.value_range
-    return default_value_range(meta.data_shape)
+    """The run's data range: meta.value_range (written from the data set's `value_range`; None: unbounded),
+    or where a run does not record it (no attribute, or "auto") the data package's default for its shape
+    (images [-1, 1], vectors unbounded)."""
+    bounds = getattr(meta, "value_range", "auto")
+    return default_value_range(meta.data_shape) if isinstance(bounds, str) and bounds == "auto" else bounds
 
 
 def clamp_to_data(x: Tensor, meta=None) -> Tensor:
