@@ -1,7 +1,9 @@
 """Parameterizations as objects: one registry lookup, names compare equal, the conversions they own, and
 the wrapper base that answers with the wrapped denoiser's process and parameterization."""
 
+import copy
 import dataclasses
+import pickle
 
 import pytest
 import torch
@@ -30,6 +32,7 @@ def test_registry_objects_are_frozen_and_equal_to_their_names():
         with pytest.raises(dataclasses.FrozenInstanceError):
             p.name = "other"
     assert EPS != X0 and EPS != "x0" and len({*PARAMETERIZATIONS.values()}) == 4
+    assert copy.deepcopy(X0) is X0 and pickle.loads(pickle.dumps(VELOCITY)) is VELOCITY
 
 
 def test_unknown_name_lists_the_valid_ones():
@@ -72,7 +75,7 @@ class _Net(torch.nn.Module):
 
 def test_denoisers_store_the_object_and_wrappers_forward_it():
     d = NetworkDenoiser(_Net(), VPSDE(), "velocity")
-    assert d.parameterization is VELOCITY
+    assert d.parameterization is VELOCITY and copy.deepcopy(d).parameterization is VELOCITY
     with pytest.raises(DifflabError, match="unknown parameterization 'noise'"):
         NetworkDenoiser(_Net(), VPSDE(), "noise")
     for wrapper in (DenoiserWrapper(d), ClassifierFreeGuidance(d, 2.0), ClassifierGuidance(d, lambda x, t: x, 1.0)):

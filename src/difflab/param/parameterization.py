@@ -99,6 +99,9 @@ class Parameterization:
     def __str__(self) -> str:
         return self.name
 
+    def __reduce__(self):  # copies (an EMA's deepcopy) and pickles are the registry object itself
+        return get_parameterization, (self.name,)
+
 
 class EpsPrediction(Parameterization):
     """y = eps (c, d) = (0, 1); x0 = (x_t - sigma eps) / alpha (Ho et al. 2020)."""
