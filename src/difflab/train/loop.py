@@ -386,7 +386,7 @@ class Trainer:
         aside as ckpt-<step>.damaged, said so); a path continues from that folder. The run folder is
         locked against other processes for the whole call.
         """
-        main = self.accelerator.is_main_process
+        main, self._stop = self.accelerator.is_main_process, None
         with RunLock(self.out_dir) if main else contextlib.nullcontext() as lock:
             if lock is not None and lock.note:
                 self.accelerator.print(lock.note)
