@@ -22,7 +22,7 @@ SAMPLE_BAD = [
     ["--seed", "abc"], ["--seed", "1.5"],
     *(["--guidance", v] for v in ["nan", "inf", "-inf", "abc"]),
     *(["--classifier-scale", v] for v in ["nan", "inf", "2"]),
-    ["--sampler", "nope"], ["--sampler", ""], ["--sampler", "EULER"], ["--schedule", "nope"], ["--schedule", ""],
+    ["--sampler", "nope"], ["--sampler", ""], ["--sampler", "EULER"], ["--sampler", "[/x]"], ["--schedule", "[bold]"], ["--schedule", "nope"], ["--schedule", ""],
     ["--option", "eta"], ["--option", "=1"], ["--option", "nosuch=1"], ["--option", "order=abc"],
     ["--option", "order={}"], ["--option", "corrector=2"], ["--option", "order=[1, 2]"], ["--option", "order=1e400"],
     ["--schedule-option", "rho=7"], ["--schedule-option", "t_max=abc"], ["--schedule-option", "t_max=2"],

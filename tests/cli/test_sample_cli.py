@@ -58,6 +58,18 @@ def test_sampler_and_grid_options_reach_the_sampler(toy_run, tmp_path):
     assert not np.allclose(base, draw("--option", "s_churn=5", "--option", "s_noise=1.0"))
 
 
+@pytest.mark.parametrize("sampler", ["euler_maruyama", "pc"])
+def test_reverse_sde_samplers_work_on_a_flow_preset(toy_run, tmp_path, sampler):
+    """toy2d is rectified flow; these failed with 'set t_max', which no flag could set (now they start at 0.999,
+    and --schedule-option t_max chooses)."""
+    for extra in ([], ["--schedule-option", "t_max=0.99"]):
+        r = sample(toy_run, "--sampler", sampler, "--save-array", str(tmp_path / "x.npy"), *extra)
+        assert r.exit_code == 0, r.output
+        assert np.isfinite(np.load(tmp_path / "x.npy")).all()
+    r = sample(toy_run, "--sampler", sampler, "--schedule-option", "t_max=1.5", "--save-array", str(tmp_path / "y.npy"))
+    assert r.exit_code == 2 and "t_max" in r.output
+
+
 def test_home_folder_is_expanded_in_paths_and_set_options(toy_run, tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     assert sample(toy_run, "--save-array", "~/h.npy").exit_code == 0 and (tmp_path / "h.npy").is_file()
