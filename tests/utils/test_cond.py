@@ -1,9 +1,11 @@
 """cond_cat pads token sequences of different lengths; padding is masked, so attention is unchanged."""
 
+import pytest
 import torch
 
 from difflab.nets.attention import CrossAttention
 from difflab.utils.cond import cond_cat
+from difflab.utils.errors import DifflabError
 
 
 def test_prompt_and_shorter_negative_prompt_concatenate():
@@ -19,3 +21,12 @@ def test_prompt_and_shorter_negative_prompt_concatenate():
     short = attn(q, b["context"], b["context_mask"])
     padded = attn(q, both["context"][2:], both["context_mask"][2:])
     torch.testing.assert_close(short, padded)
+
+
+def test_mismatched_conditions_get_one_clear_message():
+    labels = {"class_labels": torch.tensor([1, 2])}
+    with pytest.raises(DifflabError, match="cannot concatenate a condition with None: pass a condition dict"):
+        cond_cat(labels, None)
+    with pytest.raises(DifflabError, match=r"condition keys differ: \['class_labels'\] vs \['drop'\]; give both"):
+        cond_cat(labels, {"drop": torch.tensor([True, False])})
+    assert cond_cat(None, None) is None

@@ -16,6 +16,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from difflab.utils.errors import DifflabError
+
 Cond = dict[str, Tensor]
 
 
@@ -28,10 +30,12 @@ def cond_cat(a: Cond | None, b: Cond | None) -> Cond | None:
     """
     if a is None or b is None:
         if a is not None or b is not None:
-            raise ValueError("cannot concatenate a condition with None")
+            raise DifflabError("cannot concatenate a condition with None: pass a condition dict for both halves "
+                               "(e.g. a negative condition for classifier-free guidance) or for neither")
         return None
     if set(a) != set(b):
-        raise ValueError(f"condition keys differ: {sorted(a)} vs {sorted(b)}")
+        raise DifflabError(f"condition keys differ: {sorted(a)} vs {sorted(b)}; give both conditions the same "
+                           "keys (a negative prompt for a text model, class_labels for a class model)")
     return {k: torch.cat(_pad_tokens(a[k], b[k])) for k in a}
 
 
