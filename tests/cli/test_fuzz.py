@@ -25,7 +25,7 @@ SAMPLE_BAD = [
     ["--sampler", "nope"], ["--sampler", ""], ["--sampler", "EULER"], ["--sampler", "[/x]"], ["--schedule", "[bold]"], ["--schedule", "nope"], ["--schedule", ""],
     ["--option", "eta"], ["--option", "=1"], ["--option", "nosuch=1"], ["--option", "order=abc"],
     ["--option", "order={}"], ["--option", "corrector=2"], ["--option", "order=[1, 2]"], ["--option", "order=1e400"],
-    ["--schedule-option", "rho=7"], ["--schedule-option", "t_max=abc"], ["--schedule-option", "t_max=2"],
+    ["--schedule-option", "nosuch=7"], ["--schedule-option", "t_max=abc"], ["--schedule-option", "t_max=2"],
     ["--schedule-option", "t_max=nan"], ["--schedule-option", "x"],
     ["--device", "cuda"], ["--device", "cuda:3"], ["--device", "tpu"], ["--device", ""], ["--device", "mps"],
     ["--out", "{tmp}"], ["--out", "{tmp}/x.txt"], ["--out", "{tmp}/x"], ["--out", "{file}/x.png"],
