@@ -118,7 +118,8 @@ def test_damaged_weights_fall_back_and_sampling_never_reads_the_optimizer(run, t
 def test_every_checkpoint_damaged_is_one_message_naming_the_file(run, tmp_path, damage):
     for ckpt in list_checkpoints(run):
         (ckpt / damage).write_text("{garbled: [")
-    for r in (_sample(run, tmp_path), _resume(run, "--steps", "1")):
+    evaluated = runner.invoke(app, ["eval", str(run), "--n", "16", "--steps", "2", "--metrics", "sw2"])
+    for r in (_sample(run, tmp_path), evaluated, _resume(run, "--steps", "1")):
         assert r.exit_code == 2 and _has(r, f"{damage} is damaged") and "Traceback" not in r.output, r.output
 
 
