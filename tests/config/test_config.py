@@ -114,3 +114,16 @@ def test_config_numbers_are_finite_and_in_range(override, message):
         load_config("toy2d", [override])
     assert message in str(err.value)
     assert load_config("toy2d", ["train.max_minutes=null"]).train.max_minutes is None
+
+
+def test_network_options_are_checked_before_any_data_is_read(tmp_path):
+    """The folder preset with a missing folder and a bad network option: the option is named (it is checked
+    when the config loads), not the folder (read when the data set is built)."""
+    from typer.testing import CliRunner
+
+    from difflab.cli.main import app
+
+    r = CliRunner().invoke(app, ["train", "folder", "--set", f"data.options.root={tmp_path / 'none'}",
+                                 "--set", "model.options.channel_mult=xxxx", "--out", str(tmp_path / "run")])
+    assert r.exit_code == 2 and "option channel_mult: expected a list; got 'xxxx'" in r.output
+    assert not (tmp_path / "run").exists()

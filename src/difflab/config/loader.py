@@ -11,6 +11,7 @@ import yaml
 from difflab.config.sampling import check_sample_config
 from difflab.config.schema import RunConfig
 from difflab.config.validate import from_dict, to_dict
+from difflab.nets.registry import check_network_options
 from difflab.utils.errors import DifflabError
 
 
@@ -93,8 +94,11 @@ def load_config(preset_or_path: str | Path, overrides: list[str] | None = None) 
 
 
 def config_from_dict(data: dict) -> RunConfig:
-    """A validated RunConfig; its sample options are checked against the sampler and grid it names."""
-    return check_sample_config(from_dict(RunConfig, data))
+    """A validated RunConfig: model.options checked against the network's constructor (names, types, ranges)
+    and the sample options against the sampler and grid it names, before any data is read."""
+    cfg = from_dict(RunConfig, data)
+    check_network_options(cfg.model.network, cfg.model.options)
+    return check_sample_config(cfg)
 
 
 def config_to_dict(config: RunConfig) -> dict:
