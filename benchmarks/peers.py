@@ -10,7 +10,9 @@ noise level) to its own end noise level (0, or a table's sigma_min where a sched
 adaptively (DOP853, tolerance 1e-9). A budget of NFE k admits a run only if its counted calls are <= k.
 
 diffusers' schedulers are driven as their docs say: set_timesteps(N), x = z * init_noise_sigma, then for each
-timestep scale_model_input, the model, step(...).prev_sample. Their model receives integer or interpolated
+timestep scale_model_input, the model, step(...).prev_sample (the sigma-space ones, Euler / Heun / LMS,
+from x = z sqrt(sigma_0^2 + 1), so that every run's model sees the same x_vp = z at t = 1; their
+init_noise_sigma is sigma_0 for linspace / trailing, a 2e-5 relative difference). Their model receives integer or interpolated
 timesteps tau; the eps-model answers at the noise level sigma~(tau) = exp(interp(tau, 0..T-1, log sigma~_k))
 that diffusers' own sigma <-> timestep interpolation assigns, so it is exact for what each scheduler asks.
 k-diffusion 0.1.1 is not in the comparison: it imports torchvision, and no torchvision wheel on PyPI loads
@@ -48,7 +50,7 @@ def broad_mixture(dim: int = 256, k: int = 6, seed: int = 1) -> GaussianMixture:
     return GaussianMixture(base.weights, 0.5 * base.means, 0.2 + 0.3 * torch.rand(k, dim, generator=g, dtype=f64))
 
 
-CASES = {"ring": (ring_mixture, 512), "image64": (lambda: image_like_mixture(64, 10, 0), 512),
+CASES = {"ring": (ring_mixture, 512), "image64": (lambda: image_like_mixture(64, 10, 0), 256),
          "broad256": (broad_mixture, 256)}
 
 
@@ -92,13 +94,14 @@ def diffusers_model(D):
 class References:
     """Exact probability-flow endpoints from (x_start at t0) to t1, cached by the start, end and x."""
 
-    def __init__(self, D):
-        self.D, self.cache = D, {}
+    def __init__(self, D, tol: float = 1e-9):
+        self.D, self.cache, self.tol = D, {}, tol
 
     def __call__(self, x: torch.Tensor, t0: float, t1: float) -> torch.Tensor:
-        key = (round(t0, 12), round(t1, 12), float(x.sum()))
+        key = (round(t0, 9), round(t1, 9), round(float(x.to(f64).sum()), 2))  # float32 copies of one x share it
         if key not in self.cache:
-            self.cache[key] = probability_flow(self.D, x.to(f64), [t0, t1], rtol=1e-9, atol=1e-9, method="DOP853")
+            self.cache[key] = probability_flow(self.D, x.to(f64), [t0, t1], rtol=self.tol, atol=self.tol,
+                                               method="DOP853")
         return self.cache[key]
 
 
@@ -107,11 +110,12 @@ def rmse(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 # ---------------------------------------------------------------- diffusers
-def diffusers_configs() -> list[tuple[str, str, dict, str]]:
-    """(label, scheduler class, options, state space 'vp' or 'sigma')."""
+def diffusers_configs(leading: bool = True) -> list[tuple[str, str, dict, str]]:
+    """(label, scheduler class, options, state space 'vp' or 'sigma'). leading=False leaves out the 'leading'
+    spacing, which starts below t = 1 (tau_0 = (N - 1) T // N) and so needs one more reference per N."""
     out = []
-    spacings = [("leading", {"timestep_spacing": "leading"}), ("trailing", {"timestep_spacing": "trailing"}),
-                ("linspace", {"timestep_spacing": "linspace"})]
+    spacings = [("leading", {"timestep_spacing": "leading"})] if leading else []
+    spacings += [("trailing", {"timestep_spacing": "trailing"}), ("linspace", {"timestep_spacing": "linspace"})]
     grids = spacings + [("karras", {"use_karras_sigmas": True})]
     for sp, o in spacings:
         out.append((f"DDIM/{sp}", "DDIMScheduler", {**o, "set_alpha_to_one": True}, "vp"))
@@ -146,11 +150,12 @@ def run_diffusers(cls_name: str, options: dict, space: str, steps: int, z: torch
     sched = getattr(diffusers, cls_name)(**BETAS, **options)
     sched.set_timesteps(steps)
     model = Counter(diffusers_model(D))
-    x = z * float(sched.init_noise_sigma)
     tau0 = float(sched.timesteps[0])
     s0 = float(np.exp(np.interp(tau0, np.arange(T), LOG_SIGMA_TABLE)))
-    if space == "sigma":
+    x = z * float(sched.init_noise_sigma)
+    if space == "sigma":  # x = z sqrt(sigma_0^2 + 1): the model sees x_vp = z, as in every other run
         s0 = float(sched.sigmas[0])
+        x = z * math.sqrt(s0**2 + 1)
     x_vp0 = x / math.sqrt(1 + s0**2) if space == "sigma" else x
     for tau in sched.timesteps:
         eps = model(sched.scale_model_input(x, tau), tau)
@@ -191,17 +196,18 @@ def run_difflab(sampler: str, options: dict, grid: tuple[str, dict], steps: int,
     ts = make_grid(PROCESS, grid[0], steps, **grid[1])
     model = Counter(D)
     model.parameterization, model.process = D.parameterization, D.process
-    x = z * float(PROCESS.sigma(ts[:1]))
+    x = z  # x_T = z at t = 1 (sigma(1) = 0.99998), the x_vp every diffusers run starts from
     out = SAMPLERS[sampler](model, x, ts, **options)
     return model.calls, rmse(out, refs(x, float(ts[0]), float(ts[-1])))
 
 
 # ---------------------------------------------------------------- the run
-def run_case(name: str, nfes=NFES, log=print, peers: bool = True) -> list[dict]:
+def run_case(name: str, nfes=NFES, log=print, peers: bool = True, leading: bool = True,
+             tol: float = 1e-9) -> list[dict]:
     make, n = CASES[name]
     mixture = make()
     D = mixture.denoiser(PROCESS, "eps")
-    refs = References(D)
+    refs = References(D, tol)
     z = torch.randn(n, mixture.dim, generator=torch.Generator().manual_seed(0), dtype=f64)
     rows = []
 
@@ -223,7 +229,7 @@ def run_case(name: str, nfes=NFES, log=print, peers: bool = True) -> list[dict]:
                 steps = difflab_steps(sampler, nfe)
                 record("difflab", f"{label}/{g}", nfe, run_difflab, sampler, options, grid, steps, z, D, refs)
         if peers:
-            for label, cls_name, options, space in diffusers_configs():
+            for label, cls_name, options, space in diffusers_configs(leading):
                 steps = diffusers_steps(cls_name, nfe)
                 record("diffusers", label, nfe, run_diffusers, cls_name, options, space, steps, z.float(), D, refs)
     return rows
@@ -253,13 +259,15 @@ def main(argv=None) -> int:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--markdown", type=Path)
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--no-leading", action="store_true", help="leave out diffusers' 'leading' spacing")
+    parser.add_argument("--tol", type=float, default=1e-9, help="tolerance of the reference ODE solves")
     a = parser.parse_args(argv)
     torch.set_num_threads(1)
     start = time.perf_counter()
     rows = []
     for case in a.cases:
         rows += run_case(case, a.nfes, log=(lambda m: None) if a.quiet else (lambda m: print(m, flush=True)),
-                         peers=not a.no_peers)
+                         peers=not a.no_peers, leading=not a.no_leading, tol=a.tol)
         if a.json:
             atomic_write_text(a.json, json.dumps(rows, indent=1))
     report = (f"Peers benchmark ({time.perf_counter() - start:.0f} s, torch {torch.__version__}, "
