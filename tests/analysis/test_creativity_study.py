@@ -4,10 +4,11 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from typer.testing import CliRunner
 
-from difflab.analysis.creativity import calibrate_patch_sizes, pearson_agreement
+from difflab.analysis.creativity import build_machine, calibrate_patch_sizes, pearson_agreement, x0_strip
 from difflab.analysis.local_score import EquivariantLocalScoreMachine, PatchSchedule
 from difflab.cli.main import app
 from difflab.config.factory import build_denoiser, build_process
@@ -16,6 +17,7 @@ from difflab.data.digits import load_digits
 from difflab.jobs.analyze import creativity_study
 from difflab.jobs.runs import LoadedRun, RunMeta
 from difflab.process import RectifiedFlow
+from difflab.utils.errors import DifflabError
 
 runner = CliRunner()
 
@@ -81,3 +83,19 @@ def test_creativity_command_bad_input(tmp_path):
     assert r.exit_code == 2 and "does not exist" in r.output and "Traceback" not in r.output
     r = runner.invoke(app, ["analyze", "creativity", str(tmp_path), "-n", "1"])
     assert r.exit_code == 2 and "at least 2" in r.output
+
+
+def test_x0_strip_and_machine_choice():
+    g = torch.Generator().manual_seed(2)
+    train = torch.randn(5, 1, 4, 4, generator=g, dtype=torch.float64).tanh()
+    process = RectifiedFlow()
+    ideal = build_machine("ideal", train, process, parameterization="velocity")
+    x_T = torch.randn(3, 1, 4, 4, generator=g, dtype=torch.float64)
+    est, times, final = x0_strip(ideal, x_T, [1.0, 0.5, 0.0], sampler="euler", steps=4)
+    assert est.shape == (3, 3, 1, 4, 4) and times[0] == 1.0 and times[1] == 0.5
+    assert torch.allclose(est[0], train.mean(0).expand(3, 1, 4, 4))  # alpha(1) = 0: the mean image
+    assert torch.allclose(est[-1], final)  # Euler's last step to t = 0 lands on its x0 estimate
+    with pytest.raises(DifflabError, match="patch size"):
+        build_machine("els", train, process)
+    with pytest.raises(DifflabError, match="unknown machine"):
+        build_machine("sls", train, process, 3)
