@@ -344,3 +344,20 @@ def test_an_objective_with_two_optimizers_plugs_in_and_resumes_exactly(tmp_path)
     assert not torch.equal(straight.objective.critic.weight, TwoOptimizerObjective(
         tiny_denoiser(num_classes=None), None, None, None).critic.weight)  # the critic did train
     assert _losses(tmp_path / "b") == _losses(tmp_path / "a")
+
+
+def test_ctrl_c_twice_during_a_save_does_not_cut_it_short(tmp_path, monkeypatch):
+    from difflab.train import loop
+
+    real_save = loop.save_checkpoint
+
+    def interrupted_save(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)  # "stop at once" lands inside the save: it finishes first
+        return real_save(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "save_checkpoint", interrupted_save)
+    result = Trainer(tiny_denoiser(), DiffusionLoss(), toy_data(), _config(max_steps=9, ckpt_every=2), tmp_path).train()
+    assert (result.stop_reason, result.step) == ("interrupted", 2)
+    assert latest_checkpoint(tmp_path) == tmp_path / "ckpt-2"
+    assert (tmp_path / "ckpt-2" / "manifest.json").is_file()
