@@ -101,3 +101,14 @@ def test_bad_sample_options_get_one_message(toy_run, args, message, tmp_path, mo
     r = sample(toy_run, *args)
     assert r.exit_code == 2 and r.output.count("error: ") == 1 and message in r.output, r.output
     assert list(tmp_path.iterdir()) == []  # refused before anything is written
+
+
+def test_a_fitted_grid_is_used_by_name_and_its_cost_reported(toy_run, tmp_path):
+    r = runner.invoke(app, ["fit-schedule", str(toy_run), "--steps", "3", "--sampler", "euler", "--pilot", "8"])
+    assert r.exit_code == 0, r.output
+    r = sample(toy_run, "--sampler", "euler", "--steps", "3", "--schedule", "fitted", "--no-grid",
+               "--save-array", str(tmp_path / "x.npy"))
+    assert r.exit_code == 0 and "(8 samples, 3 denoiser evaluations; its grid was fitted once with" in r.output
+    r = sample(toy_run, "--sampler", "heun", "--steps", "3", "--schedule", "fitted", "--no-grid",
+               "--save-array", str(tmp_path / "x.npy"))
+    assert r.exit_code == 2 and "no grid fitted for sampler 'heun' with 3 steps" in r.output

@@ -14,8 +14,10 @@ import numpy as np
 from rich.console import Console
 
 from difflab.jobs.classifier import load_run_classifier
+from difflab.jobs.fit_schedule import resolve_schedule
 from difflab.jobs.generate import check_count, generate, resolve_device
 from difflab.jobs.runs import load_run
+from difflab.sampling import FittedGrid
 from difflab.utils.errors import DifflabError
 from difflab.utils.files import atomic_write
 from difflab.viz import plot_points, save_image_grid
@@ -82,8 +84,10 @@ def run_sample(run: str | Path, *, out: str | Path | None = None, n: int | None 
     classifier = load_run_classifier(run, device=device, ema=ema) if classifier_scale else None
     s = loaded.config.sample
     n = s.n if n is None else n
-    result = generate(loaded.model, loaded.meta, n, sampler=s.sampler if sampler is None else sampler,
-                      steps=s.steps if steps is None else steps, schedule=s.schedule if schedule is None else schedule,
+    sampler = s.sampler if sampler is None else sampler
+    steps = s.steps if steps is None else steps
+    times = resolve_schedule(run, s.schedule if schedule is None else schedule, sampler, steps)  # 'fitted': the saved one
+    result = generate(loaded.model, loaded.meta, n, sampler=sampler, steps=steps, schedule=times,
                       seed=s.seed if seed is None else seed, guidance=s.guidance if guidance is None else guidance,
                       labels=labels, prompts=[prompt] if prompt is not None else None, negative=negative,
                       text_encoder=loaded.text_encoder, device=device, classifier=classifier,
@@ -101,6 +105,7 @@ def run_sample(run: str | Path, *, out: str | Path | None = None, n: int | None 
         written.append(str(save_array(result.x, array_path)))
         if result.labels is not None:
             written.append(str(save_array(result.labels, labels_path(array_path))))
-    console.print(f"wrote {', '.join(written)} ({n} samples, {result.nfe} denoiser evaluations) "
+    setup = f"; its grid was fitted once with {times.fit_nfe} calls" if isinstance(times, FittedGrid) else ""
+    console.print(f"wrote {', '.join(written)} ({n} samples, {result.nfe} denoiser evaluations{setup}) "
                   f"from {loaded.checkpoint}", markup=False, highlight=False, soft_wrap=True)
     return result
