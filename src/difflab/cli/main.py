@@ -74,7 +74,8 @@ def sample(
     n: int = typer.Option(None, help="Number of samples (default: the run's sample.n)."),
     sampler: str = typer.Option(None, help="Sampler name (default: the run's)."),
     steps: int = typer.Option(None, help="Sampler steps (default: the run's)."),
-    schedule: str = typer.Option(None, help="Time grid name (default: the run's)."),
+    schedule: str = typer.Option(None, help="Time grid name: uniform, logsnr, karras, shift, trailing, ..., or fitted "
+                                 "(the grid `difflab fit-schedule` saved for this sampler and steps); default: the run's."),
     option: list[str] = typer.Option([], "--option", help="A sampler option KEY=VALUE, e.g. eta=0.5, order=3, "
                                      "s_churn=10 (repeatable; checked against the sampler's own options)."),
     schedule_option: list[str] = typer.Option([], "--schedule-option", help="A time-grid option KEY=VALUE, e.g. "
@@ -125,9 +126,7 @@ def demo(
 
 
 # Subcommands defined in their own modules register themselves on `app` when imported.
-from difflab.cli import bench, classifier, evaluate  # noqa: E402, F401
-from difflab.cli import analyze  # noqa: E402, F401
-from difflab.cli import edit  # noqa: E402, F401
+from difflab.cli import analyze, bench, classifier, edit, evaluate, fit_schedule  # noqa: E402, F401
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())
