@@ -60,9 +60,13 @@ def test_loss_curve_marks_few_points_and_shows_every_one():
     assert lo <= 0 and 150 < hi < 170
     ylo, yhi = ax.get_ylim()
     assert ylo < 0.5 and yhi > 0.9
-    assert "3 log points" in ax.get_title()
+    assert "3 logged points" in ax.get_title()
+    assert ax.get_yscale() == "linear"  # within a decade: every tick a plain number
+    labels = [t for t in ax.get_yticks() if ylo <= t <= yhi]
+    assert len(labels) >= 3 and min(labels) <= 0.6 and max(labels) >= 0.8
     many = loss_figure(list(range(1, 101)), [1.0 / s for s in range(1, 101)])
     assert many.axes[0].lines[0].get_marker() in (None, "None", "")
+    assert many.axes[0].get_yscale() == "log"  # two decades
 
 
 def test_run_log_writes_the_curve(tmp_path):

@@ -36,9 +36,9 @@ def read_log(path: str | Path) -> list[dict]:
 
 
 def loss_figure(steps: list[int], losses: list[float]):
-    """The logged loss against the step: log scale when every loss is positive (plain numbers on the
-    ticks within a decade), a marker on every point when there are few (a three-point demo curve still
-    reads as data), integer steps from 0 on the x axis."""
+    """The logged loss against the step: a log axis when the positive losses span more than a decade,
+    else a linear one with plain numbers on every tick; a marker on every point when there are few (a
+    three-point demo curve still reads as data); integer steps from 0 on the x axis."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -50,12 +50,12 @@ def loss_figure(steps: list[int], losses: list[float]):
     ax.plot(steps, losses, lw=1.5 if few else 1, marker="o" if few else None, ms=5)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlim(0, max(steps) * 1.05 + 1)
-    if min(losses) > 0:
+    if min(losses) > 0 and max(losses) >= 10 * min(losses):  # more than a decade: log scale
         ax.set_yscale("log")
-        if max(losses) < 10 * min(losses):  # within a decade: plain numbers on every tick
-            ax.yaxis.set_major_formatter(ScalarFormatter())
-            ax.yaxis.set_minor_formatter(ScalarFormatter())
-    ax.set(xlabel="step", ylabel="loss", title=f"training loss ({len(steps)} log points, last step {steps[-1]})")
+    else:  # within a decade a linear axis labels every tick with a plain number
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=6))
+        ax.yaxis.set_major_formatter(ScalarFormatter(useOffset=False))
+    ax.set(xlabel="step", ylabel="loss", title=f"training loss ({len(steps)} logged points, last step {steps[-1]})")
     ax.grid(alpha=0.3, which="both")
     fig.subplots_adjust(left=0.16, right=0.97, bottom=0.12, top=0.92)
     return fig
