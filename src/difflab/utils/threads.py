@@ -1,7 +1,7 @@
 """How many CPU threads torch uses: one deliberate default for every command (issue 19).
 
 The default is one thread. On two cores shared with other jobs, torch's default (one OpenMP thread per
-core) trained toy2d 13x slower than one thread (digits: see the table)
+core) trained digits 12x and toy2d 19x slower than one thread
 (benchmarks/threads.py, docs/benchmarks.md "Threads"): the threads of each op spin waiting for siblings
 that the kernel has descheduled. The small presets gain little from more threads even on an idle machine;
 larger models on an idle many-core machine do, and take `--threads N`. OMP_NUM_THREADS, when set,
