@@ -17,3 +17,14 @@ def toy_run(tmp_path_factory):
     r = CliRunner().invoke(app, ["train", "toy2d", "--out", str(run), "--steps", "2", *TINY])
     assert r.exit_code == 0, r.output
     return run
+
+
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory):
+    """An unconditional digits (1 x 8 x 8 images) U-Net of 8 base channels trained for 2 steps."""
+    run = tmp_path_factory.mktemp("cli") / "digits"
+    r = CliRunner().invoke(app, ["train", "digits", "--out", str(run), "--steps", "2",
+                                 "--set", "model.options.base_channels=8", "--set", "train.batch_size=16",
+                                 "--set", "train.sample_every=0", "--set", "sample.n=4", "--set", "sample.steps=2"])
+    assert r.exit_code == 0, r.output
+    return run

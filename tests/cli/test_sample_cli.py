@@ -112,3 +112,14 @@ def test_a_fitted_grid_is_used_by_name_and_its_cost_reported(toy_run, tmp_path):
     r = sample(toy_run, "--sampler", "heun", "--steps", "3", "--schedule", "fitted", "--no-grid",
                "--save-array", str(tmp_path / "x.npy"))
     assert r.exit_code == 2 and "no grid fitted for sampler 'heun' with 3 steps" in r.output
+
+
+def test_image_runs_write_a_png_grid_and_arrays_in_the_image_range(digits_run, tmp_path):
+    r = sample(digits_run, "--n", "4", "--out", str(tmp_path / "g.png"), "--save-array", str(tmp_path / "g.npy"))
+    assert r.exit_code == 0, r.output
+    x = np.load(tmp_path / "g.npy")
+    assert x.shape == (4, 1, 8, 8) and x.min() >= -1 and x.max() <= 1  # digits declare value_range (-1, 1)
+    assert (tmp_path / "g.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (tmp_path / "g.labels.npy").exists()
+    r = sample(digits_run, "--out", str(tmp_path / "g.pdf"))
+    assert r.exit_code == 2 and "--out" in r.output and "must end in .png" in r.output
