@@ -15,7 +15,8 @@ t or lambda, Karras) assumes. We fit it:
 
 The result is a FittedGrid (difflab.sampling.fitted): an ordinary grid, to be reused for any batch, with its
 receipt. Cost, counted in FittedGrid.fit_nfe: one adaptive solve plus up to max_evals + 12 solver runs on the
-pilot batch (at 5 steps about 500-900 denoiser calls, at 20 steps 2000-3000, each on the whole pilot batch).
+pilot batch (measured in docs/benchmarks.md: 650-870 denoiser calls at 5 steps, 1870-2450 at 20 steps, each
+on the whole pilot batch).
 The benchmark evaluates it on x_T drawn independently of the pilot and states that cost beside the NFE.
 """
 
