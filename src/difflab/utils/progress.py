@@ -89,7 +89,7 @@ class Progress:
 
     def _stats(self) -> str:
         rate = self.rate()
-        parts = [f"{k}={_format_field(v)}" for k, v in self.fields.items()]
+        parts = [f"{k}={_format_field(v)}" for k, v in list(self.fields.items())]  # list: the bar reads it
         parts.append("-" if rate is None else f"{rate:.3g} {self.unit}/s")
         parts.append(f"elapsed {format_duration(self.elapsed())}")
         parts.append(f"eta {format_duration(self.eta())}")
@@ -103,7 +103,7 @@ class Progress:
         self.completed += n
         self.fields.update(fields)
         if self._bar is not None:
-            self._bar.update(self._task, completed=self.completed, stats=self._stats())
+            self._bar.update(self._task, completed=self.completed)
         elif self._line_due():
             self._write_line()
 
@@ -113,7 +113,7 @@ class Progress:
             return
         self._closed = True
         if self._bar is not None:
-            self._bar.update(self._task, completed=self.completed, stats=self._stats())
+            self._bar.update(self._task, completed=self.completed)
             self._bar.stop()
         elif self._last_line_n != self.completed or self.completed == self.start:
             self._write_line()
@@ -139,17 +139,22 @@ class Progress:
 
     def _start_bar(self) -> None:
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, ProgressColumn, TextColumn
         from rich.progress import Progress as RichProgress
+        from rich.text import Text
+
+        owner = self
+
+        class Stats(ProgressColumn):  # recomputed at every refresh: elapsed and ETA move between steps
+            def render(self, task) -> Text:
+                return Text(owner._stats())
 
         count = MofNCompleteColumn() if self.total is not None else TextColumn("{task.completed}")
         self._bar = RichProgress(
-            TextColumn("{task.description}", markup=False), BarColumn(), count,
-            TextColumn("{task.fields[stats]}", markup=False),
+            TextColumn("{task.description}", markup=False), BarColumn(), count, Stats(),
             console=Console(file=self.stream), transient=False,
         )
-        self._task = self._bar.add_task(self.description, total=self.total, completed=self.start,
-                                        stats=self._stats())
+        self._task = self._bar.add_task(self.description, total=self.total, completed=self.start)
         self._bar.start()
 
 
