@@ -1,7 +1,5 @@
 """Contract of every sampler and of difflab.sample: shape, dtype, determinism, callback, NFE, seeds, errors."""
 
-import math
-
 import pytest
 import torch
 
@@ -13,7 +11,6 @@ from difflab.sampling import (
     SAMPLERS,
     STOCHASTIC,
     CountingDenoiser,
-    GaussianNoise,
     sample,
     sampler_options,
     uniform_log_snr,
@@ -200,15 +197,6 @@ def test_dpmpp_sde_default_noise_is_one_brownian_path():
     x = sample(gauss.denoiser(VPSDE(), "eps"), (4000, 16), sampler="dpmpp_sde", steps=25, seed=1, dtype=f64).x
     assert 0.92 < float(x.var()) / std**2 < 1.0  # 64000 values: the estimate's standard error is 0.6 %
     assert abs(float(x.mean())) < 0.01
-
-
-def test_noise_increments_share_one_path():
-    """z_mid, z = increments(t, t_mid, t_next): unit variance each, correlation sqrt((t - t_mid) / (t - t_next))."""
-    like = torch.zeros(200000, dtype=f64)
-    z_mid, z = GaussianNoise(like, torch.Generator().manual_seed(0)).increments(0.9, 0.6, 0.5)
-    for v in (z_mid, z):
-        assert abs(float(v.var()) - 1) < 0.01
-    assert abs(float((z_mid * z).mean()) - math.sqrt(0.3 / 0.4)) < 0.01
 
 
 def test_unipc_callback_reports_the_corrected_state():

@@ -15,7 +15,6 @@ own generator, so it does not depend on the batch it is drawn in), or a `NoiseSo
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
@@ -52,15 +51,6 @@ class NoiseSource:
 
     def extra(self) -> Tensor:  # pragma: no cover - interface
         raise NotImplementedError
-
-    def increments(self, t: float, t_mid: float, t_next: float) -> tuple[Tensor, Tensor]:
-        """Standardized increments of ONE path over [t_mid, t] and over [t_next, t] (t > t_mid > t_next), for a
-        step whose two stages overlap: with z_1 = source(t, t_mid), z_2 = source(t_mid, t_next) independent,
-        the long increment is (sqrt(t - t_mid) z_1 + sqrt(t_mid - t_next) z_2) / sqrt(t - t_next), correlated
-        with z_1 by sqrt((t - t_mid) / (t - t_next)) as W(t) - W(t_next) is with W(t) - W(t_mid)."""
-        z_1, z_2 = self(t, t_mid), self(t_mid, t_next)
-        h_1, h_2 = t - t_mid, t_mid - t_next
-        return z_1, torch.mul(z_1, math.sqrt(h_1 / (h_1 + h_2))).add_(z_2, alpha=math.sqrt(h_2 / (h_1 + h_2)))
 
 
 class GaussianNoise(NoiseSource):

@@ -135,8 +135,9 @@ def _ancestral(sig_from: float, sig_to: float, eta: float) -> tuple[float, float
 
 class SDEStep(NamedTuple):
     """Step i of dpmpp_sde, as Python floats: stage 1 to t_mid, x_mid = a1 x + w1 x0_i + c1 z_mid (only when
-    two_stage), stage 2 to t_{i+1}, x_next = a2 x + w2 D + c2 z, with z_mid and z increments of one Brownian
-    path over [t_mid, t_i] and [t_{i+1}, t_i]."""
+    two_stage), stage 2 to t_{i+1}, x_next = a2 x + w2 D + c2 z. On a two-stage step z is the increment of the
+    same Brownian path over [t_{i+1}, t_i]: z = r_mid z_mid + r_rest z_rest, z_mid and z_rest the standardized
+    increments over [t_mid, t_i] and [t_{i+1}, t_mid], r_mid^2 = (t_i - t_mid) / (t_i - t_{i+1}) = 1 - r_rest^2."""
 
     t_mid: float
     two_stage: bool
@@ -146,6 +147,8 @@ class SDEStep(NamedTuple):
     a2: float
     w2: float
     c2: float
+    r_mid: float
+    r_rest: float
 
 
 def _sde_plan(run: Run, eta: float, s_noise: float) -> list[SDEStep]:
@@ -167,7 +170,9 @@ def _sde_plan(run: Run, eta: float, s_noise: float) -> list[SDEStep]:
     plan = []
     for i, tm in enumerate(t_mid.tolist()):
         first = stage(i, a_mid[i], s_mid[i]) if two_stage[i] else (1.0, 0.0, 0.0)
-        plan.append(SDEStep(tm, two_stage[i], *first, *stage(i, alpha[i + 1], sigma[i + 1])))
+        h_mid, h = t[i] - tm, t[i] - t[i + 1]
+        shares = (math.sqrt(h_mid / h), math.sqrt((tm - t[i + 1]) / h)) if two_stage[i] else (1.0, 0.0)
+        plan.append(SDEStep(tm, two_stage[i], *first, *stage(i, alpha[i + 1], sigma[i + 1]), *shares))
     return plan
 
 
@@ -183,8 +188,8 @@ def dpmpp_sde(
     + alpha_to sigma~_up z. Steps with an infinite h (from alpha = 0 or into sigma = 0) take stage 2 only.
 
     The two stages cover the overlapping intervals [s, t_i] and [t_{i+1}, t_i], so their noises are increments
-    of ONE Brownian path (NoiseSource.increments), as k-diffusion's default Brownian-tree noise is; drawing
-    them independently biases the samples (their spread shrinks; tests/sampling/test_contract.py).
+    of ONE Brownian path (SDEStep), as with k-diffusion's default Brownian-tree noise; drawing them
+    independently biases the samples (their spread shrinks: tests/sampling/test_contract.py).
     """
     eta = check_unit_interval("eta", eta)
     s_noise = check_nonnegative("s_noise", s_noise)
@@ -195,17 +200,17 @@ def dpmpp_sde(
     for i, step in enumerate(plan):
         t, t_next = run.t[i], run.t[i + 1]
         x0 = run.at(x, i).x0
-        d, z = x0, None
+        d, noise = x0, []
         if step.two_stage:
             # stage 1: ancestral step to the midpoint, D = x0_i
             x_mid = lincomb(x, step.a1, [(step.w1, x0)])
             if step.c1 != 0.0 or step.c2 != 0.0:
-                z_mid, z = run.noise.increments(t, step.t_mid, t_next)
+                z_mid, z_rest = run.noise(t, step.t_mid), run.noise(step.t_mid, t_next)
                 x_mid.add_(z_mid, alpha=step.c1)
+                noise = [(step.c2 * step.r_mid, z_mid), (step.c2 * step.r_rest, z_rest)]  # the path's W(t_i) - W(t_{i+1})
             d = at_mid(x_mid, i).x0
+        elif step.c2 != 0.0:
+            noise = [(step.c2, run.noise(t, t_next))]
         # stage 2: ancestral step to t_{i+1} from x_i, D = x0 at the midpoint
-        x_next = lincomb(x, step.a2, [(step.w2, d)])
-        if step.c2 != 0.0:
-            x_next.add_(run.noise(t, t_next) if z is None else z, alpha=step.c2)
-        x = run.done(i, x_next, x0)
+        x = run.done(i, lincomb(x, step.a2, [(step.w2, d), *noise]), x0)
     return x
