@@ -1,0 +1,178 @@
+"""The studio's ASGI app (Starlette): a static page and a small JSON + server-sent-events API.
+
+    GET  /                           the page (static/index.html, app.js, style.css; nothing else is served)
+    GET  /api/runs                   [{id, name}] of the runs given on the command line
+    GET  /api/runs/{id}              config, parameter count, shape, conditions, sample defaults
+    GET  /api/runs/{id}/{loss|preview}.png   the run's loss curve and last preview
+    GET  /api/samplers               sampler names with their options, grid names
+    POST /api/runs/{id}/sample       {setting} -> {job}; 409 while another job runs
+    POST /api/runs/{id}/compare      {settings: [2..4 settings]} -> {job}
+    GET  /api/jobs/{job}/events      text/event-stream: progress (with the live x0_hat), result, error, end
+    GET  /api/jobs/{job}/{k}.png     a result picture (download)
+    GET  /api/runs/{id}/inside?t=&seed=   the Inside tab's picture
+
+Every error is one JSON line {"error": message} with a 4xx status: no traceback reaches the page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import queue
+from importlib import resources
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from difflab.config.sampling import SCHEDULE_WORDS
+from difflab.sampling import GRIDS, SAMPLERS, sampler_options
+from difflab.studio.inside import score_field_png, strip_png
+from difflab.studio.runs import RUN_FILES, RunTable
+from difflab.studio.settings import parse_setting
+from difflab.studio.worker import Busy, Worker
+from difflab.utils.errors import DifflabError
+
+MAX_BODY = 64 * 1024  # bytes of JSON a request may send
+STATIC = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "text/css"}
+
+
+def error(message: str, status: int = 400) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+async def read_json(request: Request):
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        raise DifflabError("send the settings as JSON (Content-Type: application/json)")
+    if int(request.headers.get("content-length") or 0) > MAX_BODY:
+        raise DifflabError(f"the request is larger than {MAX_BODY // 1024} KiB")
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        raise DifflabError(f"the request is larger than {MAX_BODY // 1024} KiB")
+    try:
+        return json.loads(body)
+    except ValueError as e:
+        raise DifflabError(f"the request is not valid JSON ({e})") from None
+
+
+def create_app(runs: RunTable) -> Starlette:
+    worker = Worker(runs)
+
+    def run_id(request: Request) -> str:
+        rid = request.path_params["rid"]
+        if rid not in runs.paths:
+            raise KeyError(rid)
+        return rid
+
+    def static(name: str):
+        async def page(request: Request) -> Response:
+            text = resources.files("difflab.studio").joinpath("static", name).read_text()
+            return Response(text, media_type=STATIC[name])
+        return page
+
+    async def list_runs(request):
+        return JSONResponse([{"id": rid, "name": path.name} for rid, path in runs.paths.items()])
+
+    async def run_summary(request):
+        return JSONResponse(await run_in_threadpool(runs.summary, run_id(request)))
+
+    async def run_file(request):
+        name = request.path_params["name"]
+        if name not in RUN_FILES:
+            raise KeyError(name)
+        path = runs.file(run_id(request), name)
+        if path is None:
+            return error(f"this run has no {RUN_FILES[name]} yet", 404)
+        return Response(path.read_bytes(), media_type="image/png")
+
+    async def samplers(request):
+        return JSONResponse({"samplers": {name: sorted(sampler_options(name)) for name in SAMPLERS},
+                             "schedules": [*GRIDS, *SCHEDULE_WORDS]})
+
+    async def start_sample(request):
+        rid = run_id(request)
+        setting = parse_setting(await read_json(request), runs.summary(rid)["defaults"])
+        return JSONResponse({"job": worker.sample(rid, setting).id})
+
+    async def start_compare(request):
+        rid = run_id(request)
+        data = await read_json(request)
+        items = data.get("settings") if isinstance(data, dict) else None
+        if not isinstance(items, list) or not 2 <= len(items) <= 4:
+            raise DifflabError("Compare takes 2 to 4 settings")
+        defaults = runs.summary(rid)["defaults"]
+        return JSONResponse({"job": worker.compare(rid, [parse_setting(s, defaults) for s in items]).id})
+
+    async def events(request):
+        job = worker.jobs.get(request.path_params["job"])
+        if job is None:
+            raise KeyError("job")
+
+        async def stream():
+            finished = False
+            try:
+                while True:
+                    try:
+                        event = job.events.get_nowait()
+                    except queue.Empty:
+                        if await request.is_disconnected():
+                            return
+                        await asyncio.sleep(0.05)
+                        continue
+                    yield f"data: {json.dumps(event)}\n\n"
+                    if event["type"] == "end":
+                        finished = True
+                        return
+            finally:
+                if not finished:  # the page went away: stop the sampler at its next call
+                    job.cancelled.set()
+
+        return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+
+    async def job_image(request):
+        job = worker.jobs.get(request.path_params["job"])
+        png = None if job is None else job.images.get(f"{request.path_params['k']}.png")
+        if png is None:
+            raise KeyError("image")
+        return Response(png, media_type="image/png",
+                        headers={"Content-Disposition": f'attachment; filename="difflab-{job.id}.png"'})
+
+    async def inside(request):
+        rid = run_id(request)
+        try:
+            t = float(request.query_params.get("t", "0.5"))
+            seed = int(request.query_params.get("seed", "0"))
+        except ValueError:
+            raise DifflabError("t must be a number in (0, 1] and seed a whole number") from None
+        loaded = await run_in_threadpool(runs.load, rid)
+        if len(loaded.meta.data_shape) == 3:
+            png = await run_in_threadpool(strip_png, loaded, seed)
+        else:
+            png = await run_in_threadpool(score_field_png, loaded, t, seed)
+        return Response(png, media_type="image/png")
+
+    async def on_difflab(request, exc):
+        return error(str(exc), 409 if isinstance(exc, Busy) else 400)
+
+    async def on_missing(request, exc):
+        return error("not found: the studio serves only its page and the runs it was started with", 404)
+
+    routes = [Route("/", static("index.html"))]
+    routes += [Route(f"/{name}", static(name)) for name in STATIC if name != "index.html"]
+    routes += [
+        Route("/api/runs", list_runs),
+        Route("/api/samplers", samplers),
+        Route("/api/runs/{rid}", run_summary),
+        Route("/api/runs/{rid}/sample", start_sample, methods=["POST"]),
+        Route("/api/runs/{rid}/compare", start_compare, methods=["POST"]),
+        Route("/api/runs/{rid}/inside", inside),
+        Route("/api/runs/{rid}/{name}", run_file),
+        Route("/api/jobs/{job}/events", events),
+        Route("/api/jobs/{job}/{k:int}.png", job_image),
+    ]
+    app = Starlette(routes=routes, exception_handlers={DifflabError: on_difflab, KeyError: on_missing, 404: on_missing,
+                                                      405: on_missing})
+    app.state.worker, app.state.runs = worker, runs
+    return app
