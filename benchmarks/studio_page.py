@@ -89,17 +89,16 @@ def main() -> None:
                                    timeout=120000)
             page.screenshot(path=str(args.shots / "studio_compare.png"), full_page=True)
             page.click("nav button[data-tab=inside]")
-            page.wait_for_function("document.querySelector('#inside-img').naturalWidth > 0", timeout=60000)
+            page.wait_for_function("document.querySelector('#inside-img').dataset.ready", timeout=60000)
             page.screenshot(path=str(args.shots / "studio_inside_images.png"), full_page=True)
             if args.inside_run:
-                page.select_option("#run", RunTable([args.inside_run]).paths.popitem()[0])
-                page.wait_for_function("document.querySelector('#run-name').textContent !== ''")
-                page.click("nav button[data-tab=inside]")
+                rid = RunTable([args.inside_run]).paths.popitem()[0]
+                page.select_option("#run", rid)
+                page.wait_for_function(f"document.querySelector('#run-name').textContent === {rid!r}")
                 page.fill("#inside-t", "0.3")
                 page.dispatch_event("#inside-t", "change")
-                page.wait_for_function("document.querySelector('#inside-t-value').textContent === '0.3' && "
-                                       "document.querySelector('#inside-img').naturalWidth > 0", timeout=60000)
-                page.wait_for_timeout(1500)
+                page.wait_for_function(f"document.querySelector('#inside-img').dataset.ready === '{rid}:0.3'",
+                                       timeout=60000)
                 page.screenshot(path=str(args.shots / "studio_inside_2d.png"), full_page=True)
         browser.close()
     srv.should_exit = True

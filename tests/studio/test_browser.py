@@ -134,4 +134,10 @@ def test_closing_the_page_cancels_its_job(browser, server):
 
 def test_inside_tab_draws(page):
     page.click("nav button[data-tab=inside]")
-    page.wait_for_function("document.querySelector('#inside-img').naturalWidth > 0", timeout=30000)
+    page.wait_for_function("document.querySelector('#inside-img').dataset.ready === 'digits:0.5'", timeout=30000)
+    page.select_option("#run", "toy")
+    page.wait_for_function("document.querySelector('#run-name').textContent === 'toy'")
+    page.fill("#inside-t", "0.3")
+    page.dispatch_event("#inside-t", "change")
+    page.wait_for_function("document.querySelector('#inside-img').dataset.ready === 'toy:0.3'", timeout=30000)
+    assert page.evaluate(IMAGE_STATS, "#inside-img")["spread"] > 50  # arrows and points, not a blank figure

@@ -48,6 +48,7 @@ async function loadRun(id) {
   $("inside-note").textContent = run.kind === "image"
     ? "x_t (top) and x0_hat (bottom) along a 20-step Euler grid, from noise to data"
     : "the learned score field at t, over the samples x_t of a 20-step Euler run";
+  if (!$("tab-inside").hidden) drawInside();
 }
 
 function showOptions() {
@@ -142,11 +143,16 @@ async function compare() {
 
 async function drawInside() {
   if (!run) return;
-  const t = $("inside-t").value;
+  const t = $("inside-t").value, img = $("inside-img"), want = `${run.id}:${t}`;
   $("inside-t-value").textContent = t;
+  img.removeAttribute("src");
+  img.dataset.ready = "";
   const r = await fetch(`/api/runs/${run.id}/inside?t=${t}&seed=${$("sample-form").seed.value || 0}`);
   if (!r.ok) { say((await r.json().catch(() => ({}))).error || `the server answered ${r.status}`); return; }
-  $("inside-img").src = URL.createObjectURL(await r.blob());
+  const blob = await r.blob();
+  if (`${run.id}:${$("inside-t").value}` !== want) return;  // a newer request replaced this one
+  img.onload = () => { img.dataset.ready = want; };
+  img.src = URL.createObjectURL(blob);
 }
 
 async function start() {
