@@ -112,6 +112,15 @@ def test_load_run_classifier_round_trips_the_weights(run):
     assert any(not torch.equal(ema_w[k], raw_w[k]) for k in ema_w)
 
 
+def test_a_damaged_optimizer_state_does_not_stop_guided_sampling(run, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    (copy / "classifier" / "ckpt-15" / "trainer.pt").write_bytes(b"garbage")
+    clf = load_run_classifier(copy)
+    saved = load_file(str(copy / "classifier" / "ckpt-15" / "ema.safetensors"))
+    assert all(torch.equal(v, saved[k]) for k, v in clf.state_dict().items())
+
+
 def test_resume_continues_the_step_count(run, tmp_path):
     copy = tmp_path / "run"
     shutil.copytree(run, copy)

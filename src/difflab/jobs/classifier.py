@@ -29,11 +29,13 @@ from difflab.config.loader import apply_overrides, config_from_dict
 from difflab.config.schema import ClassifierConfig, ClassifierRun, DataConfig
 from difflab.config.validate import from_dict, to_dict
 from difflab.jobs.generate import resolve_device
+from difflab.jobs.runs import sampling_checkpoint
 from difflab.metrics.noisy_accuracy import classifier_accuracy
 from difflab.nets.registry import count_parameters
 from difflab.objectives import NoisyClassifierLoss
 from difflab.param.classifier import TimeClassifier
-from difflab.train import Trainer, latest_checkpoint, load_checkpoint, read_config
+from difflab.train import Trainer, latest_checkpoint, read_config
+from difflab.train.checkpoint import load_weights
 from difflab.train.prepare import ClassLabels
 from difflab.train.settings import TrainResult
 from difflab.utils.errors import DifflabError
@@ -63,16 +65,12 @@ def load_run_classifier(run_dir: str | Path, device: str = "cpu", ema: bool = Tr
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise DifflabError(f"run folder {run_dir} does not exist; train one with `difflab train PRESET --out {run_dir}`")
-    ckpt = latest_checkpoint(classifier_dir(run_dir))
-    if ckpt is None:
+    if latest_checkpoint(classifier_dir(run_dir)) is None:
         raise DifflabError(f"{run_dir} has no trained classifier (no checkpoint in {classifier_dir(run_dir)}): "
                            f"train one with `difflab train-classifier {run_dir}`")
-    saved = from_dict(ClassifierRun, read_config(ckpt))
-    clf = build_classifier(saved)
-    if ema:
-        load_checkpoint(ckpt, build_classifier(saved), clf)
-    else:
-        load_checkpoint(ckpt, clf)
+    ckpt = sampling_checkpoint(classifier_dir(run_dir), ema)  # trainer.pt not read; damaged ones skipped
+    clf = build_classifier(from_dict(ClassifierRun, read_config(ckpt)))
+    load_weights(ckpt, clf, ema=ema)
     return clf.to(device).eval().requires_grad_(False)
 
 
