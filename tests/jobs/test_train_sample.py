@@ -57,3 +57,37 @@ def test_empty_image_folder_and_incompatible_resume(tmp_path):
                             "--set", "model.options={hidden_dim: 48, num_blocks: 1}"])
     out = r.output.replace("\n", " ")
     assert r.exit_code == 2 and "different architecture" in out and "Traceback" not in out
+
+
+def test_run_json_records_the_data_range_and_sampling_honours_it(tmp_path):
+    import json
+
+    from difflab.config.factory import build_data
+    from difflab.config.loader import load_config
+    from difflab.jobs.runs import read_meta, write_meta
+    from difflab.jobs.train import run_meta
+
+    run = tmp_path / "run"
+    assert runner.invoke(app, ["train", "toy2d", "--out", str(run), "--steps", "2", *TINY]).exit_code == 0
+    saved = json.loads((run / "run.json").read_text())
+    assert "value_range" in saved and saved["value_range"] is None  # vectors: unbounded, recorded as null
+    cfg = load_config("digits")
+    digits = run_meta(tmp_path / "d", build_data(cfg.data), cfg, None, resume=False)
+    write_meta(tmp_path, digits)
+    assert json.loads((tmp_path / "run.json").read_text())["value_range"] == [-1.0, 1.0]
+    assert read_meta(tmp_path).value_range == (-1.0, 1.0)
+    # sampling clamps to the recorded range (here a narrower one than the data's), not to a shape rule
+    (run / "run.json").write_text(json.dumps({**saved, "value_range": [-0.25, 0.5]}))
+    r = runner.invoke(app, ["sample", str(run), "--n", "64", "--steps", "2", "--out", str(tmp_path / "s.png"),
+                            "--save-array", str(tmp_path / "s.npy")])
+    assert r.exit_code == 0, r.output
+    x = np.load(tmp_path / "s.npy")
+    assert x.min() == pytest.approx(-0.25) and x.max() == pytest.approx(0.5)
+    # a run.json written before the range was recorded still samples (the shape fallback: unbounded) and resumes
+    (run / "run.json").write_text(json.dumps({k: v for k, v in saved.items() if k != "value_range"}))
+    assert read_meta(run).value_range == "auto"
+    r = runner.invoke(app, ["sample", str(run), "--n", "64", "--steps", "2", "--out", str(tmp_path / "s.png"),
+                            "--save-array", str(tmp_path / "s.npy")])
+    assert r.exit_code == 0 and np.abs(np.load(tmp_path / "s.npy")).max() > 0.5, r.output
+    assert runner.invoke(app, ["train", "--out", str(run), "--resume", "--steps", "1"]).exit_code == 0
+    assert json.loads((run / "run.json").read_text())["value_range"] is None

@@ -1,6 +1,7 @@
 """A run folder: its config, its metadata and its model, written by `train` and read by `sample`/`eval`.
 
-    RUN/run.json              what the network was built from (data shape, classes, context width)
+    RUN/run.json              what the network was built from (data shape, classes, context width) and
+                              the data range samples are clamped to
     RUN/ckpt-<step>/...       checkpoints (difflab.train.checkpoint), each with the full config.yaml
     RUN/samples/step-*.png    preview grids; RUN/samples.png the newest
     RUN/log.jsonl, loss.png   the training log and its curve
@@ -9,7 +10,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -26,14 +27,36 @@ from difflab.utils.files import atomic_write_json
 
 @dataclass
 class RunMeta:
+    """What a run's network is built from, and value_range: the interval (lo, hi) its data lies in, which
+    samples are clamped to (None: unbounded; "auto": not recorded, the data package's default for the
+    shape, see jobs.generate.data_range). value_range is not compared: a run written before it was
+    recorded resumes."""
+
     data_shape: tuple[int, ...]
     num_classes: int | None
     context_dim: int | None
     class_names: list[str] | None = None
+    value_range: tuple[float, float] | None | str = field(default="auto", compare=False)
 
 
 def write_meta(run_dir: Path, meta: RunMeta) -> None:
-    atomic_write_json(run_dir / "run.json", {**meta.__dict__, "data_shape": list(meta.data_shape)})
+    """RUN/run.json; value_range as [lo, hi] or null (left out while "auto", so readers fall back)."""
+    d = {**meta.__dict__, "data_shape": list(meta.data_shape)}
+    if isinstance(meta.value_range, str):
+        del d["value_range"]
+    elif meta.value_range is not None:
+        d["value_range"] = [float(v) for v in meta.value_range]
+    atomic_write_json(run_dir / "run.json", d)
+
+
+def _value_range(v) -> tuple[float, float] | None | str:
+    """run.json's value_range: null, "auto" (absent in runs written before it was recorded) or [lo, hi]."""
+    if v is None or v == "auto":
+        return v
+    lo, hi = (float(b) for b in v)
+    if not lo < hi:
+        raise ValueError(f"value_range {v} is not an interval lo < hi")
+    return lo, hi
 
 
 def read_meta(run_dir: Path) -> RunMeta:
@@ -44,7 +67,7 @@ def read_meta(run_dir: Path) -> RunMeta:
     try:
         d = json.loads(path.read_text())
         return RunMeta(tuple(int(n) for n in d["data_shape"]), d["num_classes"], d["context_dim"],
-                       d.get("class_names"))
+                       d.get("class_names"), _value_range(d.get("value_range", "auto")))
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise DifflabError(f"{path} is damaged ({type(e).__name__}: {e}); `difflab train --out {run_dir} --resume "
                            "--steps 1` writes it again from the data") from None

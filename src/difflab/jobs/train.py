@@ -23,6 +23,7 @@ from difflab.config.factory import (
 )
 from difflab.config.loader import apply_overrides, config_from_dict, config_to_dict, load_config
 from difflab.config.schema import RunConfig
+from difflab.data.datasets import value_range_of
 from difflab.jobs.generate import generate
 from difflab.jobs.runs import RunMeta, read_meta, write_meta
 from difflab.nets.registry import count_parameters
@@ -120,7 +121,7 @@ def preview_fn(meta: RunMeta, cfg: RunConfig, text_encoder, captions: list[str] 
 def run_meta(out: Path, dataset, cfg: RunConfig, text_encoder, resume: bool) -> RunMeta:
     """What the network is built from; on resume it must match the run's run.json (rewritten if damaged)."""
     meta = RunMeta(tuple(dataset.data_shape), dataset.num_classes if cfg.model.conditioning == "class" else None,
-                   text_encoder.dim if text_encoder is not None else None)
+                   text_encoder.dim if text_encoder is not None else None, value_range=value_range_of(dataset))
     if resume and (out / "run.json").is_file():
         try:
             saved = read_meta(out)
