@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from difflab.cli.main import app
@@ -91,3 +92,29 @@ def test_run_json_records_the_data_range_and_sampling_honours_it(tmp_path):
     assert r.exit_code == 0 and np.abs(np.load(tmp_path / "s.npy")).max() > 0.5, r.output
     assert runner.invoke(app, ["train", "--out", str(run), "--resume", "--steps", "1"]).exit_code == 0
     assert json.loads((run / "run.json").read_text())["value_range"] is None
+
+
+def test_previews_use_the_sample_sections_options(tmp_path, monkeypatch):
+    """A preview is drawn as `difflab sample` draws it: with sample.options and sample.schedule_options."""
+    from dataclasses import replace
+
+    import difflab.jobs.train as train_job
+    from difflab.config.schema import RunConfig, SampleConfig
+    from difflab.jobs.generate import generate
+    from difflab.jobs.runs import RunMeta
+    from difflab.utils.errors import DifflabError
+    from tests.train.helpers import tiny_denoiser
+
+    drawn = []
+    monkeypatch.setattr(train_job, "plot_points", lambda x, *a, **k: drawn.append(x))
+    model, meta = tiny_denoiser(num_classes=None), RunMeta((2,), None, None, value_range=None)
+    sample = SampleConfig(sampler="euler", steps=4, schedule="karras", n=16, seed=3,
+                          options={"s_churn": 2.0}, schedule_options={"rho": 3.0})
+    train_job.preview_fn(meta, RunConfig(sample=sample), None, None)(model, 1, tmp_path)
+    common = dict(sampler="euler", steps=4, schedule="karras", seed=3)
+    chosen = generate(model, meta, 16, **common, options={"s_churn": 2.0}, schedule_options={"rho": 3.0}).x
+    plain = generate(model, meta, 16, **common).x
+    assert torch.equal(drawn[0], chosen) and not torch.allclose(drawn[0], plain)
+    bad = RunConfig(sample=replace(sample, options={"s_chrun": 2.0}))
+    with pytest.raises(DifflabError, match="s_chrun"):
+        train_job.preview_fn(meta, bad, None, None)(model, 1, tmp_path)

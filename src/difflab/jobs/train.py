@@ -99,7 +99,8 @@ def budget(cfg: TrainConfig, state: dict | None, minutes: float | None, steps: i
 
 
 def preview_fn(meta: RunMeta, cfg: RunConfig, text_encoder, captions: list[str] | None):
-    """The trainer's sample_fn: a grid of cfg.sample.n samples under RUN/samples/."""
+    """The trainer's sample_fn: a grid of cfg.sample.n samples under RUN/samples/, drawn with the sample
+    section's sampler, grid and their options, as `difflab sample` draws them."""
 
     def draw(model, step: int, out_dir: Path):
         n = min(cfg.sample.n, 64)
@@ -107,7 +108,8 @@ def preview_fn(meta: RunMeta, cfg: RunConfig, text_encoder, captions: list[str] 
         prompts = (captions * n)[:n] if captions else None
         result = generate(model, meta, n, sampler=cfg.sample.sampler, steps=cfg.sample.steps,
                           schedule=cfg.sample.schedule, seed=cfg.sample.seed, guidance=cfg.sample.guidance,
-                          prompts=prompts, text_encoder=text_encoder, device=device)
+                          prompts=prompts, text_encoder=text_encoder, device=device, options=cfg.sample.options,
+                          schedule_options=cfg.sample.schedule_options)
         if len(meta.data_shape) == 3:
             scale = max(1, 128 // meta.data_shape[-1])
             for path in (out_dir / "samples" / f"step-{step:07d}.png", out_dir / "samples.png"):
