@@ -141,3 +141,35 @@ def test_inside_tab_draws(page):
     page.dispatch_event("#inside-t", "change")
     page.wait_for_function("document.querySelector('#inside-img').dataset.ready === 'toy:0.3'", timeout=30000)
     assert page.evaluate(IMAGE_STATS, "#inside-img")["spread"] > 50  # arrows and points, not a blank figure
+
+
+def test_edit_tab_inpaints_where_the_mask_is_painted(page, tmp_path):
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    a = np.zeros((8, 8), np.uint8)
+    a[:, 3:5] = 255
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, format="PNG")
+    page.click("nav button[data-tab=sample]")
+    page.fill("#sample-form input[name=steps]", "3")  # the Edit tab takes the Sample tab's sampler settings
+    page.click("nav button[data-tab=edit]")
+    page.set_input_files("#edit-file", files=[{"name": "one.png", "mimeType": "image/png", "buffer": buf.getvalue()}])
+    page.wait_for_function("document.querySelector('#edit-mask').width === 8")
+    box = page.locator("#edit-mask").bounding_box()
+    page.mouse.move(box["x"] + 20, box["y"] + 20)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 200, box["y"] + 40, steps=8)
+    page.mouse.up()
+    mask = page.evaluate("() => maskURL()")
+    m = np.asarray(Image.open(io.BytesIO(base64.b64decode(mask.split(",", 1)[1]))).convert("L"))
+    assert m.shape == (8, 8) and m[:2].max() == 255 and m[6:].max() == 0  # painted the top rows only
+    page.click("#edit-run")
+    page.wait_for_function("document.querySelector('#edit-result').complete && "
+                           "document.querySelector('#edit-result').naturalWidth > 0", timeout=30000)
+    assert page.inner_text("#edit-command").startswith("difflab inpaint ")
+    assert page.is_hidden("#message")
+    page.screenshot(path=str(tmp_path / "edit.png"), full_page=True)

@@ -7,6 +7,7 @@
     GET  /api/samplers               sampler names with their options, grid names
     POST /api/runs/{id}/sample       {setting} -> {job}; 409 while another job runs
     POST /api/runs/{id}/compare      {settings: [2..4 settings]} -> {job}
+    POST /api/runs/{id}/edit         {image, [mask], strength, method, setting} -> {job} (studio/edit.py)
     GET  /api/jobs/{job}/events      text/event-stream: progress (with the live x0_hat), result, error, end
     GET  /api/jobs/{job}/{k}.png     a result picture (download)
     GET  /api/runs/{id}/inside?t=&seed=   the Inside tab's picture
@@ -29,6 +30,7 @@ from starlette.routing import Route
 
 from difflab.config.sampling import SCHEDULE_WORDS
 from difflab.sampling import GRIDS, SAMPLERS, sampler_options
+from difflab.studio.edit import MAX_UPLOAD, parse_edit
 from difflab.studio.inside import score_field_png, strip_png
 from difflab.studio.runs import RUN_FILES, RunTable
 from difflab.studio.settings import parse_setting
@@ -36,6 +38,7 @@ from difflab.studio.worker import Busy, Worker
 from difflab.utils.errors import DifflabError
 
 MAX_BODY = 64 * 1024  # bytes of JSON a request may send
+EDIT_BODY = 2 * MAX_UPLOAD * 4 // 3 + MAX_BODY  # an edit: two base64 pictures (image, mask) and its settings
 STATIC = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "text/css"}
 
 
@@ -43,14 +46,21 @@ def error(message: str, status: int = 400) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-async def read_json(request: Request):
+async def read_json(request: Request, limit: int = MAX_BODY):
     if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
         raise DifflabError("send the settings as JSON (Content-Type: application/json)")
-    if int(request.headers.get("content-length") or 0) > MAX_BODY:
-        raise DifflabError(f"the request is larger than {MAX_BODY // 1024} KiB")
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        raise DifflabError(f"the request is larger than {MAX_BODY // 1024} KiB")
+    too_big = f"the request is larger than {limit // 1024} KiB"
+    try:
+        declared = int(request.headers.get("content-length") or 0)
+    except ValueError:
+        raise DifflabError("the request's Content-Length is not a number") from None
+    if declared > limit:
+        raise DifflabError(too_big)
+    body = b""
+    async for chunk in request.stream():  # counted as it arrives: a wrong Content-Length cannot get more in
+        body += chunk
+        if len(body) > limit:
+            raise DifflabError(too_big)
     try:
         return json.loads(body)
     except ValueError as e:
@@ -104,6 +114,11 @@ def create_app(runs: RunTable) -> Starlette:
             raise DifflabError("Compare takes 2 to 4 settings")
         defaults = runs.summary(rid)["defaults"]
         return JSONResponse({"job": worker.compare(rid, [parse_setting(s, defaults) for s in items]).id})
+
+    async def start_edit(request):
+        rid = run_id(request)
+        own, setting = parse_edit(await read_json(request, EDIT_BODY), runs.summary(rid)["defaults"])
+        return JSONResponse({"job": worker.edit(rid, own, setting).id})
 
     async def events(request):
         job = worker.jobs.get(request.path_params["job"])
@@ -167,6 +182,7 @@ def create_app(runs: RunTable) -> Starlette:
         Route("/api/runs/{rid}", run_summary),
         Route("/api/runs/{rid}/sample", start_sample, methods=["POST"]),
         Route("/api/runs/{rid}/compare", start_compare, methods=["POST"]),
+        Route("/api/runs/{rid}/edit", start_edit, methods=["POST"]),
         Route("/api/runs/{rid}/inside", inside),
         Route("/api/runs/{rid}/{name}", run_file),
         Route("/api/jobs/{job}/events", events),

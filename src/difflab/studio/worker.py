@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from difflab.jobs.fit_schedule import resolve_schedule
 from difflab.jobs.generate import generate
+from difflab.studio.edit import edit_command, run_page_edit
 from difflab.studio.pictures import samples_png
 from difflab.studio.runs import RunTable
 from difflab.studio.settings import Setting
@@ -115,6 +116,19 @@ class Worker:
 
     def sample(self, rid: str, s: Setting) -> Job:
         return self.submit("sample", lambda job: job.emit(type="result", **self.draw(job, rid, s)))
+
+    def edit(self, rid: str, own: dict, s: Setting) -> Job:
+        """SDEdit or inpainting of an uploaded picture (studio/edit.py); no live preview: the editing jobs
+        take no per-call hook."""
+        def work(job: Job) -> None:
+            job.emit(type="progress", part=0, parts=1, calls=0, t=1.0, fraction=0.0)
+            t0 = time.perf_counter()
+            job.images["0.png"] = run_page_edit(self.runs.path(rid), own, s, self.runs.device)
+            job.emit(type="result", label=("inpaint, " + own["method"]) if own["mask"] else f"SDEdit, strength "
+                     f"{own['strength']:g}", nfe=None, wall_s=round(time.perf_counter() - t0, 3),
+                     image=f"/api/jobs/{job.id}/0.png", command=edit_command(self.runs.path(rid), own, s))
+
+        return self.submit("edit", work)
 
     def compare(self, rid: str, settings: list[Setting]) -> Job:
         def work(job: Job) -> None:

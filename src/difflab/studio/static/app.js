@@ -155,6 +155,67 @@ async function drawInside() {
   img.src = URL.createObjectURL(blob);
 }
 
+// ---- Edit: a picture, and a mask painted on a canvas of the picture's own pixel size (white = regenerate)
+let editImage = null, masked = false;
+
+function clearMask() {
+  const c = $("edit-mask");
+  c.getContext("2d").clearRect(0, 0, c.width, c.height);
+  masked = false;
+}
+
+function paint(ev) {
+  if (!(ev.buttons & 1) || !editImage) return;
+  const c = $("edit-mask"), r = c.getBoundingClientRect();
+  const size = Math.max(1, Math.round(c.width / 8));
+  const x = Math.floor((ev.clientX - r.left) / r.width * c.width - size / 2);
+  const y = Math.floor((ev.clientY - r.top) / r.height * c.height - size / 2);
+  const g = c.getContext("2d");
+  g.fillStyle = "#fff";
+  g.fillRect(x, y, size, size);
+  masked = true;
+}
+
+function maskURL() {  // black = keep, white = regenerate, at the picture's pixel size
+  const c = $("edit-mask"), out = document.createElement("canvas");
+  out.width = c.width; out.height = c.height;
+  const g = out.getContext("2d");
+  g.fillStyle = "#000"; g.fillRect(0, 0, out.width, out.height); g.drawImage(c, 0, 0);
+  return out.toDataURL("image/png");
+}
+
+function pickImage() {
+  const file = $("edit-file").files[0];
+  if (!file) return;
+  const reader = new FileReader();
+  reader.onload = () => {
+    editImage = reader.result;
+    const img = $("edit-image");
+    img.onload = () => { const c = $("edit-mask"); c.width = img.naturalWidth; c.height = img.naturalHeight; clearMask(); };
+    img.src = editImage;
+  };
+  reader.readAsDataURL(file);
+}
+
+async function runEdit() {
+  say("");
+  if (!editImage) { say("pick a picture first (PNG or JPEG)"); return; }
+  $("edit-run").disabled = true;
+  document.body.dataset.state = "running";
+  const s = {...formSetting(), n: $("edit-n").value, image: editImage, mask: masked ? maskURL() : null,
+             strength: Number($("edit-strength").value), method: $("edit-method").value};
+  try {
+    const {job} = await api(`/api/runs/${run.id}/edit`, s);
+    await follow(job, $("edit-progress"), (e) => {
+      $("edit-result").src = `${e.image}?v=${job}`;
+      $("edit-caption").textContent = `${e.label}: ${e.wall_s.toFixed(2)} s (the input first)`;
+      $("edit-command").textContent = e.command;
+    });
+  } catch (err) { say(err.message); }
+  $("edit-run").disabled = false;
+  document.body.dataset.state = "idle";
+}
+
 async function start() {
   try {
     const info = await api("/api/samplers");
@@ -173,4 +234,10 @@ $("sample-form").sampler.onchange = showOptions;
 $("sample-form").onsubmit = generate;
 $("compare").onclick = compare;
 $("inside-t").onchange = drawInside;
+$("edit-file").onchange = pickImage;
+$("edit-mask").onpointerdown = paint;
+$("edit-mask").onpointermove = paint;
+$("edit-clear").onclick = clearMask;
+$("edit-run").onclick = runEdit;
+$("edit-strength").oninput = () => { $("edit-strength-value").textContent = $("edit-strength").value; };
 start();
