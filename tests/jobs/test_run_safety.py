@@ -135,3 +135,16 @@ def test_damaged_run_json_and_log(run, tmp_path):
     assert json.loads((run / "run.json").read_text())["data_shape"] == [2]
     assert (run / "log.jsonl.damaged").is_file() and os.path.getsize(run / "log.jsonl.damaged") > 0
     assert _sample(run, tmp_path).exit_code == 0
+
+
+def test_every_job_checks_the_device_the_same_way(run):
+    """fit-schedule (through jobs.runs.torch_device) refuses a device the machine lacks with the same message
+    as sample, instead of failing inside torch."""
+    import torch
+
+    from difflab.jobs.runs import torch_device
+
+    assert torch_device(None) == ("cuda" if torch.cuda.is_available() else "cpu") and torch_device("cpu") == "cpu"
+    for device, message in [("gpu7", "unknown device 'gpu7'"), ("cuda:99", "cuda:99")]:
+        r = runner.invoke(app, ["fit-schedule", str(run), "--steps", "2", "--device", device])
+        assert r.exit_code == 2 and _has(r, message) and "Traceback" not in r.output, r.output

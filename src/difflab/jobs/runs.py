@@ -13,13 +13,13 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 from rich.console import Console
 from torch import nn
 
 from difflab.config.factory import build_denoiser, build_process, build_text_encoder
 from difflab.config.loader import config_from_dict
 from difflab.config.schema import RunConfig
+from difflab.jobs.generate import resolve_device
 from difflab.train.checkpoint import load_weights, newest_intact_checkpoint, read_config
 from difflab.utils.errors import DifflabError
 from difflab.utils.files import atomic_write_json
@@ -115,7 +115,6 @@ def load_run(run_dir: str | Path, ema: bool = True, device: str = "cpu") -> Load
     model.to(device).eval().requires_grad_(False)
     return LoadedRun(cfg, meta, model, ckpt, build_text_encoder(cfg.model, device=device))
 
-
-def torch_device(name: str | None = None) -> str:
-    """'cuda' when available unless a device is named."""
-    return name or ("cuda" if torch.cuda.is_available() else "cpu")
+# The one device check (a name torch does not know, or CUDA/MPS this machine lacks, is one DifflabError),
+# under the name fit-schedule and the benchmarks import.
+torch_device = resolve_device
