@@ -11,6 +11,18 @@ from difflab.cli.common import app, expand, run_job
 RUN = typer.Argument(..., help="A run folder written by `difflab train`.")
 IMAGE = typer.Option(..., "--image", help="Input picture (read like the run's training images) or .npy array.")
 THREADS = typer.Option(None, "--threads", help="CPU threads for torch (default 1, or OMP_NUM_THREADS).")
+SAMPLER = typer.Option(None, help="Sampler name (default: the run's; any sampler works).")
+STEPS = typer.Option(None, help="Steps of the full grid (default: the run's).")
+SCHEDULE = typer.Option(None, help="Time grid name (default: the run's).")
+OPTION = typer.Option([], "--option", help="A sampler option KEY=VALUE (repeatable).")
+SCHEDULE_OPTION = typer.Option([], "--schedule-option", help="A time-grid option KEY=VALUE (repeatable).")
+SEED = typer.Option(0, help="Random seed.")
+CLASS = typer.Option(None, "--class", help="Class label for a class-conditional model.")
+PROMPT = typer.Option(None, help="Text prompt for a text-conditional model.")
+NEGATIVE = typer.Option(None, help="Negative prompt (needs --guidance W != 1).")
+GUIDANCE = typer.Option(None, help="Classifier-free guidance weight w (1 = none).")
+DEVICE = typer.Option(None, help="cpu or cuda (default: cuda when available).")
+EMA = typer.Option(True, "--ema/--no-ema", help="Use the EMA weights.")
 
 
 def _run(threads, job, *args, **kwargs):
@@ -31,19 +43,19 @@ def edit(
     out: Path = typer.Option(None, "--out", help="PNG grid: the input, then the edits."),
     strength: float = typer.Option(0.5, help="Noise level t in [0, 1] the input is taken to (0 keeps it, 1 ignores it)."),
     n: int = typer.Option(8, "--n", help="Number of edits."),
-    sampler: str = typer.Option(None, help="Sampler name (default: the run's; any sampler works)."),
+    sampler: str = SAMPLER,
     steps: int = typer.Option(None, help="Steps of the full grid; about strength x steps are taken."),
-    schedule: str = typer.Option(None, help="Time grid name (default: the run's)."),
-    option: list[str] = typer.Option([], "--option", help="A sampler option KEY=VALUE (repeatable)."),
-    schedule_option: list[str] = typer.Option([], "--schedule-option", help="A time-grid option KEY=VALUE."),
-    seed: int = typer.Option(0, help="Random seed."),
-    class_: list[int] = typer.Option(None, "--class", help="Class label for a class-conditional model."),
-    prompt: str = typer.Option(None, help="Text prompt for a text-conditional model."),
-    negative: str = typer.Option(None, help="Negative prompt (needs --guidance W != 1)."),
-    guidance: float = typer.Option(None, help="Classifier-free guidance weight w (1 = none)."),
+    schedule: str = SCHEDULE,
+    option: list[str] = OPTION,
+    schedule_option: list[str] = SCHEDULE_OPTION,
+    seed: int = SEED,
+    class_: list[int] = CLASS,
+    prompt: str = PROMPT,
+    negative: str = NEGATIVE,
+    guidance: float = GUIDANCE,
     save_array: Path = typer.Option(None, "--save-array", help="Also write the edits as .npy."),
-    device: str = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
-    ema: bool = typer.Option(True, "--ema/--no-ema", help="Use the EMA weights."),
+    device: str = DEVICE,
+    ema: bool = EMA,
     threads: int = THREADS,
 ):
     """SDEdit / img2img: noise the input to t = strength and denoise it with any sampler."""
@@ -65,19 +77,19 @@ def inpaint(
     jump_length: int = typer.Option(5, "--jump-length", help="RePaint: steps per resampled block."),
     resample: int = typer.Option(5, help="RePaint: passes over each block."),
     n: int = typer.Option(8, "--n", help="Number of completions."),
-    sampler: str = typer.Option(None, help="Sampler name (default: the run's)."),
-    steps: int = typer.Option(None, help="Sampler steps (default: the run's)."),
-    schedule: str = typer.Option(None, help="Time grid name (default: the run's)."),
-    option: list[str] = typer.Option([], "--option", help="A sampler option KEY=VALUE (repeatable)."),
-    schedule_option: list[str] = typer.Option([], "--schedule-option", help="A time-grid option KEY=VALUE."),
-    seed: int = typer.Option(0, help="Random seed."),
-    class_: list[int] = typer.Option(None, "--class", help="Class label for a class-conditional model."),
-    prompt: str = typer.Option(None, help="Text prompt for a text-conditional model."),
-    negative: str = typer.Option(None, help="Negative prompt (needs --guidance W != 1)."),
-    guidance: float = typer.Option(None, help="Classifier-free guidance weight w (1 = none)."),
+    sampler: str = SAMPLER,
+    steps: int = STEPS,
+    schedule: str = SCHEDULE,
+    option: list[str] = OPTION,
+    schedule_option: list[str] = SCHEDULE_OPTION,
+    seed: int = SEED,
+    class_: list[int] = CLASS,
+    prompt: str = PROMPT,
+    negative: str = NEGATIVE,
+    guidance: float = GUIDANCE,
     save_array: Path = typer.Option(None, "--save-array", help="Also write the completions as .npy."),
-    device: str = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
-    ema: bool = typer.Option(True, "--ema/--no-ema", help="Use the EMA weights."),
+    device: str = DEVICE,
+    ema: bool = EMA,
     threads: int = THREADS,
 ):
     """Fill the white part of the mask: the replacement method or RePaint resampling."""
@@ -98,13 +110,13 @@ def invert(
                                      "and print the PSNR."),
     sampler: str = typer.Option("ddim", help="ddim, euler (first order) or heun (second order)."),
     steps: int = typer.Option(None, help="Steps (default: the run's)."),
-    schedule: str = typer.Option(None, help="Time grid name (default: the run's)."),
-    schedule_option: list[str] = typer.Option([], "--schedule-option", help="A time-grid option KEY=VALUE."),
-    class_: list[int] = typer.Option(None, "--class", help="Class label for a class-conditional model."),
-    prompt: str = typer.Option(None, help="Text prompt for a text-conditional model."),
-    guidance: float = typer.Option(None, help="Classifier-free guidance weight w (1 = none)."),
-    device: str = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
-    ema: bool = typer.Option(True, "--ema/--no-ema", help="Use the EMA weights."),
+    schedule: str = SCHEDULE,
+    schedule_option: list[str] = SCHEDULE_OPTION,
+    class_: list[int] = CLASS,
+    prompt: str = PROMPT,
+    guidance: float = GUIDANCE,
+    device: str = DEVICE,
+    ema: bool = EMA,
     threads: int = THREADS,
 ):
     """Deterministic (DDIM / probability-flow) inversion of an image to its noise, and back."""
@@ -127,13 +139,13 @@ def interpolate(
                                      "moves from the first to the second."),
     prompt: list[str] = typer.Option(None, "--prompt", help="One prompt, or two (repeat --prompt)."),
     sampler: str = typer.Option(None, help="Sampler name (default: the run's; a deterministic one keeps the path smooth)."),
-    steps: int = typer.Option(None, help="Sampler steps (default: the run's)."),
-    schedule: str = typer.Option(None, help="Time grid name (default: the run's)."),
-    option: list[str] = typer.Option([], "--option", help="A sampler option KEY=VALUE (repeatable)."),
-    schedule_option: list[str] = typer.Option([], "--schedule-option", help="A time-grid option KEY=VALUE."),
-    guidance: float = typer.Option(None, help="Classifier-free guidance weight w (1 = none)."),
-    device: str = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
-    ema: bool = typer.Option(True, "--ema/--no-ema", help="Use the EMA weights."),
+    steps: int = STEPS,
+    schedule: str = SCHEDULE,
+    option: list[str] = OPTION,
+    schedule_option: list[str] = SCHEDULE_OPTION,
+    guidance: float = GUIDANCE,
+    device: str = DEVICE,
+    ema: bool = EMA,
     threads: int = THREADS,
 ):
     """Samples along the great circle between two seeds' noises (and between two conditions)."""

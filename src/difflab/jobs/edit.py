@@ -55,15 +55,20 @@ def _npy(path: Path, shape: tuple[int, ...], what: str) -> Tensor:
     return torch.from_numpy(a.astype(np.float32))
 
 
+def _source(path, flag: str, shape) -> tuple[Path, Tensor | None]:
+    """(path, its array when it is a .npy file, else None); one message for a missing file."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise DifflabError(f"{flag} {path} does not exist")
+    return path, (_npy(path, shape, flag) if path.suffix.lower() == ".npy" else None)
+
+
 def read_input(path, loaded: LoadedRun) -> tuple[Tensor, tuple[int, int] | None]:
     """(x (N, *data_shape) in the data range, the image file's pixel size or None for .npy)."""
-    path = Path(path).expanduser()
     shape = loaded.meta.data_shape
-    if not path.is_file():
-        raise DifflabError(f"--image {path} does not exist")
-    if path.suffix.lower() == ".npy":
-        x = _npy(path, shape, "--image")
-        return clamp_to_data(x, loaded.meta), None
+    path, array = _source(path, "--image", shape)
+    if array is not None:
+        return clamp_to_data(array, loaded.meta), None
     if len(shape) != 3:
         raise DifflabError(f"this run's data are vectors of shape {shape}, not images: give --image X.npy of shape (N, {shape[0]})")
     if shape[0] not in (1, 3) or shape[1] != shape[2]:
@@ -80,12 +85,9 @@ def read_input(path, loaded: LoadedRun) -> tuple[Tensor, tuple[int, int] | None]
 
 def read_mask(path, loaded: LoadedRun, image_size: tuple[int, int] | None) -> Tensor:
     """The regeneration mask (1, *data_shape) of {0, 1}: white = regenerate."""
-    path = Path(path).expanduser()
     shape = loaded.meta.data_shape
-    if not path.is_file():
-        raise DifflabError(f"--mask {path} does not exist")
-    if path.suffix.lower() == ".npy":
-        m = _npy(path, shape, "--mask")
+    path, m = _source(path, "--mask", shape)
+    if m is not None:
         if not bool(((m == 0) | (m == 1)).all()):
             raise DifflabError(f"--mask {path} must hold only 0 (keep) and 1 (regenerate)")
         return m[:1]
