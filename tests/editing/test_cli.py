@@ -98,3 +98,15 @@ def test_bad_input_gets_one_message(files, args, message):
     r = runner.invoke(app, args)
     assert r.exit_code == 2, r.output
     assert message in r.output and "Traceback" not in r.output
+
+
+def test_class_runs_interpolate_between_two_classes_and_edit_with_guidance(files):
+    run_train("digits-cond", files / "cond", steps=2, overrides=TINY)
+    out = ok(["interpolate", files / "cond", "--seeds", "0", "0", "--class", "3", "--class", "7", "--frames", "3",
+              "--out", files / "c.png"])
+    assert "4 denoiser evaluations" in out  # both conditions in one batched call per step
+    ok(["edit", files / "cond", "--image", files / "digit.png", "--class", "7", "--guidance", "3", "--n", "2",
+        "--out", files / "g.png"])
+    r = runner.invoke(app, ["interpolate", str(files / "cond"), "--seeds", "0", "1", "--class", "3", "--class", "7",
+                            "--guidance", "3", "--out", str(files / "c.png")])
+    assert r.exit_code == 2 and "takes no guidance weight" in r.output
