@@ -93,3 +93,52 @@ def test_bad_input_gets_one_message(kwargs, message):
     args = {"mask": MASK, **kwargs}
     with pytest.raises(DifflabError, match=message.replace("(", r"\(").replace(")", r"\)")):
         inpaint(mix.denoiser(VPSDE(), "eps"), torch.zeros(4, 2, dtype=torch.float64), **args)
+
+
+class Recorder:
+    """An eps denoiser that records (x, t) of every call and predicts eps = 0."""
+
+    parameterization = "eps"
+
+    def __init__(self, process):
+        self.process, self.calls = process, []
+
+    def __call__(self, x, t, cond=None):
+        self.calls.append((x.clone(), t.clone()))
+        return torch.zeros_like(x)
+
+
+def test_known_region_is_renoised_from_the_input_at_each_call():
+    """x_in = m x_t + (1 - m)(alpha_t y + sigma_t z) with fresh z (Lugmayr et al. eq. 8), and the answer's
+    x0 is y on the known region, the network's x0 (here x_in / alpha, eps = 0) on the rest."""
+    from difflab.editing import KnownRegion
+
+    p = VPSDE()
+    rec = Recorder(p)
+    y = torch.tensor([[0.5, -0.2], [0.1, 0.3]], dtype=torch.float64)
+    m = torch.tensor([0.0, 1.0], dtype=torch.float64).expand(2, 2)
+    wrapped = KnownRegion(rec, y, m, torch.Generator().manual_seed(7))
+    x = torch.tensor([[2.0, 3.0], [4.0, 5.0]], dtype=torch.float64)
+    t = torch.full((2,), 0.4, dtype=torch.float64)
+    out = wrapped(x, t)
+    z = torch.randn(2, 2, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    a, s = p.alpha(t)[:, None], p.sigma(t)[:, None]
+    seen = rec.calls[0][0]
+    torch.testing.assert_close(seen[:, 0], (a * y + s * z)[:, 0])
+    torch.testing.assert_close(seen[:, 1], x[:, 1])
+    torch.testing.assert_close(out[:, 0], y[:, 0])
+    torch.testing.assert_close(out[:, 1], x[:, 1] / a[:, 0])
+    wrapped(x, t)
+    assert not torch.equal(rec.calls[1][0][:, 0], seen[:, 0])  # fresh noise at the next call
+
+
+def test_repaint_walks_each_block_resample_times():
+    """6 steps, jump length 3, 2 passes: the times evaluated are block 1 twice, then block 2 twice."""
+    p = VPSDE()
+    rec = Recorder(p)
+    out = inpaint(rec, torch.zeros(3, 2, dtype=torch.float64), MASK, method="repaint", jump_length=3, resample=2,
+                  sampler="ddim", steps=6, schedule="uniform", seed=0)
+    ts = [round(float(t[0]), 6) for _, t in rec.calls]
+    grid = [round(float(v), 6) for v in out.times]
+    assert ts == grid[0:3] * 2 + grid[3:6] * 2
+    assert out.nfe == 12
