@@ -2,7 +2,7 @@
 and to the final grid, and screenshots of each tab (docs/figures/studio_*.png).
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/studio_page.py /work/runs/digits --repeats 5 \
-        [--inside-run RUN2D] [--shots docs/figures]
+        [--inside-run RUN2D] [--shots docs/figures]   # screenshots: runs, sample, compare, inside, edit
 
 The clock is the page's own (performance.now()): from the click to the moment the live <img> gets its first
 preview, and to the moment the result <img> has loaded. Settings are the page's defaults for the run
@@ -41,15 +41,42 @@ TIMED_GENERATE = """() => new Promise((resolve) => {
   document.querySelector('#generate').click(); poll(); })"""
 
 
-def serve(table: RunTable) -> tuple[uvicorn.Server, str]:
+def serve(table: RunTable) -> tuple[uvicorn.Server, threading.Thread, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     srv = uvicorn.Server(uvicorn.Config(create_app(table), host="127.0.0.1", port=port, log_level="warning"))
-    threading.Thread(target=srv.run, daemon=True).start()
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
     while not srv.started:
         time.sleep(0.05)
-    return srv, f"http://127.0.0.1:{port}/"
+    return srv, thread, f"http://127.0.0.1:{port}/"
+
+
+def shoot_edit(page, shots: Path) -> None:
+    """The Edit tab inpainting the top half of a real 8x8 digit (sklearn's digits, the run's data)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digit = (load_digits().images[0] * (255 / 16)).round().astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(digit).save(buf, format="PNG")
+    page.click("nav button[data-tab=edit]")
+    page.set_input_files("#edit-file", files=[{"name": "digit.png", "mimeType": "image/png", "buffer": buf.getvalue()}])
+    page.wait_for_function("document.querySelector('#edit-mask').width === 8")
+    box = page.locator("#edit-mask").bounding_box()
+    for y in (16, 48, 80, 112):
+        page.mouse.move(box["x"] + 4, box["y"] + y)
+        page.mouse.down()
+        page.mouse.move(box["x"] + 252, box["y"] + y, steps=12)
+        page.mouse.up()
+    page.click("#edit-run")
+    page.wait_for_function("document.querySelector('#edit-result').complete && "
+                           "document.querySelector('#edit-result').naturalWidth > 0", timeout=120000)
+    page.screenshot(path=str(shots / "studio_edit.png"), full_page=True)
 
 
 def main() -> None:
@@ -60,7 +87,7 @@ def main() -> None:
     ap.add_argument("--shots", type=Path, help="folder for studio_<tab>.png screenshots")
     args = ap.parse_args()
     runs = [args.run] + ([args.inside_run] if args.inside_run else [])
-    srv, url = serve(RunTable(runs))
+    srv, thread, url = serve(RunTable(runs))
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 860})
@@ -91,8 +118,10 @@ def main() -> None:
             page.click("nav button[data-tab=inside]")
             page.wait_for_function("document.querySelector('#inside-img').dataset.ready", timeout=60000)
             page.screenshot(path=str(args.shots / "studio_inside_images.png"), full_page=True)
+            shoot_edit(page, args.shots)
             if args.inside_run:
                 rid = RunTable([args.inside_run]).paths.popitem()[0]
+                page.click("nav button[data-tab=inside]")
                 page.select_option("#run", rid)
                 page.wait_for_function(f"document.querySelector('#run-name').textContent === {rid!r}")
                 page.fill("#inside-t", "0.3")
@@ -102,6 +131,7 @@ def main() -> None:
                 page.screenshot(path=str(args.shots / "studio_inside_2d.png"), full_page=True)
         browser.close()
     srv.should_exit = True
+    thread.join(10)
 
 
 if __name__ == "__main__":
