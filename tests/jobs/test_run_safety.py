@@ -148,3 +148,26 @@ def test_every_job_checks_the_device_the_same_way(run):
     for device, message in [("gpu7", "unknown device 'gpu7'"), ("cuda:99", "cuda:99")]:
         r = runner.invoke(app, ["fit-schedule", str(run), "--steps", "2", "--device", device])
         assert r.exit_code == 2 and _has(r, message) and "Traceback" not in r.output, r.output
+
+
+def test_a_refused_train_leaves_nothing_behind(run, tmp_path):
+    """Every refusal after the run folder is locked: the folder it would create is absent afterwards (with
+    the parents made for it), an existing run is byte for byte as it was, with no lock file added."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    refusals = [
+        (["train", "toy2d", *TINY, "--set", "train.lrr=1"], "unknown config key train.lrr"),
+        (["train", "toy2d", *TINY, "--minutes", "-1"], "--minutes must be a positive number"),
+        (["train", "folder", "--set", f"data.options.root={empty}"], "no images found"),
+        (["train", "toy2d", *TINY, "--set", "model.options={hidden_dim: 0}"], "hidden_dim"),
+    ]
+    for args, message in refusals:
+        out = tmp_path / "new" / "deeper" / "run"
+        r = runner.invoke(app, [*args, "--out", str(out)])
+        assert r.exit_code == 2 and _has(r, message), r.output
+        assert not (tmp_path / "new").exists(), args
+    before = _snapshot(run)
+    assert not (run / ".lock").exists()
+    for r in (_resume(run), _resume(run, "--steps", "1", "--set", "model.options={hidden_dim: 48, num_blocks: 1}")):
+        assert r.exit_code == 2 and ("used its whole budget" in r.output or "different architecture" in r.output)
+        assert _snapshot(run) == before and not (run / ".lock").exists(), r.output

@@ -1,13 +1,15 @@
 """`difflab train`: build everything a config names, train it, and leave a run folder behind.
 
 Nothing already trained is lost by ordinary use: a fresh run into a folder that holds one is refused
-before anything is written; one process at a time trains into a folder (difflab.train.lock); on
---resume, --minutes / --steps mean "this much more", and with neither the run continues for what is
-left of the budget it was started with.
+before anything is written, and any refusal leaves the folder as it was (or absent); one process at a
+time trains into a folder (difflab.train.lock); on --resume, --minutes / --steps mean "this much more",
+and with neither the run continues for what is left of the budget it was started with.
 """
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -29,7 +31,7 @@ from difflab.jobs.runs import RunMeta, read_meta, write_meta
 from difflab.nets.registry import count_parameters
 from difflab.train import Trainer, list_checkpoints, read_config
 from difflab.train.checkpoint import CKPT_RE, newest_intact_checkpoint, read_state
-from difflab.train.lock import RunLock
+from difflab.train.lock import LOCK_NAME, RunLock
 from difflab.train.settings import TrainConfig, TrainResult
 from difflab.utils.errors import DifflabError
 from difflab.utils.seeding import seed_everything
@@ -46,6 +48,34 @@ def refuse_existing(out: Path, resume: bool) -> None:
     if held:
         raise DifflabError(f"{out} already holds a run ({', '.join(held[:4])}): add --resume to continue it, "
                            "or choose another --out")
+
+
+def folder_state(out: Path) -> tuple[set[str] | None, list[Path]]:
+    """What `out` holds (None when absent) and the folders a lock would create for it, deepest first."""
+    missing = [p for p in (out, *out.parents) if not p.exists()]
+    return ({p.name for p in out.iterdir()} if out.is_dir() else None), missing
+
+
+@contextlib.contextmanager
+def refusal_leaves_nothing(out: Path, state: tuple[set[str] | None, list[Path]]):
+    """A job that stops before training starts (bad --set, empty data, a spent budget...) leaves `out` as it
+    found it (`state`: folder_state(out) before the lock): a folder it created, holding only the lock, or
+    the lock and run.json, is removed with the parents created for it, and a lock file it added to an
+    existing folder is deleted. Entered while the lock is held, so nothing another process made is
+    touched; a folder holding anything else (a log, a checkpoint) is kept."""
+    before, missing = state
+    try:
+        yield
+    except BaseException:
+        left = {p.name for p in out.iterdir()} if out.is_dir() else set()
+        if before is None and left <= {LOCK_NAME, "run.json"}:
+            shutil.rmtree(out, ignore_errors=True)
+            for parent in missing[1:]:
+                with contextlib.suppress(OSError):  # not empty (or not ours): kept
+                    parent.rmdir()
+        elif before is not None and LOCK_NAME not in before:
+            (out / LOCK_NAME).unlink(missing_ok=True)
+        raise
 
 
 def resume_point(out: Path) -> Path | None:
@@ -143,7 +173,8 @@ def run_train(config: str | Path | None, out: str | Path, *, minutes: float | No
     refuse_existing(out, resume)
     if config is None and not list_checkpoints(out):
         raise DifflabError(f"{out} has no checkpoint to resume from; name a preset or config file")
-    with RunLock(out) as lock:
+    state = folder_state(out)  # before the lock creates anything
+    with RunLock(out) as lock, refusal_leaves_nothing(out, state):
         if lock.note:
             console.print(lock.note, markup=False, highlight=False, soft_wrap=True)
         ckpt = resume_point(out) if resume else None
