@@ -84,7 +84,7 @@ def calibrate_patch_sizes(network, machine_for: Callable[[int], PosteriorMeanMac
 
     Samples `network` from x_T, and at each grid time t_k (k < steps) scores machine_for(P)'s
     E[x0 | x_{t_k}] against the network's x0 estimate at the network's states (median Pearson agreement
-    over the batch); schedule.sizes[k] is the argmax (Kamb & Ganguli 2025, sec. 5, patch calibration).
+    over the batch); schedule.sizes[k] is the argmax (Kamb & Ganguli 2025: a patch scale calibrated per time step).
     """
     if len(sizes) == 0:
         raise DifflabError("give at least one candidate patch size")

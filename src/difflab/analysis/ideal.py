@@ -1,8 +1,8 @@
 """The ideal score machine: the exact denoiser of the empirical training distribution.
 
 For a training set {x^n}, n = 1..N, and a process x_t = alpha x0 + sigma eps, the empirical data
-distribution p(x0) = (1/N) sum_n delta(x0 - x^n) gives (seed 000, "the central puzzle"; Kamb & Ganguli
-2025, eq. 3)
+distribution p(x0) = (1/N) sum_n delta(x0 - x^n) gives (seed 000, "the central puzzle"; the ideal score
+machine of Kamb & Ganguli 2025)
 
     p(n | x_t) = softmax_n( -||x_t - alpha x^n||^2 / (2 sigma^2) ),
     E[x0 | x_t] = sum_n p(n | x_t) x^n,            E[eps | x_t] = (x_t - alpha E[x0 | x_t]) / sigma.

@@ -3,8 +3,8 @@
 A convolutional denoiser sees only a P x P patch around each pixel (locality) and applies the same
 filter everywhere (equivariance). The Bayes-optimal denoiser under those two constraints, for a training
 set {x^n} and a process x_t = alpha x0 + sigma eps, is (Kamb & Ganguli 2025, "An analytic theory of
-creativity in convolutional diffusion models", ICML, eqs. 6-9; seed 000, "creativity as structured
-failure"):
+creativity in convolutional diffusion models", ICML: the LS and ELS machines; seed 000, "creativity as
+structured failure"):
 
 LS  (locality only): pixel p is denoised from the posterior over the training patches AT THE SAME place,
 
