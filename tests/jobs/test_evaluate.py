@@ -138,6 +138,10 @@ def folders(tmp_path_factory):
         (["{run}", "--n", "8", "--device", "tpu"], "unknown device 'tpu'"),
         (["{run}", "--n", "8", "--metrics", "fdd", "--inception", "{tmp}/none.pt"], "no Inception weights file at"),
         (["{run}", "--n", "8", "--json", "{tmp}"], "is a folder; give a file name"),
+        (["{run}", "--n", "8", "--option", "eta"], "--option 'eta' must look like KEY=VALUE"),
+        (["{run}", "--n", "8", "--sampler", "ddim", "--option", "etaa=1"], "etaa"),
+        (["{run}", "--n", "8", "--schedule-option", "rhoo=3"], "rhoo"),
+        (["--real", "{grey8}", "--fake", "{grey8}", "--option", "eta=1"], "--option only apply to a RUN"),
     ],
 )
 def test_bad_input_gets_one_message(args, message, run_dir, folders, tmp_path):
@@ -146,6 +150,30 @@ def test_bad_input_gets_one_message(args, message, run_dir, folders, tmp_path):
     text = " ".join(r.output.split())  # undo rich's line wrapping
     assert r.exit_code == 2 and message in text, r.output
     assert r.output.count("error:") == 1 and "Traceback" not in r.output
+
+
+def test_sampler_and_grid_options_reach_the_samples(run_dir, tmp_path):
+    """--option / --schedule-option sample as `difflab sample` does: ddim's eta = 1 (DDPM-like noise) draws other
+    samples than eta = 0, both recorded in the settings; the run's own sample.options are the base."""
+    args = [str(run_dir), "--n", "16", "--steps", "3", "--metrics", "fdd", "--sampler", "ddim"]
+    base = _eval(args, tmp_path / "a.json")
+    eta0 = _eval([*args, "--option", "eta=0"], tmp_path / "b.json")
+    eta1 = _eval([*args, "--option", "eta=1", "--schedule", "karras", "--schedule-option", "rho=3"], tmp_path / "c.json")
+    assert base["settings"]["options"] == {} and eta0["settings"]["options"] == {"eta": 0}
+    assert eta0["results"] == base["results"]  # eta = 0 is ddim's default
+    assert eta1["settings"]["options"] == {"eta": 1} and eta1["settings"]["schedule_options"] == {"rho": 3}
+    assert eta1["results"]["fdd"] != eta0["results"]["fdd"]
+
+
+def test_eval_paths_expand_the_home_folder(run_dir, folders, tmp_path, monkeypatch):
+    """`~` in RUN, --real, --fake and --json is the home folder (the shell leaves `--json=~/x` alone)."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "run").symlink_to(run_dir)
+    (tmp_path / "grey8").symlink_to(folders["grey8"])
+    for args in (["~/run", "--n", "8", "--steps", "2", "--metrics", "fdd"], ["--real", "~/grey8", "--fake", "~/grey8"]):
+        (tmp_path / "out.json").unlink(missing_ok=True)
+        r = runner.invoke(app, ["eval", *args, "--json", "~/out.json"])
+        assert r.exit_code == 0 and (tmp_path / "out.json").is_file(), r.output
 
 
 def test_sw2_of_an_image_run(run_dir, tmp_path):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from difflab.cli.common import app, run_job
+from difflab.cli.common import app, expand, run_job
 
 
 @app.command("eval")
@@ -18,6 +18,10 @@ def eval_(
     sampler: str = typer.Option(None, help="Sampler name (default: the run's)."),
     steps: int = typer.Option(None, help="Sampler steps (default: the run's)."),
     schedule: str = typer.Option(None, help="Time grid name (default: the run's)."),
+    option: list[str] = typer.Option([], "--option", help="A sampler option KEY=VALUE, e.g. eta=0.5, order=3 "
+                                     "(repeatable; over the run's sample.options, checked against the sampler's)."),
+    schedule_option: list[str] = typer.Option([], "--schedule-option", help="A time-grid option KEY=VALUE, e.g. "
+                                              "rho=7, shift=3 (repeatable; over the run's sample.schedule_options)."),
     seed: int = typer.Option(0, help="Seed; sample i gets its own generator, so results do not depend on --batch-size."),
     guidance: float = typer.Option(None, help="Classifier-free guidance weight w (default: the run's)."),
     batch_size: int = typer.Option(500, "--batch-size", help="Samples per batch (sampling and features)."),
@@ -34,8 +38,14 @@ def eval_(
     json_path: Path = typer.Option(None, "--json", help="Write the results and the settings used as JSON."),
 ):
     """Measure a trained run (difflab eval RUN) or two image folders (difflab eval --real DIR --fake DIR)."""
+    from difflab.config.loader import parse_options
     from difflab.jobs.evaluate import run_eval
 
-    run_job(run_eval, run, real=real, fake=fake, n=n, sampler=sampler, steps=steps, schedule=schedule, seed=seed,
-            guidance=guidance, batch_size=batch_size, metrics=metrics, n_real=n_real, ema=ema, device=device,
-            inception=inception, is_splits=is_splits, json_path=json_path)
+    def job():
+        return run_eval(expand(run), real=expand(real), fake=expand(fake), n=n, sampler=sampler, steps=steps,
+                        schedule=schedule, seed=seed, guidance=guidance, batch_size=batch_size, metrics=metrics,
+                        n_real=n_real, ema=ema, device=device, inception=expand(inception), is_splits=is_splits,
+                        json_path=expand(json_path), options=parse_options(option, "--option"),
+                        schedule_options=parse_options(schedule_option, "--schedule-option"))
+
+    run_job(job)

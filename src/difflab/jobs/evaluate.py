@@ -113,7 +113,7 @@ class SampleStream:
     loaded: LoadedRun
     n: int
     batch_size: int
-    sample: dict  # sampler, steps, schedule, seed, guidance, device
+    sample: dict  # sampler, steps, schedule, seed, guidance, device, options, schedule_options
     prompts: Callable[[int, int], list[str]] | None = None
     nfe: int | None = None
 
@@ -126,7 +126,8 @@ class SampleStream:
                 self.loaded.model, self.loaded.meta, count, sampler=s["sampler"], steps=s["steps"],
                 schedule=s["schedule"], seed=sample_seeds(s["seed"], start, count), guidance=s["guidance"],
                 labels=labels, prompts=self.prompts(start, count) if self.prompts is not None else None,
-                text_encoder=self.loaded.text_encoder, device=s["device"],
+                text_encoder=self.loaded.text_encoder, device=s["device"], options=s["options"],
+                schedule_options=s["schedule_options"],
             )  # fmt: skip
             self.nfe = result.nfe
             yield result.x  # in the run's data range (generate clamps to it)
@@ -176,10 +177,13 @@ def evaluate_loaded(loaded: LoadedRun, *, n: int = DEFAULT_N, sampler: str | Non
                     schedule: str | None = None, seed: int = 0, guidance: float | None = None, batch_size: int = 500,
                     metrics: str | Sequence[str] = AUTO, n_real: int | None = None, device: str = "cpu",
                     inception: str | Path | None = None, is_splits: int | None = None,
+                    options: dict | None = None, schedule_options: dict | None = None,
                     progress: bool = False) -> EvalReport:
     """Draw n samples of a loaded run and score them against its training data (see the module docstring).
 
-    sampler / steps / schedule / guidance: None = the run's `sample` config. n_real: reference items
+    sampler / steps / schedule / guidance: None = the run's `sample` config; options / schedule_options
+    (the sampler's and the grid's keywords, generate()) update its sample.options / schedule_options,
+    as `difflab sample` does. n_real: reference items
     (default: the whole training set; vector data at most REAL_VECTOR_CAP, a seeded random subset).
     is_splits: the Inception Score's splits (None: EvalOptions'). progress: show one bar per stage.
     """
@@ -187,7 +191,9 @@ def evaluate_loaded(loaded: LoadedRun, *, n: int = DEFAULT_N, sampler: str | Non
     cfg, meta, s = loaded.config, loaded.meta, loaded.config.sample
     sample = {"sampler": s.sampler if sampler is None else sampler, "steps": s.steps if steps is None else steps,
               "schedule": s.schedule if schedule is None else schedule, "seed": seed, "device": device,
-              "guidance": s.guidance if guidance is None else guidance}
+              "guidance": s.guidance if guidance is None else guidance,
+              "options": {**s.options, **(options or {})},
+              "schedule_options": {**s.schedule_options, **(schedule_options or {})}}
     kind = data_kind(meta.data_shape, cfg.data.name)
     o = _options(kind, inception, batch_size, seed, device, is_splits)  # checks the settings before any work
     available = {"real", "train", *(["labels"] if meta.num_classes is not None else []),
@@ -223,6 +229,7 @@ def evaluate_loaded(loaded: LoadedRun, *, n: int = DEFAULT_N, sampler: str | Non
         else sample["schedule"],
         "steps": sample["steps"], "nfe": fake.nfe, "n": n, "seed": seed,
         "sample_seeds": f"({sample_seeds(seed, 0, 1)[0]} + i) mod 2**32", "guidance": sample["guidance"],
+        "options": sample["options"], "schedule_options": sample["schedule_options"],
         "batch_size": batch_size, "data": kind, **data.describe, "metrics": names, "device": device,
     }  # fmt: skip
     return EvalReport(settings, results, notes)
@@ -276,7 +283,8 @@ def run_eval(run: str | Path | None = None, *, real: str | Path | None = None, f
              seed: int = 0, guidance: float | None = None, batch_size: int = 500, metrics: str = AUTO,
              n_real: int | None = None, ema: bool = True, device: str | None = None,
              inception: str | Path | None = None, is_splits: int | None = None,
-             json_path: str | Path | None = None) -> EvalReport:
+             json_path: str | Path | None = None, options: dict | None = None,
+             schedule_options: dict | None = None) -> EvalReport:
     """`difflab eval RUN ...` or `difflab eval --real DIR --fake DIR`: score, print a table, write --json."""
     if (run is None) == (real is None and fake is None):
         raise DifflabError("give either a RUN folder or both --real DIR and --fake DIR (not both, not neither)")
@@ -290,7 +298,8 @@ def run_eval(run: str | Path | None = None, *, real: str | Path | None = None, f
         if real is None or fake is None:
             raise DifflabError("comparing folders needs both --real DIR and --fake DIR")
         run_only = {"--n": n, "--sampler": sampler, "--steps": steps, "--schedule": schedule,
-                    "--guidance": guidance, "--n-real": n_real}
+                    "--guidance": guidance, "--n-real": n_real, "--option": options or None,
+                    "--schedule-option": schedule_options or None}
         given = [k for k, v in run_only.items() if v is not None]
         if given or not ema:
             raise DifflabError(f"{', '.join(given) or '--no-ema'} only apply to a RUN, not to --real/--fake folders")
@@ -302,7 +311,8 @@ def run_eval(run: str | Path | None = None, *, real: str | Path | None = None, f
         report = evaluate_loaded(loaded, n=DEFAULT_N if n is None else n, sampler=sampler, steps=steps,
                                  schedule=schedule, seed=seed, guidance=guidance, batch_size=batch_size,
                                  metrics=metrics, n_real=n_real, device=device, inception=inception,
-                                 is_splits=is_splits, progress=True)
+                                 is_splits=is_splits, options=options, schedule_options=schedule_options,
+                                 progress=True)
         report.settings["ema"] = ema
         st = report.settings
         title = (f"difflab eval: {st['checkpoint']}: {st['sampler']}, {st['schedule']} grid, {st['steps']} steps, "
