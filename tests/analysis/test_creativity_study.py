@@ -99,3 +99,12 @@ def test_x0_strip_and_machine_choice():
         build_machine("els", train, process)
     with pytest.raises(DifflabError, match="unknown machine"):
         build_machine("sls", train, process, 3)
+
+
+@pytest.mark.parametrize("options, message", [({"steps": 0}, "steps must be at least 1"),
+                                              ({"sizes": [2]}, "positive odd integer")])
+def test_zero_steps_and_even_patches_are_refused_before_any_sampling(tmp_path, options, message):
+    images, _ = load_digits("train")
+    with pytest.raises(DifflabError, match=message):
+        creativity_study({"a": tiny_run(0)}, images[:8].double(), None, tmp_path, n=2, calibration_n=1, **options)
+    assert not (tmp_path / "creativity.json").exists()

@@ -27,8 +27,8 @@ from difflab.analysis.creativity import (
     pearson_agreement,
     x0_strip,
 )
-from difflab.config.factory import build_data
-from difflab.jobs.evaluate import held_out_config
+from difflab.analysis.local_score import check_patch_size
+from difflab.config.factory import build_data, held_out_config
 from difflab.jobs.runs import LoadedRun, load_run
 from difflab.metrics.lowdim import memorization_check
 from difflab.sampling.api import DEFAULT_SAMPLER, sample
@@ -150,7 +150,7 @@ def creativity_study(loaded: dict[str, LoadedRun], train: Tensor, held: Tensor |
                      strip_times=(0.9, 0.7, 0.5, 0.3, 0.1, 0.0), boundary_broken: bool = True, n_show: int = 12,
                      ema: bool = True) -> dict:
     """Agreement, memorization and pictures for networks `loaded` (name -> run) trained on `train`."""
-    console = Console()
+    console = Console(markup=False, highlight=False)
     if n < 2 or calibration_n < 1:
         raise DifflabError(f"need at least 2 evaluation seeds and 1 calibration seed; got n={n}, calibration_n={calibration_n}")
     out = Path(out)
@@ -159,10 +159,16 @@ def creativity_study(loaded: dict[str, LoadedRun], train: Tensor, held: Tensor |
     shape = tuple(train.shape[1:])
     process = first.model.process
     s = first.config.sample
-    sampler, schedule = sampler or s.sampler, schedule or s.schedule
-    how = {"sampler": DEFAULT_SAMPLER if sampler == "default" else sampler, "steps": steps or s.steps,
+    sampler = s.sampler if sampler is None else sampler
+    schedule = s.schedule if schedule is None else schedule
+    steps = s.steps if steps is None else steps
+    if steps < 1:
+        raise DifflabError(f"steps must be at least 1, got {steps}")
+    for P in sizes or []:  # refused before any sampling, not after the ideal machine's pass
+        check_patch_size(P, *shape[-2:], "zeros")
+    how = {"sampler": DEFAULT_SAMPLER if sampler == "default" else sampler, "steps": steps,
            "schedule": "auto" if schedule == "default" else schedule}
-    sizes = sizes or default_sizes(shape)
+    sizes = default_sizes(shape) if sizes is None else sizes
     std = float(process.sigma(torch.tensor(1.0, dtype=torch.float64)))
     x_T = per_sample_noise(range(n), shape, dtype=torch.float64) * std
     x_cal = per_sample_noise(range(CALIBRATION_SEED0, CALIBRATION_SEED0 + calibration_n), shape) * std
