@@ -27,6 +27,7 @@ from difflab.nets.unet import (
     Downsample,
     UNetBlock,
     attention_levels_from_resolutions,
+    encoder,
     group_norm,
     zero_init_residual_branches,
 )
@@ -114,16 +115,11 @@ class NoisyClassifier(nn.Module):
             emb_dim, frequency_dim=base_channels, owner="NoisyClassifier", accepts_context=False
         )
 
-        # Encoder: the UNet's down path, without skips.
-        self.in_conv = nn.Conv2d(in_channels, base_channels, 3, padding=1)
-        self.down_blocks, ch = nn.ModuleList(), base_channels
-        for level, width in enumerate(widths):
-            for _ in range(num_res_blocks):
-                self.down_blocks.append(block(ch, width, attention=level in attention_levels))
-                ch = width
-            if level < len(widths) - 1:
-                self.down_blocks.append(Downsample(ch))
-        self.mid_blocks = nn.ModuleList([block(ch, ch, attention=True), block(ch, ch, attention=False)])
+        # Encoder: the UNet's down path and middle (difflab.nets.unet.encoder), without skips.
+        self.in_conv, self.down_blocks, self.mid_blocks, block_widths = encoder(
+            block, in_channels, base_channels, widths, num_res_blocks, attention_levels
+        )
+        ch = block_widths[-1]
 
         # Head: GroupNorm, SiLU, pooling, linear logits.
         self.out_norm = group_norm(ch)

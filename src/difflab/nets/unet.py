@@ -130,6 +130,27 @@ def zero_init_residual_branches(module: nn.Module) -> None:
             nn.init.zeros_(m.proj.bias)
 
 
+def encoder(block, in_channels: int, base_channels: int, widths: list[int], num_res_blocks: int,
+            attention_levels: set[int]) -> tuple[nn.Conv2d, nn.ModuleList, nn.ModuleList, list[int]]:
+    """ADM's encoder half and middle, shared by UNet and NoisyClassifier: (in_conv, down_blocks, mid_blocks,
+    the width after in_conv and after every down block, the skips' widths; the last is the middle's width).
+
+    Level l has num_res_blocks blocks of width widths[l] (attention at attention_levels) and, except the
+    last, a stride-2 Downsample; the middle is ResBlock, attention, ResBlock."""
+    in_conv = nn.Conv2d(in_channels, base_channels, 3, padding=1)
+    widths_out, ch, down_blocks = [base_channels], base_channels, nn.ModuleList()
+    for level, width in enumerate(widths):
+        for _ in range(num_res_blocks):
+            down_blocks.append(block(ch, width, attention=level in attention_levels))
+            ch = width
+            widths_out.append(ch)
+        if level < len(widths) - 1:
+            down_blocks.append(Downsample(ch))
+            widths_out.append(ch)
+    mid_blocks = nn.ModuleList([block(ch, ch, attention=True), block(ch, ch, attention=False)])
+    return in_conv, down_blocks, mid_blocks, widths_out
+
+
 class UNet(nn.Module):
     """forward(x (B, C, H, W), c_noise (B,), cond) -> (B, C, H, W).
 
@@ -175,21 +196,11 @@ class UNet(nn.Module):
             emb_dim, num_classes, context_dim, emb_dim, num_null_tokens, frequency_dim=base_channels, owner="UNet"
         )
 
-        # Encoder: every block and every downsampling leaves a skip for the decoder.
-        self.in_conv = nn.Conv2d(in_channels, base_channels, 3, padding=1)
-        skip_widths, ch = [base_channels], base_channels
-        self.down_blocks = nn.ModuleList()
-        for level, width in enumerate(widths):
-            for _ in range(num_res_blocks):
-                self.down_blocks.append(block(ch, width, attention=level in attention_levels))
-                ch = width
-                skip_widths.append(ch)
-            if level < len(widths) - 1:
-                self.down_blocks.append(Downsample(ch))
-                skip_widths.append(ch)
-
-        # Middle: ResBlock, attention, ResBlock.
-        self.mid_blocks = nn.ModuleList([block(ch, ch, attention=True), block(ch, ch, attention=False)])
+        # Encoder and middle: every block and every downsampling leaves a skip for the decoder.
+        self.in_conv, self.down_blocks, self.mid_blocks, skip_widths = encoder(
+            block, in_channels, base_channels, widths, num_res_blocks, attention_levels
+        )
+        ch = skip_widths[-1]
 
         # Decoder: one block per skip, upsampling between levels.
         self.up_blocks = nn.ModuleList()
