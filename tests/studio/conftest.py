@@ -13,9 +13,11 @@ FAST = ["train.batch_size=32", "train.sample_every=0", "train.warmup_steps=1"]
 
 @pytest.fixture(scope="session")
 def runs_dir(tmp_path_factory):
-    """A folder holding two runs: digits/ (1x8x8 images) and toy/ (2-D points)."""
+    """A folder holding three runs: digits/ (1x8x8 images), digits-cond/ (the same with 10 classes) and
+    toy/ (2-D points)."""
     root = tmp_path_factory.mktemp("studio-runs")
     run_train("digits", root / "digits", steps=2, overrides=[TINY_UNET, *FAST])
+    run_train("digits-cond", root / "digits-cond", steps=2, overrides=[TINY_UNET, *FAST])
     run_train("toy2d", root / "toy", steps=2, overrides=["model.options={hidden_dim: 16, num_blocks: 1}",
                                                           "data.options={name: moons, n: 600}", *FAST])
     return root

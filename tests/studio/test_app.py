@@ -1,6 +1,7 @@
 """The studio's API through Starlette's test client: runs, a sample job followed by its events, Compare,
 Inside, the busy refusal, cancellation, and every bad input answered by one message."""
 
+import base64
 import json
 import shlex
 import threading
@@ -41,7 +42,7 @@ def png(data: bytes) -> np.ndarray:
 
 
 def test_runs_and_summary(client, runs_dir):
-    assert client.get("/api/runs").json() == [{"id": "digits", "name": "digits"}, {"id": "toy", "name": "toy"}]
+    assert [r["id"] for r in client.get("/api/runs").json()] == ["digits", "digits-cond", "toy"]
     s = client.get("/api/runs/digits").json()
     ckpt = runs_dir / "digits" / s["checkpoint"]
     with safe_open(str(ckpt / "ema.safetensors"), "pt") as f:  # the count, read from the weights file
@@ -78,6 +79,30 @@ def test_sample_job_streams_progress_and_its_command_reproduces_it(client, runs_
 
     expected = image_grid(torch.from_numpy(np.load(tmp_path / "x.npy")))[:, :, 0]
     assert np.array_equal(grid[::12, ::12], expected)
+
+
+def test_class_run_with_guidance_shows_the_conditional_x0_hat_and_reproduces(client, runs_dir, tmp_path):
+    s = client.get("/api/runs/digits-cond").json()
+    assert s["num_classes"] == 10 and s["text"] is False  # the page shows class and guidance, not prompts
+    body = {"sampler": "euler", "steps": 3, "n": 2, "seed": 1, "classes": [3, 7], "guidance": 2.5}
+    evs = events(client, client.post("/api/runs/digits-cond/sample", json=body).json()["job"])
+    result = next(e for e in evs if e["type"] == "result")
+    assert result["nfe"] == 3  # one batched call per step: [cond, uncond] in one pass
+    first = png(base64.b64decode(evs[0]["preview"].split(",", 1)[1]))
+    assert first.shape[:2] == (120, 240)  # n = 2 previews (1 row of 2 tiles), not the doubled batch of 4
+    words = shlex.split(result["command"])
+    assert words[words.index("--guidance") + 1] == "2.5"
+    assert [words[i + 1] for i, w in enumerate(words) if w == "--class"] == ["3", "7"]
+    words[words.index("--out") + 1] = str(tmp_path / "grid.png")
+    r = CliRunner().invoke(cli, [*words[1:], "--save-array", str(tmp_path / "x.npy"), "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    import torch
+
+    grid = png(client.get(result["image"]).content)
+    expected = image_grid(torch.from_numpy(np.load(tmp_path / "x.npy")))[:, :, 0]
+    scale = grid.shape[0] // expected.shape[0]
+    assert np.array_equal(grid[::scale, ::scale], expected)
+    assert np.load(tmp_path / "x.labels.npy").tolist() == [3, 7]
 
 
 def test_compare_two_settings_same_seed(client):
