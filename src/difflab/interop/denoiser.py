@@ -43,8 +43,10 @@ class DiffusersDenoiser(nn.Module, Denoiser):
         self._x_name = "sample" if "sample" in params else "hidden_states"
 
     @property
-    def dtype(self) -> torch.dtype:
-        return next(self.model.parameters()).dtype
+    def dtype(self) -> torch.dtype | None:
+        """The model's parameter dtype (None for a model without parameters: inputs keep theirs)."""
+        p = next(self.model.parameters(), None)
+        return None if p is None else p.dtype
 
     def default_grid(self, steps: int) -> Tensor:
         return self.schedule.default_grid(steps)
@@ -63,7 +65,7 @@ class DiffusersDenoiser(nn.Module, Denoiser):
                     f"the condition {key!r} has no input on {type(self.model).__name__}; it takes "
                     f"{', '.join(k for k, v in KEYWORDS.items() if v in self._accepts) or 'no condition'}"
                 )
-            out[name] = value.to(self.dtype) if value.is_floating_point() else value
+            out[name] = value.to(self.dtype) if value.is_floating_point() and self.dtype else value
         return out
 
     def _with_null(self, cond: Cond, batch: int) -> Cond:
@@ -89,8 +91,9 @@ class DiffusersDenoiser(nn.Module, Denoiser):
     def forward(self, x: Tensor, t: Tensor, cond: Cond | None = None) -> Tensor:
         batch = x.shape[0]
         t = torch.as_tensor(t, device=x.device).expand(batch)
-        tau = self.schedule.timestep(t).to(self.dtype)
-        out = self.model(**{self._x_name: x.to(self.dtype)}, timestep=tau, **self._kwargs(cond, batch),
+        dtype = self.dtype or x.dtype
+        tau = self.schedule.timestep(t).to(dtype)
+        out = self.model(**{self._x_name: x.to(dtype)}, timestep=tau, **self._kwargs(cond, batch),
                          return_dict=False)[0]
         if out.shape[1] == 2 * x.shape[1]:  # learned variance (DiT): the first half is the prediction
             out = out[:, : x.shape[1]]

@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from rich.console import Console
 from torch import nn
 
@@ -103,6 +104,8 @@ def load_run(run_dir: str | Path, ema: bool = True, device: str = "cpu") -> Load
 
     Only the weights used, state.json and config.yaml are read (checked against the manifest).
     """
+    if is_diffusers_source(run_dir):
+        return load_diffusers_run(run_dir, device)
     run_dir = Path(run_dir).expanduser()
     if not run_dir.is_dir():
         raise DifflabError(f"run folder {run_dir} does not exist; train one with `difflab train PRESET --out {run_dir}`")
@@ -114,6 +117,34 @@ def load_run(run_dir: str | Path, ema: bool = True, device: str = "cpu") -> Load
     load_weights(ckpt, model, ema=ema)
     model.to(device).eval().requires_grad_(False)
     return LoadedRun(cfg, meta, model, ckpt, build_text_encoder(cfg.model, device=device))
+
+def is_diffusers_source(source: str | Path) -> bool:
+    """A diffusers model folder (model_index.json, or config.json without run.json) or an 'owner/name' hub id."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return not (path / "run.json").exists() and any((path / f).exists() for f in ("model_index.json", "config.json"))
+    return not path.exists() and str(source).count("/") == 1 and not str(source).startswith((".", "/", "~"))
+
+
+def load_diffusers_run(source: str | Path, device: str = "cpu") -> LoadedRun:
+    """A diffusers model (difflab.interop, offline) as a run: images in [-1, 1], its class count, the default
+    grid of its scheduler (trailing on a DDPM table; the config's shift, once, on a flow)."""
+    from difflab.interop import load_diffusers
+
+    model = load_diffusers(source, device=device)
+    if not hasattr(model, "sample_shape"):
+        raise DifflabError(f"{source}: the model config gives no sample_size / in_channels to sample at")
+    mc = model.model.config
+    classes = mc.get("num_class_embeds") or mc.get("num_embeds_ada_norm")
+    if classes and mc.get("num_embeds_ada_norm"):  # DiT: the extra class index num_classes is its null label
+        model.null_cond = {"class_labels": torch.tensor([int(classes)], device=device)}
+    cfg = RunConfig()
+    sched = model.schedule
+    cfg.sample.schedule = "shift" if sched.flow else "trailing"
+    cfg.sample.schedule_options = {"shift": sched.shift} if sched.flow else {}
+    meta = RunMeta(tuple(model.sample_shape), int(classes) if classes else None, None, value_range=(-1.0, 1.0))
+    return LoadedRun(cfg, meta, model, Path(str(source)), None)
+
 
 # The one device check (a name torch does not know, or CUDA/MPS this machine lacks, is one DifflabError),
 # under the name fit-schedule and the benchmarks import.
