@@ -210,3 +210,14 @@ def test_loopback_hosts():
 
     assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.4")
+
+
+def test_a_bug_is_one_line_not_a_traceback(table, monkeypatch):
+    client = TestClient(create_app(table), raise_server_exceptions=False)
+
+    def broken(rid):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(table, "summary", broken)
+    r = client.get("/api/runs/digits")
+    assert r.status_code == 500 and r.json() == {"error": "unexpected RuntimeError: boom"}

@@ -171,6 +171,9 @@ def create_app(runs: RunTable) -> Starlette:
     async def on_difflab(request, exc):
         return error(str(exc), 409 if isinstance(exc, Busy) else 400)
 
+    async def on_bug(request, exc):  # a bug, still one line for the page (the server's log keeps the rest)
+        return error(f"unexpected {type(exc).__name__}: {exc}", 500)
+
     async def on_missing(request, exc):
         return error("not found: the studio serves only its page and the runs it was started with", 404)
 
@@ -189,6 +192,6 @@ def create_app(runs: RunTable) -> Starlette:
         Route("/api/jobs/{job}/{k:int}.png", job_image),
     ]
     app = Starlette(routes=routes, exception_handlers={DifflabError: on_difflab, KeyError: on_missing, 404: on_missing,
-                                                      405: on_missing})
+                                                      405: on_missing, Exception: on_bug})
     app.state.worker, app.state.runs = worker, runs
     return app
