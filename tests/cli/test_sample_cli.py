@@ -123,3 +123,20 @@ def test_image_runs_write_a_png_grid_and_arrays_in_the_image_range(digits_run, t
     assert not (tmp_path / "g.labels.npy").exists()
     r = sample(digits_run, "--out", str(tmp_path / "g.pdf"))
     assert r.exit_code == 2 and "--out" in r.output and "must end in .png" in r.output
+
+
+def test_train_classifier_prints_a_bracketed_run_path_literally(digits_run, tmp_path, monkeypatch):
+    """A run under `a[/x]b` (rich reads `[/x]` as a closing tag: MarkupError) trains its classifier and says so
+    literally; `~` in RUN is the home folder."""
+    import shutil
+
+    run = shutil.copytree(digits_run, tmp_path / "a[" / "x]b", ignore=shutil.ignore_patterns(".lock"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    r = runner.invoke(app, ["train-classifier", "~/a[/x]b", "--steps", "1",
+                            "--set", "options={base_channels: 8, channel_mult: [1], num_res_blocks: 1, "
+                            "attention_resolutions: [], num_heads: 1, pool: mean}",
+                            "--set", "train.batch_size=16", "--set", "eval_items=16", "--set", "eval_times=[0.5]"])
+    text = "".join(r.output.split())
+    assert r.exit_code == 0, r.output
+    assert f"difflabtrain-classifier{run}->{run}/classifier" in text and f"wrote{run}/classifier/accuracy.json" in text
+    assert (run / "classifier" / "accuracy.json").is_file()

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 from torch.utils.data import Subset
 
 from difflab.config.factory import build_classifier, build_data, build_loss, held_out_config
@@ -104,7 +105,7 @@ def run_train_classifier(run: str | Path, *, minutes: float | None = None, steps
                          overrides: list[str] | None = None, resume: bool = False) -> ClassifierTrainResult:
     """Train (or resume) RUN's classifier, then measure and store its held-out accuracy at eval_times."""
     console = Console()
-    run_dir = Path(run)
+    run_dir = Path(run).expanduser()
     if not run_dir.is_dir():
         raise DifflabError(f"run folder {run_dir} does not exist; train one with `difflab train PRESET --out {run_dir}`")
     settings, process_cfg, loss_cfg, data_cfg = _resolve(run_dir, list(overrides or []), resume)
@@ -121,9 +122,10 @@ def run_train_classifier(run: str | Path, *, minutes: float | None = None, steps
                           int(dataset.num_classes), list(dataset.data_shape))
     model = build_classifier(saved)
     out = classifier_dir(run_dir)
-    console.print(f"[bold]difflab train-classifier[/] {run_dir} -> {out}: NoisyClassifier "
-                  f"({count_parameters(model) / 1e6:.2f}M parameters), {type(model.process).__name__}, "
-                  f"{saved.num_classes} classes, t ~ {saved.loss.time_sampler}, {len(dataset)} items")
+    console.print(Text.assemble(("difflab train-classifier", "bold"), f" {run_dir} -> {out}: NoisyClassifier "
+                                f"({count_parameters(model) / 1e6:.2f}M parameters), {type(model.process).__name__}, "
+                                f"{saved.num_classes} classes, t ~ {saved.loss.time_sampler}, {len(dataset)} items"),
+                  highlight=False, soft_wrap=True)  # a Text prints literally: a folder named [/x] is no markup
     loss = NoisyClassifierLoss(build_loss(saved.loss).time_sampler)
     trainer = Trainer(model, loss, dataset, train_cfg, out, prepare=ClassLabels(), run_config=to_dict(saved))
     result = trainer.train(resume=resume)
@@ -139,12 +141,13 @@ def run_train_classifier(run: str | Path, *, minutes: float | None = None, steps
         "step": result.step, "checkpoint": result.checkpoint.name if result.checkpoint else None, "ema": True,
         "split": split, "items": len(eval_data), "accuracy": {str(t): a for t, a in accuracy.items()},
     })
-    console.print(f"held-out accuracy of the EMA classifier at step {result.step} ({split}, {len(eval_data)} items):")
+    console.print(f"held-out accuracy of the EMA classifier at step {result.step} ({split}, {len(eval_data)} items):",
+                  markup=False, highlight=False)
     table = Table()
     table.add_column("t", justify="right")
     table.add_column("accuracy", justify="right")
     for t, a in accuracy.items():
         table.add_row(f"{t:g}", f"{a:.3f}")
     console.print(table)
-    console.print(f"wrote {out / 'accuracy.json'}")
+    console.print(f"wrote {out / 'accuracy.json'}", markup=False, highlight=False, soft_wrap=True)
     return ClassifierTrainResult(result, accuracy, split)
