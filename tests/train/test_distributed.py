@@ -8,9 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from difflab.train import read_log
 
 
+@pytest.mark.slow  # two processes under torch.distributed.run: ~24 s on 2 shared cores
 def test_two_process_ranks_end_identical_and_resume_exactly(tmp_path):
     script = Path(__file__).with_name("ddp_script.py")
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
