@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from difflab.utils.errors import DifflabError, check_choice
+from difflab.utils.tensors import f64
 
 TOY_NAMES = ("8gaussians", "checkerboard", "moons", "spiral", "swissroll")
 TOY_NUM_CLASSES: dict[str, int | None] = {
@@ -50,8 +51,6 @@ SWISSROLL_NOISE = 0.5
 SPIRAL_THETA_MAX = 3.0 * math.pi
 SPIRAL_NOISE = 0.4
 
-_f64 = torch.float64
-
 
 class MixtureParameters(NamedTuple):
     """weights (K,), means (K, D), per-coordinate variances (K, D); float64."""
@@ -63,34 +62,34 @@ class MixtureParameters(NamedTuple):
 
 def eight_gaussians_mixture() -> MixtureParameters:
     """The exact parameters of "8gaussians" in standardized units (what `sample_toy` draws from)."""
-    angles = 2.0 * math.pi * torch.arange(8, dtype=_f64) / 8
+    angles = 2.0 * math.pi * torch.arange(8, dtype=f64) / 8
     means = EIGHT_GAUSSIANS_RADIUS * torch.stack([angles.cos(), angles.sin()], dim=1)
     return MixtureParameters(
-        weights=torch.full((8,), 1.0 / 8, dtype=_f64),
+        weights=torch.full((8,), 1.0 / 8, dtype=f64),
         means=means,
-        variances=torch.full((8, 2), EIGHT_GAUSSIANS_STD**2, dtype=_f64),
+        variances=torch.full((8, 2), EIGHT_GAUSSIANS_STD**2, dtype=f64),
     )
 
 
 def _standardize(raw: Tensor, mean: tuple[float, float], second_moment: float) -> Tensor:
     """(raw - m) / c with c^2 = (E||raw||^2 - ||m||^2) / 2, so the result has mean 0 and E||x||^2 = 2."""
-    m = torch.tensor(mean, dtype=_f64)
+    m = torch.tensor(mean, dtype=f64)
     c = math.sqrt((second_moment - float(m.square().sum())) / 2.0)
     return (raw - m) / c
 
 
 def _uniform(n: int, generator: torch.Generator | None) -> Tensor:
-    return torch.rand(n, generator=generator, dtype=_f64)
+    return torch.rand(n, generator=generator, dtype=f64)
 
 
 def _noise(n: int, std: float, generator: torch.Generator | None) -> Tensor:
-    return std * torch.randn(n, 2, generator=generator, dtype=_f64)
+    return std * torch.randn(n, 2, generator=generator, dtype=f64)
 
 
 def _eight_gaussians(n: int, g: torch.Generator | None) -> tuple[Tensor, Tensor]:
     w, mu, var = eight_gaussians_mixture()
     comp = torch.multinomial(w, n, replacement=True, generator=g)
-    return mu[comp] + var[comp].sqrt() * torch.randn(n, 2, generator=g, dtype=_f64), comp
+    return mu[comp] + var[comp].sqrt() * torch.randn(n, 2, generator=g, dtype=f64), comp
 
 
 def _moons(n: int, g: torch.Generator | None) -> tuple[Tensor, Tensor]:
@@ -117,16 +116,16 @@ def _swissroll(n: int, g: torch.Generator | None) -> tuple[Tensor, None]:
 def _checkerboard(n: int, g: torch.Generator | None) -> tuple[Tensor, Tensor]:
     i, j = torch.meshgrid(torch.arange(4), torch.arange(4), indexing="ij")
     occupied = ((i + j) % 2 == 0).flatten()
-    corners = torch.stack([i.flatten(), j.flatten()], dim=1)[occupied].to(_f64) - 2.0  # (8, 2)
+    corners = torch.stack([i.flatten(), j.flatten()], dim=1)[occupied].to(f64) - 2.0  # (8, 2)
     cell = torch.randint(8, (n,), generator=g)
-    raw = corners[cell] + torch.rand(n, 2, generator=g, dtype=_f64)
+    raw = corners[cell] + torch.rand(n, 2, generator=g, dtype=f64)
     return _standardize(raw, (0.0, 0.0), 8.0 / 3.0), cell
 
 
 def _spiral(n: int, g: torch.Generator | None) -> tuple[Tensor, Tensor]:
     arm = torch.randint(2, (n,), generator=g)
     th = SPIRAL_THETA_MAX * _uniform(n, g).sqrt()
-    sign = 1.0 - 2.0 * arm.to(_f64)
+    sign = 1.0 - 2.0 * arm.to(f64)
     raw = (sign * th)[:, None] * torch.stack([th.cos(), th.sin()], dim=1) + _noise(n, SPIRAL_NOISE, g)
     second = SPIRAL_THETA_MAX**2 / 2 + 2 * SPIRAL_NOISE**2
     return _standardize(raw, (0.0, 0.0), second), arm

@@ -13,8 +13,7 @@ from difflab.sampling import DEFAULT_SCHEDULE, default_schedule, make_grid
 from difflab.sampling.fitted import FittedGrid
 from difflab.utils.errors import DifflabError
 from difflab.utils.seeding import make_generator
-
-f64 = torch.float64
+from difflab.utils.tensors import f64
 
 
 class EditResult(NamedTuple):

@@ -29,9 +29,8 @@ from difflab.param.denoiser import Denoiser
 from difflab.param.parameterization import X0, get_parameterization
 from difflab.sampling import DEFAULT_SAMPLER, DEFAULT_SCHEDULE, DEFAULT_STEPS, sample
 from difflab.utils.errors import DifflabError, check_choice
-from difflab.utils.tensors import append_dims
+from difflab.utils.tensors import append_dims, f64
 
-f64 = torch.float64
 METHODS = ("replace", "repaint")
 
 

@@ -26,7 +26,6 @@ from difflab.sampling.core import Evaluator, floats, lincomb
 from difflab.sampling.counting import CountingDenoiser
 from difflab.utils.errors import DifflabError
 
-f64 = torch.float64
 INVERSION_ORDERS = {"ddim": 1, "euler": 1, "heun": 2}
 
 

@@ -24,8 +24,7 @@ from difflab.editing.common import (
     snap_time,
 )
 from difflab.sampling import DEFAULT_SAMPLER, DEFAULT_SCHEDULE, DEFAULT_STEPS, sample
-
-f64 = torch.float64
+from difflab.utils.tensors import f64
 
 
 def sdedit(denoiser, x_in: Tensor, strength: float, *, sampler: str = DEFAULT_SAMPLER, steps: int = DEFAULT_STEPS,
