@@ -221,3 +221,16 @@ def test_a_bug_is_one_line_not_a_traceback(table, monkeypatch):
     monkeypatch.setattr(table, "summary", broken)
     r = client.get("/api/runs/digits")
     assert r.status_code == 500 and r.json() == {"error": "unexpected RuntimeError: boom"}
+
+
+@pytest.mark.parametrize("host, warned", [("127.0.0.1", False), ("0.0.0.0", True)])
+def test_cli_binds_loopback_by_default_and_warns_otherwise(runs_dir, monkeypatch, host, warned):
+    import uvicorn
+
+    calls = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append(kw))
+    args = ["studio", str(runs_dir / "digits")] + ([] if host == "127.0.0.1" else ["--host", host])
+    r = CliRunner().invoke(cli, [*args, "--port", "7999"])
+    assert r.exit_code == 0, r.output
+    assert calls == [{"host": host, "port": 7999, "log_level": "warning"}]
+    assert ("warning: --host 0.0.0.0" in r.output) is warned
