@@ -1,6 +1,7 @@
 """difflab samplers vs diffusers schedulers on the exact-mixture model seen as a diffusers model (docs/diffusers.md).
 
-    OMP_NUM_THREADS=1 python benchmarks/diffusers_wrapped.py --cases ring --nfes 5 10 20 --markdown out.md
+    OMP_NUM_THREADS=1 python benchmarks/diffusers_wrapped.py --cases ring --nfes 5 10 20 --json rows.json
+    python benchmarks/diffusers_wrapped.py --pairs rows.json     # matched difflab / diffusers table
 
 The exact Gaussian-mixture eps-model (difflab.analysis) is written as a diffusers-style module
 forward(sample, timestep) -> (eps,), answering at diffusers' own noise level for the timestep, and loaded the
@@ -12,6 +13,7 @@ diffusers scheduler on the same module, from the same noise, RMSE to the exact p
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -49,7 +51,42 @@ class WrappedMixture:
         return DiffusersDenoiser(ExactModel(self.mixture.denoiser(schedule.process, "eps"), schedule), schedule)
 
 
+# the same algorithm on the same grid in both libraries (difflab label, diffusers label)
+PAIRS = [("ddim/trailing", "DDIM/trailing"), ("dpmpp_2m/trailing", "DPM++2M/trailing"),
+         ("dpmpp_2m/karras", "DPM++2M/karras"), ("dpmpp_3m/karras", "DPM++3M/karras"),
+         ("unipc/karras", "UniPC-bh2-2/karras"), ("deis/karras", "DEIS-2/karras"), ("heun/karras", "Heun/karras"),
+         ("plms/trailing", "PNDM-PLMS/trailing")]
+
+
+def pairs_table(rows: list[dict]) -> str:
+    """RMSE of matched difflab / diffusers configurations per NFE budget, then each library's best."""
+    nfes = sorted({r["nfe_budget"] for r in rows})
+    at = {(r["library"], r["config"], r["nfe_budget"]): r["rmse"] for r in rows}
+    head = "| difflab / diffusers | " + " | ".join(f"NFE {k}" for k in nfes) + " |"
+    lines = [head, "|---|" + "---|" * len(nfes)]
+
+    def cell(lib, cfg, k):
+        v = at.get((lib, cfg, k))
+        return "-" if v is None else f"{v:.3g}"
+
+    for ours, theirs in PAIRS:
+        lines.append(f"| {ours} | " + " | ".join(cell("difflab", ours, k) for k in nfes) + " |")
+        lines.append(f"| {theirs} | " + " | ".join(cell("diffusers", theirs, k) for k in nfes) + " |")
+    for lib in ("difflab", "diffusers"):
+        best = []
+        for k in nfes:
+            sub = [r for r in rows if r["library"] == lib and r["nfe_budget"] == k]
+            b = min(sub, key=lambda r: r["rmse"])
+            best.append(f"{b['rmse']:.3g} ({b['config']})")
+        lines.append(f"| best {lib} | " + " | ".join(best) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["--pairs"]:  # --pairs rows.json: the matched table from a finished run's --json
+        print(pairs_table(json.loads(Path(argv[1]).read_text())))
+        return 0
     for name, (make, n) in list(peers.CASES.items()):
         peers.CASES[name] = ((lambda make=make: WrappedMixture(make())), n)
     return peers.main(argv)
