@@ -82,3 +82,26 @@ def test_dpmpp_2m_matches_diffusers(tmp_path, z, spacing):
         ours = SAMPLERS["dpmpp_2m"](D, z, ts)
     theirs = run_diffusers(model, sched, z)
     assert relative_gap(ours, theirs) < 1e-5
+
+
+def test_flow_euler_matches_flow_match_euler(tmp_path):
+    """SD3-style transformer: difflab's euler on the default grid (the config's shift, once) against
+    FlowMatchEulerDiscreteScheduler given the unshifted sigmas linspace(1, 1/N, N), which it shifts once:
+    the same grid, and Euler in t is DDIM on rectified flow, so the samples agree."""
+    from tests.interop.tiny import tiny_sd3
+
+    sched = diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0)
+    model = tiny_sd3()
+    D = load_diffusers(save(tmp_path, model, sched))
+    sched.set_timesteps(sigmas=torch.linspace(1, 1 / STEPS, STEPS).numpy())
+    ts = D.default_grid(STEPS)
+    torch.testing.assert_close(sched.sigmas.to(torch.float64), ts, rtol=1e-6, atol=1e-7)
+    g = torch.Generator().manual_seed(3)
+    z, ctx, pooled = torch.randn(2, 2, 8, 8, generator=g), torch.randn(2, 3, 8, generator=g), torch.randn(2, 4, generator=g)
+    with torch.no_grad():
+        ours = SAMPLERS["euler"](D, z, ts, cond={"context": ctx, "pooled": pooled})
+        x = z.clone()
+        for tau in sched.timesteps:
+            v = model(x, encoder_hidden_states=ctx, pooled_projections=pooled, timestep=tau.expand(2)).sample
+            x = sched.step(v, tau, x).prev_sample
+    assert relative_gap(ours, x) < 1e-5
