@@ -126,3 +126,22 @@ def test_network_options_are_checked_before_any_data_is_read(tmp_path):
     r = CliRunner().invoke(app, ["train", "folder", "--set", f"data.options.root={tmp_path / 'none'}",
                                  "--set", "model.options.channel_mult=xxxx", "--out", str(tmp_path / "run")])
     assert r.exit_code == 2 and "option channel_mult: expected a list; got 'xxxx'" in r.output
+
+
+@pytest.mark.parametrize("condition", ["class", "none", None])
+def test_configs_written_with_the_retired_train_condition_load(condition, recwarn):
+    """TrainConfig.condition is gone (the model's conditioning decides); a run folder or classifier written
+    with it still loads, silently, and the key is not written again."""
+    from difflab.config.schema import ClassifierConfig, ClassifierRun, DataConfig, LossConfig, ProcessConfig
+    from difflab.config.validate import from_dict, to_dict
+
+    old = config_to_dict(load_config("digits"))
+    old["train"]["condition"] = condition
+    cfg = config_from_dict(old)
+    assert cfg == load_config("digits") and "condition" not in config_to_dict(cfg)["train"]
+    clf = to_dict(ClassifierRun(ClassifierConfig(), ProcessConfig(), LossConfig(), DataConfig(), 10, [1, 8, 8]))
+    clf["classifier"]["train"]["condition"] = condition
+    assert from_dict(ClassifierRun, clf).classifier == ClassifierConfig()
+    assert len(recwarn) == 0
+    with pytest.raises(DifflabError, match="unknown config key train.conditions; valid keys in train are"):
+        config_from_dict({**old, "train": {"conditions": "class"}})

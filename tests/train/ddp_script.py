@@ -16,6 +16,7 @@ from helpers import tiny_denoiser, toy_data
 
 from difflab.objectives import DiffusionLoss
 from difflab.train import TrainConfig, Trainer
+from difflab.train.prepare import ClassLabels
 
 
 def digest(module: torch.nn.Module) -> str:
@@ -28,14 +29,18 @@ def digest(module: torch.nn.Module) -> str:
 
 def main(out: Path) -> None:
     torch.set_num_threads(1)
-    cfg = dict(batch_size=8, grad_accum=2, log_every=3, ckpt_every=0, ema=32.0, condition="class", seed=3)
+    cfg = dict(batch_size=8, grad_accum=2, log_every=3, ckpt_every=0, ema=32.0, seed=3)
     hashes = {}
-    straight = Trainer(tiny_denoiser(), DiffusionLoss(), toy_data(), TrainConfig(max_steps=6, **cfg), out / "a")
+    labels = ClassLabels(TrainConfig().p_uncond)  # class labels with the default condition dropout
+    straight = Trainer(tiny_denoiser(), DiffusionLoss(), toy_data(), TrainConfig(max_steps=6, **cfg), out / "a",
+                       prepare=labels)
     hashes["initial"] = digest(straight.model)
     straight.train()
     hashes["straight"], hashes["straight_ema"] = digest(straight.model), digest(straight.ema.module)
-    Trainer(tiny_denoiser(), DiffusionLoss(), toy_data(), TrainConfig(max_steps=3, **cfg), out / "b").train()
-    resumed = Trainer(tiny_denoiser(seed=1), DiffusionLoss(), toy_data(), TrainConfig(max_steps=6, **cfg), out / "b")
+    Trainer(tiny_denoiser(), DiffusionLoss(), toy_data(), TrainConfig(max_steps=3, **cfg), out / "b",
+            prepare=labels).train()
+    resumed = Trainer(tiny_denoiser(seed=1), DiffusionLoss(), toy_data(), TrainConfig(max_steps=6, **cfg), out / "b",
+                      prepare=labels)
     resumed.train(resume=True)
     hashes["resumed"], hashes["resumed_ema"] = digest(resumed.model), digest(resumed.ema.module)
     hashes["world_size"] = resumed.world

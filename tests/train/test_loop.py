@@ -11,7 +11,7 @@ import torch
 
 from difflab.objectives import DiffusionLoss
 from difflab.train import TensorBatchDataset, TrainConfig, Trainer, latest_checkpoint, read_log, warmup_factor
-from difflab.train.prepare import Captions
+from difflab.train.prepare import Captions, ClassLabels
 from difflab.utils.errors import DifflabError
 
 from .helpers import tiny_denoiser, toy_data
@@ -40,11 +40,11 @@ def _assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
 def test_resume_after_interrupt_repeats_the_uninterrupted_run(tmp_path):
     """Dropout (global RNG), condition dropout and t/eps draws (loss generator), accumulation, warm-up,
     EMA and RNG-hungry previews: a run interrupted mid-step and resumed matches the straight run bitwise."""
-    cfg = _config(max_steps=10, grad_accum=2, ckpt_every=4, condition="class", p_uncond=0.3,
-                  warmup_steps=3, sample_every=3)
+    cfg = _config(max_steps=10, grad_accum=2, ckpt_every=4, p_uncond=0.3, warmup_steps=3, sample_every=3)
     previews = lambda model, step, out_dir: torch.randn(100)  # noqa: E731 - draws from the global RNG
-    loss = DiffusionLoss()
-    straight = Trainer(tiny_denoiser(dropout=0.2), loss, toy_data(), cfg, tmp_path / "a", sample_fn=previews)
+    loss, labels = DiffusionLoss(), ClassLabels(0.3)
+    straight = Trainer(tiny_denoiser(dropout=0.2), loss, toy_data(), cfg, tmp_path / "a", sample_fn=previews,
+                       prepare=labels)
     straight.train()
 
     calls = {"n": 0}
@@ -55,12 +55,14 @@ def test_resume_after_interrupt_repeats_the_uninterrupted_run(tmp_path):
             raise KeyboardInterrupt
         return loss(model, x0, cond, generator)
 
-    first = Trainer(tiny_denoiser(dropout=0.2), crashing_loss, toy_data(), cfg, tmp_path / "b", sample_fn=previews)
+    first = Trainer(tiny_denoiser(dropout=0.2), crashing_loss, toy_data(), cfg, tmp_path / "b", sample_fn=previews,
+                    prepare=labels)
     result = first.train()
     assert (result.stop_reason, result.step) == ("interrupted", 6)
     assert latest_checkpoint(tmp_path / "b") == tmp_path / "b" / "ckpt-6"
 
-    second = Trainer(tiny_denoiser(seed=99, dropout=0.2), loss, toy_data(), cfg, tmp_path / "b", sample_fn=previews)
+    second = Trainer(tiny_denoiser(seed=99, dropout=0.2), loss, toy_data(), cfg, tmp_path / "b", sample_fn=previews,
+                     prepare=labels)
     result = second.train(resume=True)
     assert (result.stop_reason, result.step, result.images_seen) == ("max_steps", 10, 80)
     assert _losses(tmp_path / "b") == _losses(tmp_path / "a") and len(_losses(tmp_path / "a")) == 10
@@ -149,8 +151,8 @@ def test_condition_dropout_and_labels(tmp_path):
         return mse_at_half(model, x0, cond)
 
     data = toy_data(n=512)
-    cfg = _config(batch_size=128, max_steps=8, condition="class", p_uncond=0.25)
-    Trainer(tiny_denoiser(), recording_loss, data, cfg, tmp_path / "class").train()
+    cfg = _config(batch_size=128, max_steps=8, p_uncond=0.25)
+    Trainer(tiny_denoiser(), recording_loss, data, cfg, tmp_path / "class", prepare=ClassLabels(0.25)).train()
     drops = torch.cat([c["drop"] for c in seen])
     assert drops.dtype == torch.bool and abs(drops.float().mean().item() - 0.25) < 0.04  # 1024 draws: ~3 sd
     labels = torch.cat([c["class_labels"] for c in seen[:4]])  # the first epoch: every label once
@@ -208,8 +210,6 @@ def test_time_budget_stops_and_checkpoints(tmp_path):
 def test_bad_setups_give_one_clear_message(tmp_path):
     with pytest.raises(DifflabError, match="use a multiple of 4"):
         Trainer(tiny_denoiser(), DiffusionLoss(), toy_data(), _config(batch_size=10, grad_accum=4), tmp_path)
-    with pytest.raises(DifflabError, match="needs an injected prepare"):
-        Trainer(tiny_denoiser(), DiffusionLoss(), toy_data(), _config(condition="text"), tmp_path)
     with pytest.raises(DifflabError, match="lr must be positive; p_uncond must lie in"):
         _config(lr=0.0, p_uncond=1.0)
     with pytest.raises(DifflabError, match="unknown mixed precision 'fp8'"):

@@ -107,7 +107,7 @@ CLASSIFIER_DATA_KEYS = ("in_channels", "num_classes", "image_size")  # set from 
 def _classifier_train_defaults() -> TrainConfig:
     # Digits on a CPU: a few thousand steps of 128 images; EMA half-life of ~80 steps.
     return TrainConfig(lr=1e-3, warmup_steps=100, batch_size=128, ema=10_000, max_steps=4000, log_every=50,
-                       sample_every=0, ckpt_every=500, keep_last=2, p_uncond=0.0, condition="class")
+                       sample_every=0, ckpt_every=500, keep_last=2, p_uncond=0.0)
 
 
 def _classifier_net_defaults() -> dict[str, Any]:
@@ -133,9 +133,9 @@ class ClassifierConfig:
         fixed = sorted(set(self.options) & set(CLASSIFIER_DATA_KEYS))
         if fixed:
             raise ValueError(f"classifier options {fixed} are set from the run's data; drop them from options")
-        if self.train.condition not in (None, "class") or self.train.p_uncond != 0.0:
+        if self.train.p_uncond != 0.0:
             raise ValueError("a classifier trains on class labels with no condition dropout: "
-                             "leave train.condition (class) and train.p_uncond (0) as they are")
+                             "leave train.p_uncond at 0")
         if not self.eval_times or not all(0.0 <= t <= 1.0 for t in self.eval_times):
             raise ValueError(f"eval_times must be a non-empty list of times in [0, 1]; got {self.eval_times}")
         if self.eval_items < 1:

@@ -34,9 +34,13 @@ def _coerce(value: Any, tp, where: str):
 
 
 def from_dict(cls, data: dict, where: str = ""):
-    """Build dataclass `cls` from `data`, rejecting unknown keys (the message lists the valid ones)."""
+    """Build dataclass `cls` from `data`, rejecting unknown keys (the message lists the valid ones). Keys a
+    class names in its RETIRED set (written by older versions, e.g. TrainConfig's condition) are dropped
+    silently, so old run folders load."""
     if not isinstance(data, dict):
         raise DifflabError(f"config section {where or cls.__name__}: expected a mapping; got {data!r}")
+    retired = getattr(cls, "RETIRED", frozenset())
+    data = {k: v for k, v in data.items() if k not in retired}
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))

@@ -179,7 +179,7 @@ def run_train(config: str | Path | None, out: str | Path, *, minutes: float | No
             console.print(lock.note, markup=False, highlight=False, soft_wrap=True)
         ckpt = resume_point(out) if resume else None
         cfg = resolve_config(config, out, list(overrides or []), ckpt)
-        train_cfg = budget(replace(cfg.train, condition=None), read_state(ckpt) if ckpt else None, minutes, steps)
+        train_cfg = budget(cfg.train, read_state(ckpt) if ckpt else None, minutes, steps)
         cfg = replace(cfg, train=train_cfg)
         seed_everything(cfg.train.seed)
 

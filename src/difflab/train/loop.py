@@ -49,7 +49,7 @@ from difflab.train.ema import EMA
 from difflab.train.lock import RunLock
 from difflab.train.monitor import ProgressBar, RunLog
 from difflab.train.objective import DenoisingObjective, LossFn, Objective
-from difflab.train.prepare import legacy_prepare
+from difflab.train.prepare import Unconditional
 from difflab.train.rng import capture_rng, decode_rng, encode_rng, restore_rng
 from difflab.train.settings import TrainConfig, TrainResult
 from difflab.utils.errors import DifflabError
@@ -113,7 +113,7 @@ class Trainer:
         objective: MakeObjective = DenoisingObjective,
     ):
         self.config, self.out_dir, self.sample_fn = config, Path(out_dir), sample_fn
-        self.prepare = prepare if prepare is not None else legacy_prepare(config.condition, config.p_uncond)
+        self.prepare = prepare if prepare is not None else Unconditional()
         self.run_config = config.to_dict() if run_config is None else run_config
         self.accelerator = acc = Accelerator(mixed_precision=config.mixed_precision)
         self.world, self.rank = acc.num_processes, acc.process_index

@@ -68,14 +68,3 @@ class Captions(Unconditional):
         with torch.no_grad():
             context, mask = self.encode(list(batch["caption"]))
         return {"context": context.to(device), "context_mask": mask.to(device)}
-
-
-def legacy_prepare(condition: str | None, p_uncond: float = 0.0) -> Unconditional:
-    """The prepare of a caller that injects none: unconditional, or class labels when the deprecated
-    TrainConfig.condition asks for them (text needs its encoder: inject Captions)."""
-    if condition in (None, "none"):
-        return Unconditional()
-    if condition == "class":
-        return ClassLabels(p_uncond)
-    raise DifflabError("condition='text' needs an injected prepare: Trainer(..., prepare=Captions(encode, p_uncond)) "
-                       "from difflab.train.prepare")

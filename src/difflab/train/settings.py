@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from difflab.train.ema import check_ema
 from difflab.utils.errors import DifflabError, check_choice
 
 MIXED_PRECISION = ("no", "bf16")
-CONDITIONS = ("none", "class", "text")  # the deprecated TrainConfig.condition
 
 
 def warmup_factor(step: int, warmup_steps: int) -> float:
@@ -36,10 +36,12 @@ class TrainConfig:
     p_uncond: the fraction of every batch trained unconditionally (cond["drop"], classifier-free
     guidance training, Ho & Salimans 2022; seed 000), applied by the conditional prepare functions
     (difflab.train.prepare) that difflab.config.factory.build_prepare builds from model.conditioning.
-    condition: deprecated, None by default. The model's conditioning decides what a batch feeds the
-    loss; the key is still read so configs written before that load, and a Python caller that gives
-    the Trainer no prepare gets class labels with condition="class".
+    What a batch feeds the loss is the Trainer's injected `prepare`, not a setting here. RETIRED: keys
+    of configs written by older versions that difflab.config.validate.from_dict reads and ignores
+    (condition: what the model's conditioning now decides), so old run folders keep loading.
     """
+
+    RETIRED: ClassVar[frozenset[str]] = frozenset({"condition"})
 
     lr: float = 2e-4
     weight_decay: float = 0.0
@@ -60,14 +62,11 @@ class TrainConfig:
     mixed_precision: str = "no"
     compile: bool = False
     p_uncond: float = 0.1
-    condition: str | None = None
     num_workers: int = 0
 
     def __post_init__(self):
         self.betas = tuple(float(b) for b in self.betas)
         check_choice("mixed precision", self.mixed_precision, MIXED_PRECISION)
-        if self.condition is not None:
-            check_choice("condition", self.condition, CONDITIONS)
         check_ema(self.ema, self.ema_rampup)
         rules = [
             (self.lr > 0, "lr must be positive"),
