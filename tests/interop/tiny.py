@@ -52,3 +52,30 @@ def save(folder: Path, model: torch.nn.Module, scheduler) -> Path:
     model.save_pretrained(folder, safe_serialization=True)
     scheduler.save_pretrained(folder)
     return folder
+
+
+def tiny_text_pipeline(folder: Path, unet: torch.nn.Module, scheduler) -> Path:
+    """A pipeline folder (model_index.json, unet/, scheduler/, tokenizer/, text_encoder/) with a tiny CLIP
+    text encoder (width 8 = the UNet's cross_attention_dim) and a letters-only BPE vocabulary."""
+    import json
+    import string
+
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    unet.save_pretrained(folder / "unet", safe_serialization=True)
+    scheduler.save_pretrained(folder / "scheduler")
+    letters = list(string.ascii_lowercase)
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1, **{c: 2 + i for i, c in enumerate(letters)},
+             **{c + "</w>": 28 + i for i, c in enumerate(letters)}}
+    tok = folder / "tok-src"
+    tok.mkdir()
+    (tok / "vocab.json").write_text(json.dumps(vocab))
+    (tok / "merges.txt").write_text("#version: 0.2\n")
+    CLIPTokenizer(str(tok / "vocab.json"), str(tok / "merges.txt"), model_max_length=8).save_pretrained(folder / "tokenizer")
+    torch.manual_seed(0)
+    config = CLIPTextConfig(vocab_size=len(vocab), hidden_size=8, intermediate_size=16, num_hidden_layers=1,
+                            num_attention_heads=2, max_position_embeddings=8, bos_token_id=0, eos_token_id=1,
+                            pad_token_id=1)
+    CLIPTextModel(config).save_pretrained(folder / "text_encoder", safe_serialization=True)
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
+    return folder

@@ -6,7 +6,9 @@
 
 Accepted layouts: a pipeline folder (model_index.json, with unet/ or transformer/ and scheduler/), or a
 model folder (config.json) with its scheduler_config.json beside it (or in scheduler/, or ../scheduler/).
-A hub id is looked up in the standard Hugging Face cache only (local_files_only). Weights load from
+A pipeline folder's own tokenizer/ and text_encoder/ become `denoiser.text_encoder` (interop.text), and
+the empty prompt its null condition. A hub id is looked up in the standard Hugging Face cache only
+(local_files_only). Weights load from
 safetensors only (use_safetensors=True): no pickle is ever read.
 """
 
@@ -17,6 +19,7 @@ from pathlib import Path
 
 from difflab.interop.denoiser import DiffusersDenoiser
 from difflab.interop.schedule import schedule_from_config
+from difflab.interop.text import PipelineTextEncoder
 from difflab.utils.cond import Cond
 from difflab.utils.errors import DifflabError
 
@@ -75,7 +78,8 @@ def load_diffusers(
         import diffusers
     except ImportError as err:
         raise DifflabError("diffusers models need the diffusers extra: pip install 'difflab[diffusers]'") from err
-    model_dir, scheduler_file = _model_and_scheduler(_resolve(source))
+    root = _resolve(source)
+    model_dir, scheduler_file = _model_and_scheduler(root)
     config = json.loads((model_dir / "config.json").read_text())
     name = config.get("_class_name")
     cls = getattr(diffusers, str(name), None)
@@ -88,6 +92,11 @@ def load_diffusers(
     model = (model.to(device) if dtype is None else model.to(device=device, dtype=dtype)).eval().requires_grad_(False)
     schedule = schedule_from_config(json.loads(scheduler_file.read_text()), shift=shift)
     denoiser = DiffusersDenoiser(model, schedule, null_cond=null_cond)
+    denoiser.text_encoder = None
+    if PipelineTextEncoder.present(model_dir.parent) and model_dir != root:
+        denoiser.text_encoder = PipelineTextEncoder(root, device=device)
+        if null_cond is None:
+            denoiser.null_cond = {"context": denoiser.text_encoder.null()}
     size = config.get("sample_size")
     channels = config.get("in_channels")
     if isinstance(size, int) and isinstance(channels, int):

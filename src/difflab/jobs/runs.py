@@ -142,8 +142,10 @@ def load_diffusers_run(source: str | Path, device: str = "cpu") -> LoadedRun:
     sched = model.schedule
     cfg.sample.schedule = "shift" if sched.flow else "trailing"
     cfg.sample.schedule_options = {"shift": sched.shift} if sched.flow else {}
-    meta = RunMeta(tuple(model.sample_shape), int(classes) if classes else None, None, value_range=(-1.0, 1.0))
-    return LoadedRun(cfg, meta, model, Path(str(source)), None)
+    text = model.text_encoder  # the pipeline's own tokenizer and text encoder, when its folder has them
+    meta = RunMeta(tuple(model.sample_shape), int(classes) if classes else None, text.width if text else None,
+                   value_range=(-1.0, 1.0))
+    return LoadedRun(cfg, meta, model, Path(str(source)), text)
 
 
 # The one device check (a name torch does not know, or CUDA/MPS this machine lacks, is one DifflabError),
