@@ -67,7 +67,8 @@ def train(
 
 @app.command()
 def sample(
-    run: Path = typer.Argument(..., help="A run folder written by `difflab train`."),
+    run: Path = typer.Argument(..., help="A run folder written by `difflab train`, or a diffusers model folder / "
+                               "cached hub id (docs/diffusers.md)."),
     out: Path = typer.Option(None, "--out", help="Grid PNG (vector data: a plot, .png/.pdf/.svg) to write; default "
                              "samples.png, none when only --save-array is given."),
     grid: bool = typer.Option(True, "--grid/--no-grid", help="Write the picture (--no-grid: only --save-array)."),

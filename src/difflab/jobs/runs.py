@@ -123,7 +123,9 @@ def is_diffusers_source(source: str | Path) -> bool:
     path = Path(source).expanduser()
     if path.is_dir():
         return not (path / "run.json").exists() and any((path / f).exists() for f in ("model_index.json", "config.json"))
-    return not path.exists() and str(source).count("/") == 1 and not str(source).startswith((".", "/", "~"))
+    owner = str(source).split("/")[0]  # 'runs/new' under an existing runs/ is a run folder still to train
+    return (not path.exists() and str(source).count("/") == 1 and not str(source).startswith((".", "/", "~"))
+            and not Path(owner).is_dir())
 
 
 def load_diffusers_run(source: str | Path, device: str = "cpu") -> LoadedRun:
