@@ -105,3 +105,30 @@ def test_flow_euler_matches_flow_match_euler(tmp_path):
             v = model(x, encoder_hidden_states=ctx, pooled_projections=pooled, timestep=tau.expand(2)).sample
             x = sched.step(v, tau, x).prev_sample
     assert relative_gap(ours, x) < 1e-5
+
+
+@pytest.mark.parametrize("prediction_type", ["v_prediction", "sample"])
+def test_dpmpp_2m_matches_diffusers_for_every_prediction_type(tmp_path, z, prediction_type):
+    sched = diffusers.DPMSolverMultistepScheduler(**BETAS, timestep_spacing="trailing", prediction_type=prediction_type)
+    model = tiny_unet(2)
+    D = load_diffusers(save(tmp_path, model, sched))
+    sched.set_timesteps(STEPS)
+    with torch.no_grad():
+        ours = SAMPLERS["dpmpp_2m"](D, z, make_grid(D.process, "trailing", STEPS))
+    assert relative_gap(ours, run_diffusers(model, sched, z)) < 1e-5
+
+
+def test_fractional_timesteps_mean_diffusers_noise_levels():
+    """Off the table, the network's tau = T t - 1 has the noise level diffusers assigns to a fractional
+    timestep (log sigma~ linear in tau between table entries, `_sigma_to_t`), for any t in [1/T, 1]."""
+    import numpy as np
+
+    sched = diffusers.DPMSolverMultistepScheduler(**BETAS)
+    S = schedule_from_config(sched)
+    abar = sched.alphas_cumprod.to(torch.float64).numpy()
+    log_sigma = 0.5 * (np.log1p(-abar) - np.log(abar))  # log sigma~ at tau = 0..T-1
+    t = torch.rand(200, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 0.999 + 0.001
+    tau = S.timestep(t).numpy()
+    theirs = np.interp(tau, np.arange(1000), log_sigma)
+    ours = (S.process.sigma(t) / S.process.alpha(t)).log().numpy()
+    assert np.abs(ours - theirs).max() < 1e-12
