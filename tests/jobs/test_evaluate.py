@@ -2,6 +2,7 @@
 
 import json
 import re
+from functools import partial
 
 import numpy as np
 import pytest
@@ -13,7 +14,8 @@ from difflab.cli.main import app
 from difflab.config.factory import held_out_config
 from difflab.config.schema import DataConfig
 from difflab.data.digits import load_digits
-from difflab.jobs.evaluate import evaluate_folder_pair, sample_seeds
+from difflab.jobs import evaluate as evaluate_job
+from difflab.jobs.evaluate import StageProgress, evaluate_folder_pair, sample_seeds
 from difflab.jobs.generate import generate
 from difflab.jobs.runs import load_run
 from difflab.jobs.train import run_train
@@ -63,12 +65,44 @@ def test_run_eval_json_reproducible_and_batch_size_free(run_dir, tmp_path):
     assert d["results"]["fdd"] != a["results"]["fdd"]
 
 
-def test_progress_reports_a_true_rate_per_stage(run_dir):
-    """Off a terminal: plain progress lines per stage with a measured rate (the old bar stayed at '?/s')."""
+class ManualClock:
+    """A time source that moves only when told (no wall-clock dependence)."""
+
+    def __init__(self, step: float = 0.0):
+        self.now, self.step = 0.0, step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+def test_progress_reports_a_true_rate_per_stage(capsys):
+    """Each stage's rate counts from that stage's own start (metrics.evaluate reports done = 0 when a stage
+    starts): 20 samples in 4 s, then 1437 items in 10 s."""
+    clock = ManualClock()
+    with StageProgress({"fake": 20, "real": 1437}, clock=clock) as bar:
+        bar("fake", 0)
+        clock.now = 1.0
+        bar("fake", 10)
+        clock.now = 4.0
+        bar("fake", 20)
+        bar("real", 0)  # the reference stage starts at t = 4
+        clock.now = 14.0
+        bar("real", 1437)
+    lines = capsys.readouterr().err.splitlines()
+    assert "sampling 20/20 (100%) 5 img/s elapsed 0:04 eta 0:00" in lines, lines
+    assert "reference 1437/1437 (100%) 144 img/s elapsed 0:10 eta 0:00" in lines, lines
+
+
+def test_eval_shows_a_progress_line_per_stage(run_dir, monkeypatch):
+    """Off a terminal: plain progress lines per stage with a rate (the old bar stayed at '?/s'); a clock that
+    ticks 1 us per reading makes the output independent of the machine's speed and load."""
+    monkeypatch.setattr(evaluate_job, "StageProgress", partial(StageProgress, clock=ManualClock(1e-6)))
     r = runner.invoke(app, ["eval", str(run_dir), "--n", "20", "--steps", "2", "--batch-size", "10"])
     assert r.exit_code == 0, r.output
-    assert re.search(r"sampling 20/20 \(100%\) [0-9.]+ img/s", r.output), r.output
-    assert re.search(r"reference 1437/1437 \(100%\) [0-9.]+ img/s", r.output), r.output
+    number = r"[0-9.]+(e\+[0-9]+)?"
+    assert re.search(rf"sampling 20/20 \(100%\) {number} img/s elapsed 0:00 eta 0:00", r.output), r.output
+    assert re.search(rf"reference 1437/1437 \(100%\) {number} img/s elapsed 0:00 eta 0:00", r.output), r.output
 
 
 def test_run_eval_matches_independent_computation(run_dir, tmp_path):

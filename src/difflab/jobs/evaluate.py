@@ -16,6 +16,7 @@ Inception space; vectors -> SW2 (with its finite-sample floor and the ratio to i
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -137,10 +138,12 @@ class SampleStream:
 
 
 class StageProgress:
-    """One difflab.utils.progress.Progress per stage (sampling, reference, ...): call(stage, done)."""
+    """One difflab.utils.progress.Progress per stage (sampling, reference, ...): call(stage, done). Each
+    stage's rate and ETA count from that stage's start; clock: the time source (tests inject one)."""
 
-    def __init__(self, totals: dict[str, int | None], enabled: bool = True):
-        self.totals, self.enabled = totals, enabled
+    def __init__(self, totals: dict[str, int | None], enabled: bool = True,
+                 clock: Callable[[], float] = time.monotonic):
+        self.totals, self.enabled, self.clock = totals, enabled, clock
         self.stage: str | None = None
         self.bar: Progress | None = None
 
@@ -156,7 +159,7 @@ class StageProgress:
             self.__exit__()
             self.stage = stage
             self.bar = Progress(self.totals.get(stage), STAGES.get(stage, stage), unit="img", enabled=self.enabled,
-                                stream=sys.stderr)
+                                stream=sys.stderr, clock=self.clock)
         self.bar.advance(done - self.bar.completed)
 
 
