@@ -83,5 +83,10 @@ def test_loader_errors_and_offline_hub_id(tmp_path):
     tiny_unet().save_pretrained(tmp_path / "m")
     with pytest.raises(DifflabError, match="no scheduler config"):
         load_diffusers(tmp_path / "m")
+    pickled = tmp_path / "pickled"
+    tiny_unet().save_pretrained(pickled, safe_serialization=False)  # diffusion_pytorch_model.bin: a pickle
+    diffusers.DDIMScheduler(**BETAS).save_pretrained(pickled)
+    with pytest.raises(DifflabError, match="difflab reads safetensors weights only"):
+        load_diffusers(pickled)
     with pytest.raises(DifflabError, match="not in the Hugging Face cache and difflab never downloads"):
         load_diffusers("difflab-tests/never-cached-model")
