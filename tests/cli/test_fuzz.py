@@ -61,6 +61,8 @@ EVAL_BAD = [
     ["--metrics", "nope"], ["--metrics", ""], ["--metrics", "sw2,nope"], ["--metrics", "fid"],
     ["--sampler", "nope"], ["--schedule", "nope"], ["--guidance", "nan"], ["--device", "cuda"], ["--device", "tpu"],
     ["--json", "{tmp}"], ["--inception", "{tmp}/none.pt"],
+    ["--option", "eta"], ["--option", "nosuch=1"], ["--option", "order=abc"], ["--schedule-option", "nosuch=7"],
+    ["--schedule-option", "t_max=2"], ["--schedule-option", "x"],
 ]
 EVAL_BASE = [["--n", "8", "--steps", "2", "--metrics", "sw2"], ["--n", "8", "--steps", "2", "--n-real", "64"]]
 EVAL_WITHOUT_RUN = [["--real", "{tmp}/none"], ["--fake", "{tmp}/none"], ["--real", "{tmp}/a", "--fake", "{tmp}/b"],
@@ -113,9 +115,10 @@ def failures_of(command: str, toy_run, tmp_path) -> list[str]:
         text = r.output
         ours, click = text.count("error: ") == 1, r.exit_code == 2 and "Usage:" in text and "error: " not in text
         crashed = r.exception is not None and not isinstance(r.exception, SystemExit)
-        if r.exit_code == 0 or crashed or "Traceback" in text or not (ours or click):
+        left = [p.name for p in (tmp_path / "t", tmp_path / "runs") if p.exists()]  # a refusal leaves no folder
+        if r.exit_code == 0 or crashed or "Traceback" in text or not (ours or click) or left:
             failures.append(f"{command} {args[1:]}: exit {r.exit_code}, "
-                            f"{type(r.exception).__name__ if crashed else ''} {text[-300:]!r}")
+                            f"{type(r.exception).__name__ if crashed else ''} {text[-300:]!r} left {left}")
     return failures
 
 
