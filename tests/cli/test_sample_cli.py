@@ -140,3 +140,11 @@ def test_train_classifier_prints_a_bracketed_run_path_literally(digits_run, tmp_
     assert r.exit_code == 0, r.output
     assert f"difflabtrain-classifier{run}->{run}/classifier" in text and f"wrote{run}/classifier/accuracy.json" in text
     assert (run / "classifier" / "accuracy.json").is_file()
+
+
+def test_sampling_shows_its_steps_off_a_terminal(toy_run, tmp_path):
+    """`difflab sample` was silent for minutes; off a terminal it prints plain progress lines, the last at 100%."""
+    r = sample(toy_run, "--steps", "3", "--save-array", str(tmp_path / "p.npy"))
+    lines = [line for line in r.output.splitlines() if line.startswith("sample 8")]
+    assert r.exit_code == 0 and lines, r.output
+    assert "3/3" in lines[-1] and "100%" in lines[-1]

@@ -81,8 +81,12 @@ def test_plain_iterables_cycle_and_skip_on_resume():
 
 
 def test_too_little_data_is_reported():
-    with pytest.raises(DifflabError, match="fewer than one global micro-batch"):
+    with pytest.raises(DifflabError, match="fewer than one global micro-batch") as e:
         ResumableBatchSampler(5, batch_size=4, seed=0, world_size=2)
+    assert "--set train.batch_size=4" in str(e.value)  # the key to change, and a value that fits 5 items
+    with pytest.raises(DifflabError, match=r"train.batch_size=16\)?"):
+        ResumableBatchSampler(30, batch_size=64, seed=0)
+    ResumableBatchSampler(30, batch_size=16, seed=0)  # the suggestion is accepted
 
 
 class FlippingData(torch.utils.data.Dataset):

@@ -93,7 +93,7 @@ def run_sample(run: str | Path, *, out: str | Path | None = None, n: int | None 
                       text_encoder=loaded.text_encoder, device=device, classifier=classifier,
                       classifier_scale=0.0 if classifier_scale is None else classifier_scale,
                       options={**s.options, **(options or {})},
-                      schedule_options={**s.schedule_options, **(schedule_options or {})})
+                      schedule_options={**s.schedule_options, **(schedule_options or {})}, progress=True)
     written = []
     if out is not None:
         if len(loaded.meta.data_shape) == 3:

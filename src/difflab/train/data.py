@@ -106,6 +106,11 @@ class SeededFetch(Dataset):
             np.random.set_state(states[2])  # noqa: NPY002
 
 
+def _largest_fit(num_items: int) -> int:
+    """A batch size to suggest for a data set of num_items: the largest power of two that fits."""
+    return 1 << (max(num_items, 1).bit_length() - 1)
+
+
 class ResumableBatchSampler(Sampler[list[int]]):
     """Infinite seeded batches of indices for one rank, starting after `start` micro-batches.
 
@@ -129,7 +134,9 @@ class ResumableBatchSampler(Sampler[list[int]]):
         if self.batches_per_epoch == 0:
             raise DifflabError(
                 f"the data set has {self.num_items} items, fewer than one global micro-batch of "
-                f"{self.global_batch} (batch size / grad_accum): lower the batch size or use more data"
+                f"{self.global_batch} (train.batch_size / train.grad_accum): lower the batch size so it is at most "
+                f"{self.num_items} per accumulation step (e.g. --set train.batch_size={_largest_fit(self.num_items)}), "
+                "or use more data"
             )
 
     def permutation(self, epoch: int) -> Tensor:
