@@ -36,14 +36,16 @@ def test_bad_counts_are_refused(bad):
         set_threads(bad)
 
 
-@pytest.mark.parametrize("command", [["train", "toy2d", "--steps", "1"], ["sample", "RUN"], ["demo"]])
+@pytest.mark.parametrize("command", [["train", "toy2d", "--steps", "1", "--out", "X"], ["sample", "RUN", "--out", "X"],
+                                     ["demo", "--out", "X"], ["eval", "RUN", "--json", "X"],
+                                     ["edit", "RUN", "--image", "X", "--out", "X"]])
 def test_cli_threads_option_refuses_zero_in_one_line(command, tmp_path):
     from typer.testing import CliRunner
 
     from difflab.cli.main import app
 
-    args = [a if a != "RUN" else str(tmp_path) for a in command]
-    r = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "x"), "--threads", "0"])
+    args = [str(tmp_path) if a == "RUN" else str(tmp_path / "x") if a == "X" else a for a in command]
+    r = CliRunner().invoke(app, [*args, "--threads", "0"])
     assert r.exit_code == 2
     assert "--threads must be a whole number >= 1" in r.output and "Traceback" not in r.output
 

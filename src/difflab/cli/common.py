@@ -22,6 +22,17 @@ def fail(message: str, code: int = 2):
     raise typer.Exit(code)
 
 
+THREADS = typer.Option(None, "--threads", help="CPU threads for torch; default 1 (or OMP_NUM_THREADS when set): on a "
+                       "busy machine more threads can be ten times slower (docs/benchmarks.md, Threads).")
+
+
+def use_threads(threads: int | None) -> None:
+    """Set torch's CPU threads for this command (difflab.utils.threads); a bad count prints one line."""
+    from difflab.utils.threads import set_threads
+
+    run_job(set_threads, threads)
+
+
 def expand(path: Path | None) -> Path | None:
     """A path option with `~` expanded (the shell does not expand it in `--out=~/x` or in quotes)."""
     return None if path is None else Path(path).expanduser()

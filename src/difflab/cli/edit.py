@@ -6,11 +6,10 @@ from pathlib import Path
 
 import typer
 
-from difflab.cli.common import app, expand, run_job
+from difflab.cli.common import THREADS, app, expand, run_job, use_threads
 
 RUN = typer.Argument(..., help="A run folder written by `difflab train`.")
 IMAGE = typer.Option(..., "--image", help="Input picture (read like the run's training images) or .npy array.")
-THREADS = typer.Option(None, "--threads", help="CPU threads for torch (default 1, or OMP_NUM_THREADS).")
 SAMPLER = typer.Option(None, help="Sampler name (default: the run's; any sampler works).")
 STEPS = typer.Option(None, help="Steps of the full grid (default: the run's).")
 SCHEDULE = typer.Option(None, help="Time grid name (default: the run's).")
@@ -27,9 +26,8 @@ EMA = typer.Option(True, "--ema/--no-ema", help="Use the EMA weights.")
 
 def _run(threads, job, *args, **kwargs):
     from difflab.config.loader import parse_options
-    from difflab.utils.threads import set_threads
 
-    run_job(set_threads, threads)
+    use_threads(threads)
     for key, flag in (("options", "--option"), ("schedule_options", "--schedule-option")):
         if key in kwargs:
             kwargs[key] = run_job(parse_options, kwargs[key], flag)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from difflab.cli.common import app, expand, run_job
+from difflab.cli.common import THREADS, app, expand, run_job, use_threads
 
 
 @app.command("eval")
@@ -36,10 +36,13 @@ def eval_(
     is_splits: int = typer.Option(None, "--is-splits", help="Splits of the Inception Score (default 10; at most the "
                                   "number of generated images)."),
     json_path: Path = typer.Option(None, "--json", help="Write the results and the settings used as JSON."),
+    threads: int = THREADS,
 ):
     """Measure a trained run (difflab eval RUN) or two image folders (difflab eval --real DIR --fake DIR)."""
     from difflab.config.loader import parse_options
     from difflab.jobs.evaluate import run_eval
+
+    use_threads(threads)
 
     def job():
         return run_eval(expand(run), real=expand(real), fake=expand(fake), n=n, sampler=sampler, steps=steps,

@@ -12,17 +12,7 @@ from pathlib import Path
 import typer
 
 from difflab import __version__
-from difflab.cli.common import app, expand, fail, run_job
-
-THREADS_HELP = ("CPU threads for torch; default 1 (or OMP_NUM_THREADS when set): on a busy machine more "
-                "threads can be ten times slower (docs/benchmarks.md, Threads).")
-
-
-def use_threads(threads: int | None) -> None:
-    """Set torch's CPU threads for this command (difflab.utils.threads); a bad count prints one line."""
-    from difflab.utils.threads import set_threads
-
-    run_job(set_threads, threads)
+from difflab.cli.common import THREADS, app, expand, fail, run_job, use_threads
 
 
 def _version(value: bool):
@@ -43,7 +33,7 @@ def train(
     minutes: float = typer.Option(None, help="Wall-clock budget in minutes; with --resume, minutes more."),
     steps: int = typer.Option(None, help="Number of optimizer steps; with --resume, steps more."),
     set_: list[str] = typer.Option([], "--set", help="Override a config value: section.key=value (repeatable)."),
-    threads: int = typer.Option(None, "--threads", help=THREADS_HELP),
+    threads: int = THREADS,
     resume: bool = typer.Option(False, help="Continue the run in --out from its newest intact checkpoint."),
 ):
     """Train a model from a preset or config file; Ctrl-C saves a checkpoint, --resume continues it.
@@ -93,7 +83,7 @@ def sample(
     save_array: Path = typer.Option(None, "--save-array", help="Also write the samples as .npy, in the data range "
                                     "(class labels, if any, beside it as NAME.labels.npy)."),
     device: str = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
-    threads: int = typer.Option(None, "--threads", help=THREADS_HELP),
+    threads: int = THREADS,
 ):
     """Sample a trained run and write a grid and/or the raw array."""
     from difflab.config.loader import parse_options
@@ -117,7 +107,7 @@ def demo(
     minutes: float = typer.Option(4.0, help="Training budget for the digits model (on a rerun: minutes more)."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue the earlier demo's training run in "
                                 "OUT/digits-run (--no-resume: refuse one that exists)."),
-    threads: int = typer.Option(None, "--threads", help=THREADS_HELP),
+    threads: int = THREADS,
 ):
     """The main job on the bundled digits: forward-process pictures, train, sample, score."""
     from difflab.jobs.demo import run_demo
