@@ -110,3 +110,25 @@ def test_without_file_locks_the_run_goes_on_with_a_note(tmp_path, monkeypatch):
     monkeypatch.setattr(lock_mod, "fcntl", None)
     with RunLock(tmp_path) as lock:
         assert lock.note.startswith(f"cannot lock {tmp_path / LOCK_NAME}") and "no other process" in lock.note
+
+
+def test_a_lock_on_a_file_unlinked_meanwhile_is_taken_again_on_the_file_in_place(tmp_path, monkeypatch):
+    """A refused run deletes the .lock it holds; a process that opened that file just before locks nothing.
+
+    The first lockf below succeeds on a file that is then unlinked (the refused run's clean-up), so the lock
+    must be taken again on the new file at RUN/.lock, or a third process could hold that one as well."""
+    import difflab.train.lock as lock_module
+
+    real_lockf, calls = lock_module.fcntl.lockf, []
+
+    def lockf_then_unlinked(f, flags):
+        real_lockf(f, flags)
+        calls.append(os.fstat(f.fileno()).st_ino)
+        if len(calls) == 1:
+            os.unlink(tmp_path / LOCK_NAME)
+
+    monkeypatch.setattr(lock_module.fcntl, "lockf", lockf_then_unlinked)
+    with RunLock(tmp_path) as lock:
+        held = lock_module._HELD[lock.key][0]
+        assert len(calls) == 2 and os.fstat(held.fileno()).st_ino == os.stat(tmp_path / LOCK_NAME).st_ino
+        assert json.loads((tmp_path / LOCK_NAME).read_text())["pid"] == os.getpid()

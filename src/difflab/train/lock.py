@@ -31,6 +31,10 @@ LOCK_NAME = ".lock"
 _HELD: dict[str, list] = {}  # resolved lock path -> [open file, nesting depth] of this process
 
 
+class _Unlockable(Exception):
+    """lockf failed: args (the open file, the OSError)."""
+
+
 class RunLocked(DifflabError):
     """Another process trains into the run folder."""
 
@@ -84,12 +88,10 @@ class RunLock:
             _HELD[self.key][1] += 1
             return self
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        f = open(self.path, "a+")  # noqa: SIM115 - kept open while the lock is held
         try:
-            if fcntl is None:
-                raise OSError(errno.ENOSYS, "no fcntl on this platform")
-            fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
+            f = self._open_locked()
+        except _Unlockable as e:
+            f, e = e.args
             if e.errno not in (errno.EACCES, errno.EAGAIN):  # no locks here (a network file system, Windows)
                 self.note = (f"cannot lock {self.path} ({e.strerror}): make sure no other process trains into "
                              f"{self.path.parent} at the same time")
@@ -114,6 +116,26 @@ class RunLock:
         os.fsync(f.fileno())
         _HELD[self.key] = [f, 1]
         return self
+
+    def _open_locked(self, attempts: int = 5):
+        """The lock file, open and locked. A refused run deletes its own .lock while holding it, so a lock
+        taken on a file that is no longer at self.path locks nothing: check the inode and try again."""
+        for _ in range(attempts):
+            f = open(self.path, "a+")  # noqa: SIM115 - kept open while the lock is held
+            try:
+                if fcntl is None:
+                    raise OSError(errno.ENOSYS, "no fcntl on this platform")
+                fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as e:
+                raise _Unlockable(f, e) from None
+            try:
+                if os.stat(self.path).st_ino == os.fstat(f.fileno()).st_ino:
+                    return f
+            except FileNotFoundError:
+                pass
+            f.close()  # locked a file that was unlinked meanwhile
+        raise RunLocked(f"{self.path} keeps being replaced by another process: make sure only one difflab "
+                        f"process trains into {self.path.parent}, then run again")
 
     def release(self) -> None:
         held = _HELD.get(self.key)
