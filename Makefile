@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_CONSTRAINTS ?= -c constraints.txt
 PYTEST_WORKERS ?= 2
 
-.PHONY: install install-dev demo test lint clean
+.PHONY: install install-dev browser demo test lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,14 @@ lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 
-test: lint
+# The studio's browser tests drive Debian's headless chromium (playwright never downloads one). Installed here
+# when missing and apt-get is at hand as root; elsewhere those tests skip and say why.
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
+	  echo "note: no chromium (apt-get install chromium chromium-driver); the studio's browser tests will skip"
+
+test: lint browser
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS)
 
 clean:
