@@ -67,131 +67,148 @@ async def read_json(request: Request, limit: int = MAX_BODY):
         raise DifflabError(f"the request is not valid JSON ({e})") from None
 
 
-def create_app(runs: RunTable) -> Starlette:
-    worker = Worker(runs)
+async def _event_stream(request: Request, job):
+    """Server-sent events of one job until its end; a page that goes away cancels the job."""
+    finished = False
+    try:
+        while True:
+            try:
+                event = job.events.get_nowait()
+            except queue.Empty:
+                if await request.is_disconnected():
+                    return
+                await asyncio.sleep(0.05)
+                continue
+            yield f"data: {json.dumps(event)}\n\n"
+            if event["type"] == "end":
+                finished = True
+                return
+    finally:
+        if not finished:  # the page went away: stop the sampler at its next call
+            job.cancelled.set()
 
-    def run_id(request: Request) -> str:
+
+def _static(name: str):
+    async def page(request: Request) -> Response:
+        text = resources.files("difflab.studio").joinpath("static", name).read_text()
+        return Response(text, media_type=STATIC[name])
+    return page
+
+
+async def _on_difflab(request, exc):
+    return error(str(exc), 409 if isinstance(exc, Busy) else 400)
+
+
+async def _on_bug(request, exc):  # a bug, still one line for the page (the server's log keeps the rest)
+    return error(f"unexpected {type(exc).__name__}: {exc}", 500)
+
+
+async def _on_missing(request, exc):
+    return error("not found: the studio serves only its page and the runs it was started with", 404)
+
+
+class StudioAPI:
+    """The API's handlers over the runs the studio was started with and its one worker."""
+
+    def __init__(self, runs: RunTable):
+        self.runs, self.worker = runs, Worker(runs)
+
+    def run_id(self, request: Request) -> str:
         rid = request.path_params["rid"]
-        if rid not in runs.paths:
+        if rid not in self.runs.paths:
             raise KeyError(rid)
         return rid
 
-    def static(name: str):
-        async def page(request: Request) -> Response:
-            text = resources.files("difflab.studio").joinpath("static", name).read_text()
-            return Response(text, media_type=STATIC[name])
-        return page
+    def defaults(self, rid: str) -> dict:
+        return self.runs.summary(rid)["defaults"]
 
-    async def list_runs(request):
-        return JSONResponse([{"id": rid, "name": path.name} for rid, path in runs.paths.items()])
+    async def list_runs(self, request):
+        return JSONResponse([{"id": rid, "name": path.name} for rid, path in self.runs.paths.items()])
 
-    async def run_summary(request):
-        return JSONResponse(await run_in_threadpool(runs.summary, run_id(request)))
+    async def run_summary(self, request):
+        return JSONResponse(await run_in_threadpool(self.runs.summary, self.run_id(request)))
 
-    async def run_file(request):
+    async def run_file(self, request):
         name = request.path_params["name"]
         if name not in RUN_FILES:
             raise KeyError(name)
-        path = runs.file(run_id(request), name)
+        path = self.runs.file(self.run_id(request), name)
         if path is None:
             return error(f"this run has no {RUN_FILES[name]} yet", 404)
         return Response(path.read_bytes(), media_type="image/png")
 
-    async def samplers(request):
+    async def samplers(self, request):
         return JSONResponse({"samplers": {name: sorted(sampler_options(name)) for name in SAMPLERS},
                              "schedules": [*GRIDS, *SCHEDULE_WORDS]})
 
-    async def start_sample(request):
-        rid = run_id(request)
-        setting = parse_setting(await read_json(request), runs.summary(rid)["defaults"])
-        return JSONResponse({"job": worker.sample(rid, setting).id})
+    async def start_sample(self, request):
+        rid = self.run_id(request)
+        setting = parse_setting(await read_json(request), self.defaults(rid))
+        return JSONResponse({"job": self.worker.sample(rid, setting).id})
 
-    async def start_compare(request):
-        rid = run_id(request)
+    async def start_compare(self, request):
+        rid = self.run_id(request)
         data = await read_json(request)
         items = data.get("settings") if isinstance(data, dict) else None
         if not isinstance(items, list) or not 2 <= len(items) <= 4:
             raise DifflabError("Compare takes 2 to 4 settings")
-        defaults = runs.summary(rid)["defaults"]
-        return JSONResponse({"job": worker.compare(rid, [parse_setting(s, defaults) for s in items]).id})
+        defaults = self.defaults(rid)
+        return JSONResponse({"job": self.worker.compare(rid, [parse_setting(s, defaults) for s in items]).id})
 
-    async def start_edit(request):
-        rid = run_id(request)
-        own, setting = parse_edit(await read_json(request, EDIT_BODY), runs.summary(rid)["defaults"])
-        return JSONResponse({"job": worker.edit(rid, own, setting).id})
+    async def start_edit(self, request):
+        rid = self.run_id(request)
+        own, setting = parse_edit(await read_json(request, EDIT_BODY), self.defaults(rid))
+        return JSONResponse({"job": self.worker.edit(rid, own, setting).id})
 
-    async def events(request):
-        job = worker.jobs.get(request.path_params["job"])
+    async def events(self, request):
+        job = self.worker.jobs.get(request.path_params["job"])
         if job is None:
             raise KeyError("job")
+        return StreamingResponse(_event_stream(request, job), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store"})
 
-        async def stream():
-            finished = False
-            try:
-                while True:
-                    try:
-                        event = job.events.get_nowait()
-                    except queue.Empty:
-                        if await request.is_disconnected():
-                            return
-                        await asyncio.sleep(0.05)
-                        continue
-                    yield f"data: {json.dumps(event)}\n\n"
-                    if event["type"] == "end":
-                        finished = True
-                        return
-            finally:
-                if not finished:  # the page went away: stop the sampler at its next call
-                    job.cancelled.set()
-
-        return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
-
-    async def job_image(request):
-        job = worker.jobs.get(request.path_params["job"])
+    async def job_image(self, request):
+        job = self.worker.jobs.get(request.path_params["job"])
         png = None if job is None else job.images.get(f"{request.path_params['k']}.png")
         if png is None:
             raise KeyError("image")
         return Response(png, media_type="image/png",
                         headers={"Content-Disposition": f'attachment; filename="difflab-{job.id}.png"'})
 
-    async def inside(request):
-        rid = run_id(request)
+    async def inside(self, request):
+        rid = self.run_id(request)
         try:
             t = float(request.query_params.get("t", "0.5"))
             seed = int(request.query_params.get("seed", "0"))
         except ValueError:
             raise DifflabError("t must be a number in (0, 1] and seed a whole number") from None
-        loaded = await run_in_threadpool(runs.load, rid)
+        loaded = await run_in_threadpool(self.runs.load, rid)
         if len(loaded.meta.data_shape) == 3:
             png = await run_in_threadpool(strip_png, loaded, seed)
         else:
             png = await run_in_threadpool(score_field_png, loaded, t, seed)
         return Response(png, media_type="image/png")
 
-    async def on_difflab(request, exc):
-        return error(str(exc), 409 if isinstance(exc, Busy) else 400)
+    def routes(self) -> list[Route]:
+        routes = [Route("/", _static("index.html"))]
+        routes += [Route(f"/{name}", _static(name)) for name in STATIC if name != "index.html"]
+        return routes + [
+            Route("/api/runs", self.list_runs),
+            Route("/api/samplers", self.samplers),
+            Route("/api/runs/{rid}", self.run_summary),
+            Route("/api/runs/{rid}/sample", self.start_sample, methods=["POST"]),
+            Route("/api/runs/{rid}/compare", self.start_compare, methods=["POST"]),
+            Route("/api/runs/{rid}/edit", self.start_edit, methods=["POST"]),
+            Route("/api/runs/{rid}/inside", self.inside),
+            Route("/api/runs/{rid}/{name}", self.run_file),
+            Route("/api/jobs/{job}/events", self.events),
+            Route("/api/jobs/{job}/{k:int}.png", self.job_image),
+        ]
 
-    async def on_bug(request, exc):  # a bug, still one line for the page (the server's log keeps the rest)
-        return error(f"unexpected {type(exc).__name__}: {exc}", 500)
 
-    async def on_missing(request, exc):
-        return error("not found: the studio serves only its page and the runs it was started with", 404)
-
-    routes = [Route("/", static("index.html"))]
-    routes += [Route(f"/{name}", static(name)) for name in STATIC if name != "index.html"]
-    routes += [
-        Route("/api/runs", list_runs),
-        Route("/api/samplers", samplers),
-        Route("/api/runs/{rid}", run_summary),
-        Route("/api/runs/{rid}/sample", start_sample, methods=["POST"]),
-        Route("/api/runs/{rid}/compare", start_compare, methods=["POST"]),
-        Route("/api/runs/{rid}/edit", start_edit, methods=["POST"]),
-        Route("/api/runs/{rid}/inside", inside),
-        Route("/api/runs/{rid}/{name}", run_file),
-        Route("/api/jobs/{job}/events", events),
-        Route("/api/jobs/{job}/{k:int}.png", job_image),
-    ]
-    app = Starlette(routes=routes, exception_handlers={DifflabError: on_difflab, KeyError: on_missing, 404: on_missing,
-                                                      405: on_missing, Exception: on_bug})
-    app.state.worker, app.state.runs = worker, runs
+def create_app(runs: RunTable) -> Starlette:
+    api = StudioAPI(runs)
+    app = Starlette(routes=api.routes(), exception_handlers={
+        DifflabError: _on_difflab, KeyError: _on_missing, 404: _on_missing, 405: _on_missing, Exception: _on_bug})
+    app.state.worker, app.state.runs = api.worker, runs
     return app
