@@ -182,46 +182,60 @@ def creativity_study(loaded: dict[str, LoadedRun], train: Tensor, held: Tensor |
     for name, ld in loaded.items():
         if tuple(ld.meta.data_shape) != shape or repr(ld.model.process) != repr(process):
             raise DifflabError(f"{name} was trained on other data or another process; compare runs one at a time")
-        net = _sample(ld.model, x_T.float(), how)
-        cal, samples, machines = {}, {}, {}
-        for kind in ("ls", "els"):
-            t0 = time.perf_counter()
-            cal[kind] = calibrate_patch_sizes(ld.model, base[kind].with_patch_size, x_cal, sizes, **how)
-            machines[kind] = base[kind].with_patch_size(cal[kind].schedule)
-            samples[kind] = _sample(machines[kind], x_T, how)
-            console.print(f"{name}: {kind} calibrated (P = {list(cal[kind].schedule.sizes)}) and sampled in "
-                          f"{time.perf_counter() - t0:.0f} s")
-        samples["ideal"] = ideal
-        nearest = _nearest(net, train)
-        per_seed = {k: pearson_agreement(v, net) for k, v in samples.items()}
-        per_seed["nearest_training_image"] = pearson_agreement(nearest, net)
-        per_seed["other_seed"] = pearson_agreement(torch.roll(net, 1, 0), net)  # chance level
-        rmse = {k: (v - net).pow(2).flatten(1).mean(1).sqrt() for k, v in samples.items()}
-        memo = {}
-        if held is not None:
-            for k, v in {"network": net, **samples}.items():
-                m = memorization_check(v.float(), train.float(), held.float())
-                memo[k] = {"ratio": m.ratio, "memorized_fraction": m.memorized_fraction,
-                           "median_nn_distance": float(m.generated_distances.median()),
-                           "heldout_median_nn_distance": float(m.heldout_distances.median())}
-        k = min(6, n)
-        strips = {"network": x0_strip(ld.model, x_T[:k].float(), strip_times, **how)[0],
-                  "els": x0_strip(machines["els"], x_T[:k], strip_times, **how)[0]}
-        rows = {"network": net, "els": samples["els"], "ls": samples["ls"], "ideal": ideal, "nearest training": nearest}
-        report["runs"][name] = {
-            "checkpoint": str(ld.checkpoint), "steps_trained": checkpoint_step(ld.checkpoint),
-            "agreement": {k: _stats(v) for k, v in per_seed.items()},
-            "agreement_per_seed": {k: [round(float(a), 5) for a in v] for k, v in per_seed.items()},
-            "rmse_to_network": {k: _stats(v) for k, v in rmse.items()},
-            "els_closer_than_ideal": float((rmse["els"] < rmse["ideal"]).double().mean()),
-            "samples": str(save_samples(out / f"{name}-samples.npz", {"network": net, **samples})),
-            "calibration": {k: c.to_dict() for k, c in cal.items()},
-            "memorization": memo,
-            "figures": _figures(out, name, rows, strips, strip_times, cal, min(n_show, n)),
-        }
-        console.print(f"{name} (step {checkpoint_step(ld.checkpoint)}): median agreement with the network "
-                      + ", ".join(f"{k} {v.median():.3f}" for k, v in per_seed.items()))
+        report["runs"][name] = _study_run(name, ld, train, held, ideal, base, x_T, x_cal, sizes, how, out,
+                                          strip_times, min(n_show, n), console)
     report["black_white"] = black_white_example(out, process, shape, how)
     atomic_write_json(out / "creativity.json", report)
     console.print(f"wrote {out / 'creativity.json'} and figures in {out}")
     return report
+
+
+def _memorization(samples: dict[str, Tensor], train: Tensor, held: Tensor | None) -> dict:
+    """Nearest-training-neighbour distances of each sample set against the held-out baseline."""
+    if held is None:
+        return {}
+    memo = {}
+    for k, v in samples.items():
+        m = memorization_check(v.float(), train.float(), held.float())
+        memo[k] = {"ratio": m.ratio, "memorized_fraction": m.memorized_fraction,
+                   "median_nn_distance": float(m.generated_distances.median()),
+                   "heldout_median_nn_distance": float(m.heldout_distances.median())}
+    return memo
+
+
+def _study_run(name: str, ld: LoadedRun, train: Tensor, held: Tensor | None, ideal: Tensor, base: dict,
+               x_T: Tensor, x_cal: Tensor, sizes: list[int], how: dict, out: Path, strip_times, n_show: int,
+               console: Console) -> dict:
+    """One network against the LS and ELS machines (calibrated to it) and the ideal machine, same noises."""
+    net = _sample(ld.model, x_T.float(), how)
+    cal, samples, machines = {}, {}, {}
+    for kind in ("ls", "els"):
+        t0 = time.perf_counter()
+        cal[kind] = calibrate_patch_sizes(ld.model, base[kind].with_patch_size, x_cal, sizes, **how)
+        machines[kind] = base[kind].with_patch_size(cal[kind].schedule)
+        samples[kind] = _sample(machines[kind], x_T, how)
+        console.print(f"{name}: {kind} calibrated (P = {list(cal[kind].schedule.sizes)}) and sampled in "
+                      f"{time.perf_counter() - t0:.0f} s")
+    samples["ideal"] = ideal
+    nearest = _nearest(net, train)
+    per_seed = {k: pearson_agreement(v, net) for k, v in samples.items()}
+    per_seed["nearest_training_image"] = pearson_agreement(nearest, net)
+    per_seed["other_seed"] = pearson_agreement(torch.roll(net, 1, 0), net)  # chance level
+    rmse = {k: (v - net).pow(2).flatten(1).mean(1).sqrt() for k, v in samples.items()}
+    k = min(6, len(x_T))
+    strips = {"network": x0_strip(ld.model, x_T[:k].float(), strip_times, **how)[0],
+              "els": x0_strip(machines["els"], x_T[:k], strip_times, **how)[0]}
+    rows = {"network": net, "els": samples["els"], "ls": samples["ls"], "ideal": ideal, "nearest training": nearest}
+    console.print(f"{name} (step {checkpoint_step(ld.checkpoint)}): median agreement with the network "
+                  + ", ".join(f"{k} {v.median():.3f}" for k, v in per_seed.items()))
+    return {
+        "checkpoint": str(ld.checkpoint), "steps_trained": checkpoint_step(ld.checkpoint),
+        "agreement": {k: _stats(v) for k, v in per_seed.items()},
+        "agreement_per_seed": {k: [round(float(a), 5) for a in v] for k, v in per_seed.items()},
+        "rmse_to_network": {k: _stats(v) for k, v in rmse.items()},
+        "els_closer_than_ideal": float((rmse["els"] < rmse["ideal"]).double().mean()),
+        "samples": str(save_samples(out / f"{name}-samples.npz", {"network": net, **samples})),
+        "calibration": {k: c.to_dict() for k, c in cal.items()},
+        "memorization": _memorization({"network": net, **samples}, train, held),
+        "figures": _figures(out, name, rows, strips, strip_times, cal, n_show),
+    }
