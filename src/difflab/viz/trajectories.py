@@ -77,6 +77,17 @@ def _frame_indices(n_points: int, frames: int) -> list[int]:
     return sorted(set(np.linspace(0, n_points - 1, min(frames, n_points)).round().astype(int).tolist()))
 
 
+
+def _draw_frame(ax, points: Tensor, data: Tensor | None, t: float, limits: tuple[float, float], size: float) -> None:
+    """One frame: the data in light grey behind the sample cloud at time t, square axes without ticks."""
+    if data is not None:
+        d = _points(data)
+        ax.scatter(d[:, 0], d[:, 1], s=1, c="0.85", zorder=0)
+    ax.scatter(points[:, 0], points[:, 1], s=size, c="C0")
+    ax.set(xlim=limits, ylim=limits, aspect="equal", title=f"t = {t:.3f}")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
 def plot_denoising_strip(
     trajectory: Tensor,
     times: Tensor,
@@ -96,13 +107,7 @@ def plot_denoising_strip(
     lo, hi = _limits([tr])
     fig, axes = plt.subplots(1, len(idx), figsize=(2.4 * len(idx), 2.6), squeeze=False)
     for ax, i in zip(axes[0], idx, strict=True):
-        if data is not None:
-            d = _points(data)
-            ax.scatter(d[:, 0], d[:, 1], s=1, c="0.85", zorder=0)
-        ax.scatter(tr[i, :, 0], tr[i, :, 1], s=2, c="C0")
-        ax.set(xlim=(lo, hi), ylim=(lo, hi), aspect="equal", title=f"t = {float(times[i]):.3f}")
-        ax.set_xticks([])
-        ax.set_yticks([])
+        _draw_frame(ax, tr[i], data, float(times[i]), (lo, hi), size=2)
     return save_figure(fig, path)
 
 
@@ -126,13 +131,7 @@ def save_trajectory_gif(
     images = []
     for i in range(tr.shape[0]):
         fig, ax = plt.subplots(figsize=(size, size))
-        if data is not None:
-            d = _points(data)
-            ax.scatter(d[:, 0], d[:, 1], s=1, c="0.85", zorder=0)
-        ax.scatter(tr[i, :, 0], tr[i, :, 1], s=3, c="C0")
-        ax.set(xlim=(lo, hi), ylim=(lo, hi), aspect="equal", title=f"t = {float(times[i]):.3f}")
-        ax.set_xticks([])
-        ax.set_yticks([])
+        _draw_frame(ax, tr[i], data, float(times[i]), (lo, hi), size=3)
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=80)
         plt.close(fig)
