@@ -21,7 +21,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 from torch.utils.data import Subset
 
@@ -41,6 +40,7 @@ from difflab.train.prepare import ClassLabels
 from difflab.train.settings import TrainResult
 from difflab.utils.errors import DifflabError
 from difflab.utils.files import atomic_write_json
+from difflab.utils.tables import value_table
 
 __all__ = ["ClassifierTrainResult", "classifier_accuracy", "classifier_dir", "load_run_classifier",
            "run_train_classifier"]
@@ -143,11 +143,6 @@ def run_train_classifier(run: str | Path, *, minutes: float | None = None, steps
     })
     console.print(f"held-out accuracy of the EMA classifier at step {result.step} ({split}, {len(eval_data)} items):",
                   markup=False, highlight=False)
-    table = Table()
-    table.add_column("t", justify="right")
-    table.add_column("accuracy", justify="right")
-    for t, a in accuracy.items():
-        table.add_row(f"{t:g}", f"{a:.3f}")
-    console.print(table)
+    console.print(value_table({f"{t:g}": a for t, a in accuracy.items()}, "t", "accuracy"))
     console.print(f"wrote {out / 'accuracy.json'}", markup=False, highlight=False, soft_wrap=True)
     return ClassifierTrainResult(result, accuracy, split)

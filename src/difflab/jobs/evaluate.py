@@ -39,6 +39,7 @@ from difflab.sampling import DEFAULT_SAMPLER, DEFAULT_SCHEDULE, default_schedule
 from difflab.utils.errors import DifflabError
 from difflab.utils.files import atomic_write_json
 from difflab.utils.progress import Progress
+from difflab.utils.tables import value_table
 
 DEFAULT_N = 2000
 SEED_SPACE = 2**32
@@ -165,12 +166,7 @@ class StageProgress:
 
 def results_table(report: EvalReport) -> Table:
     """The numbers as a rich table (metric, value)."""
-    table = Table()
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for key, value in report.results.items():
-        table.add_row(key, str(value) if isinstance(value, int) else f"{value:.4g}")
-    return table
+    return value_table(report.results)
 
 
 # ---------------------------------------------------------------- scoring
