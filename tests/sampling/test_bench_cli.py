@@ -22,6 +22,7 @@ def test_bench_samplers_writes_rows_and_tables(tmp_path):
     md = out_md.read_text()
     assert f"(+{rows['optimized']['fit_nfe']} set-up)" in md and "| unipc | logsnr |" in md
     assert f"{rows['optimized']['fit_nfe']} x 8" in md  # the goal table states the fit beside the fitted figure
+    assert "bench samplers 1/1" in result.output  # progress over cases (it was silent for minutes)
 
 
 def test_bench_samplers_rejects_an_unknown_sampler():

@@ -31,6 +31,7 @@ from difflab.analysis.sampler_benchmark import (
 from difflab.metrics.lowdim import sliced_wasserstein2
 from difflab.utils.errors import check_choice
 from difflab.utils.files import atomic_write_text
+from difflab.utils.progress import Progress
 
 QUICK = {
     "nfes": (5, 10, 20),
@@ -140,11 +141,17 @@ def run_sampler_benchmark(
     cases = sorted(cases, key=lambda c: c.mixture.dim, reverse=True)  # slow cases first
     start = time.perf_counter()
     jobs = [(c, kwargs, verbose) for c in cases]
-    if workers > 1:
-        with get_context("spawn").Pool(min(workers, len(jobs))) as pool:
-            results = pool.map(_run, jobs, chunksize=1)
-    else:
-        results = [_run(j) for j in jobs]
+    results = []
+    with Progress(len(jobs), "bench samplers", unit="case", stream=sys.stderr) as bar:
+        if workers > 1:
+            with get_context("spawn").Pool(min(workers, len(jobs))) as pool:
+                for res in pool.imap(_run, jobs, chunksize=1):  # in order, reported as each case ends
+                    results.append(res)
+                    bar.advance(1)
+        else:
+            for j in jobs:
+                results.append(_run(j))
+                bar.advance(1)
     rows = [r for res in results for r in res]
     timing = per_step_overhead([c for c in kwargs["configs"] if c in CONFIGS]) if overhead else None
     text = markdown_tables(rows, goal_summary(rows), timing)
