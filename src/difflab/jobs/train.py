@@ -199,7 +199,5 @@ def run_train(config: str | Path | None, out: str | Path, *, minutes: float | No
         trainer = Trainer(model, build_loss(cfg.loss, cfg.model), dataset, cfg.train, out,
                           sample_fn=preview_fn(meta, cfg, text_encoder, captions),
                           prepare=build_prepare(cfg, text_encoder), run_config=config_to_dict(cfg))
-        result = trainer.train(resume=resume)
-    console.print(f"stopped at step {result.step} ({result.stop_reason}); checkpoint {result.checkpoint}",
-                  markup=False, highlight=False, soft_wrap=True)
+        result = trainer.train(resume=resume)  # it reports where it stopped and its checkpoint
     return result
