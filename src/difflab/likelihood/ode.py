@@ -15,8 +15,8 @@ extra log-det component, so the joint system is integrated here, in t and in flo
   integrated as its own component. The k integrals are independent unbiased estimates of the exact
   integral on the same trajectory: their mean is the estimate, their std / sqrt(k) its standard error.
 
-The prior is N(0, sigma(1)^2 I) unless `prior` (x_1 -> log p_1(x_1), per sample) is given. The denoiser is
-evaluated in float64. With `levels` the data are uniformly dequantized first (difflab.likelihood.result).
+The prior is N(0, sigma(1)^2 I) unless `prior` (x_1 -> log p_1(x_1), per sample) is given. The solve runs in
+float64 on the CPU; a network denoiser is called in its own dtype and device. With `levels` the data are uniformly dequantized first (difflab.likelihood.result).
 """
 
 from __future__ import annotations
@@ -57,15 +57,27 @@ def draw_probes(k: int, shape: tuple[int, ...], kind: str, generator=None) -> Te
     return torch.randint(0, 2, (k, *shape), generator=generator).to(f64) * 2 - 1
 
 
+def _network_placement(denoiser) -> tuple[torch.device, torch.dtype]:
+    """Where a network denoiser's weights live (its inputs go there); float64 on the CPU otherwise."""
+    params = getattr(denoiser, "parameters", None)
+    first = next(iter(params()), None) if callable(params) else None
+    return (first.device, first.dtype) if first is not None else (torch.device("cpu"), f64)
+
+
 def velocity_and_divergence(denoiser, x: Tensor, t: float, cond, probes: Tensor | None) -> tuple[Tensor, Tensor]:
-    """v(x, t) (B, ...) and div v: exact (B, 1) when probes is None, else e_j^T (dv/dx) e_j (B, k)."""
+    """v(x, t) (B, ...) and div v: exact (B, 1) when probes is None, else e_j^T (dv/dx) e_j (B, k).
+
+    x is float64 on the CPU; a network is called in its own dtype and device (autograd runs through the
+    casts), the velocity is formed in float64."""
     process, param = denoiser.process, denoiser.parameterization
+    device, dtype = _network_placement(denoiser)
     B = x.shape[0]
     with torch.enable_grad():
         x = x.detach().requires_grad_(True)
         t_b = torch.full((B,), t, dtype=f64)
         k = coefficients(param, process, t_b, x.ndim, f64)
-        v = ode_velocity(to_x0_eps(param, denoiser(x, t_b, cond).to(f64), x, k), k)
+        raw = denoiser(x.to(device, dtype), t_b.to(device), cond).to("cpu", f64)
+        v = ode_velocity(to_x0_eps(param, raw, x, k), k)
         if probes is None:  # rows of the identity, batched: trace of the Jacobian
             D = x[0].numel()
             eye = torch.eye(D, dtype=f64).reshape(D, 1, *x.shape[1:]).expand(D, *x.shape)
