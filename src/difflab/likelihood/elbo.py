@@ -29,6 +29,7 @@ import math
 import torch
 from torch import Tensor
 
+from difflab.likelihood.ode import network_placement
 from difflab.likelihood.result import LikelihoodResult, check_levels, dequantize, make_result
 from difflab.objectives.vlb import gaussian_kl, vlb_bits_per_dim
 from difflab.process.discrete import DiscreteVP
@@ -97,14 +98,20 @@ def continuous_elbo(
         t = t0 + (1 - t0) * u
         dlam = process.d_alpha(t) / process.alpha(t) - process.d_sigma(t) / process.sigma(t)
         weight = (1 - t0) * dlam.abs()
+    device, dtype = network_placement(denoiser)
+
+    def predict(x_t: Tensor, t: Tensor):  # a network in its own dtype and device, the bound in float64
+        pred = denoiser.predict(x_t.to(device, dtype), t.to(device), cond)
+        return pred.x0.to("cpu", f64), pred.eps.to("cpu", f64)
+
     x_t = process.sample_xt(xs, t, eps)
-    eps_hat = denoiser.predict(x_t, t, cond).eps.to(f64)
+    eps_hat = predict(x_t, t)[1]
     diffusion = weight * ((eps - eps_hat) ** 2).flatten(1).sum(1)
 
     # L_recon: Gaussian decoder N(x0_hat(x_t0), (sigma_t0 / alpha_t0)^2) at t0, fresh noise
     eps0 = torch.randn(xs.shape, generator=generator, dtype=f64)
     t0_b = t_0.expand(n_all)
-    x0_hat = denoiser.predict(process.sample_xt(xs, t0_b, eps0), t0_b, cond).x0.to(f64)
+    x0_hat = predict(process.sample_xt(xs, t0_b, eps0), t0_b)[0]
     var0 = float(process.sigma(t_0) / process.alpha(t_0)) ** 2
     recon = 0.5 * (((xs - x0_hat) ** 2).flatten(1).sum(1) / var0 + D * math.log(2 * math.pi * var0))
 

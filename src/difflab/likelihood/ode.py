@@ -57,7 +57,7 @@ def draw_probes(k: int, shape: tuple[int, ...], kind: str, generator=None) -> Te
     return torch.randint(0, 2, (k, *shape), generator=generator).to(f64) * 2 - 1
 
 
-def _network_placement(denoiser) -> tuple[torch.device, torch.dtype]:
+def network_placement(denoiser) -> tuple[torch.device, torch.dtype]:
     """Where a network denoiser's weights live (its inputs go there); float64 on the CPU otherwise."""
     params = getattr(denoiser, "parameters", None)
     first = next(iter(params()), None) if callable(params) else None
@@ -70,7 +70,7 @@ def velocity_and_divergence(denoiser, x: Tensor, t: float, cond, probes: Tensor 
     x is float64 on the CPU; a network is called in its own dtype and device (autograd runs through the
     casts), the velocity is formed in float64."""
     process, param = denoiser.process, denoiser.parameterization
-    device, dtype = _network_placement(denoiser)
+    device, dtype = network_placement(denoiser)
     B = x.shape[0]
     with torch.enable_grad():
         x = x.detach().requires_grad_(True)
