@@ -10,7 +10,7 @@ from difflab.analysis.gaussian_mixture import GaussianMixture
 from difflab.likelihood.elbo import continuous_elbo, discrete_vlb
 from difflab.process import DiscreteVP
 from difflab.utils.errors import DifflabError
-from tests.likelihood.cases import case
+from tests.likelihood.cases import PROCESS, case
 
 
 def gap_and_stderr(result, nll):
@@ -66,3 +66,17 @@ def test_bounds_bad_input_one_clear_message(fn, kwargs, needle):
     _, den, _, _ = case("ring", 2)
     with pytest.raises(DifflabError, match=needle):
         fn(den, torch.full((2, 2), -1 + 2 / 255, dtype=torch.float64), **kwargs)  # on the 256 levels, off the 17
+
+
+def test_a_wrong_model_has_a_positive_gap_equal_to_its_kl_within_error():
+    # the exact denoiser of a ring of 1.2x the radius: the model p' is known in closed form, the ELBO is
+    # tight to -log p', so ELBO - (-log q) estimates KL(q || p') > 0 on samples of q
+    mix, _, x, nll = case("ring", 64, seed=8)
+    wrong = GaussianMixture(mix.weights, mix.means * 1.2, mix.variances)
+    r = continuous_elbo(wrong.denoiser(PROCESS), x, samples=256, generator=torch.Generator().manual_seed(9))
+    nll_wrong = -wrong.log_prob_t(x, torch.tensor(0.0), PROCESS)
+    gap, se = gap_and_stderr(r, nll)
+    kl = (nll_wrong - nll).mean()  # Monte-Carlo KL(q || p') on the same samples
+    assert float(kl) > 10 * float(se)  # a gap the estimate resolves
+    assert abs(float(gap - kl)) < 3 * float(se), (gap, kl, se)
+    assert float(gap) > 0
