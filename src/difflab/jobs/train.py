@@ -34,6 +34,7 @@ from difflab.train.checkpoint import CKPT_RE, newest_intact_checkpoint, read_sta
 from difflab.train.lock import LOCK_NAME, RunLock
 from difflab.train.settings import TrainConfig, TrainResult
 from difflab.utils.errors import DifflabError
+from difflab.utils.progress import format_duration
 from difflab.utils.seeding import seed_everything
 from difflab.viz import plot_points, save_image_grid
 
@@ -98,7 +99,7 @@ def resolve_config(config: str | Path | None, out: Path, overrides: list[str], c
 
 def _describe(cfg: TrainConfig) -> str:
     parts = [f"{cfg.max_steps} steps"] if cfg.max_steps is not None else []
-    parts += [f"{cfg.max_minutes:g} minutes"] if cfg.max_minutes is not None else []
+    parts += [f"{format_duration(60 * cfg.max_minutes)} in all"] if cfg.max_minutes is not None else []
     return " or ".join(parts) or "no limit"
 
 
