@@ -80,3 +80,14 @@ def test_a_wrong_model_has_a_positive_gap_equal_to_its_kl_within_error():
     assert float(kl) > 10 * float(se)  # a gap the estimate resolves
     assert abs(float(gap - kl)) < 3 * float(se), (gap, kl, se)
     assert float(gap) > 0
+
+
+def test_class_conditional_elbo_bounds_the_exact_conditional_nll():
+    # cond rows follow their data point through the n draws: the bound of p(x | y) for each class label
+    mix, den, x, _ = case("ring", 32, seed=10)
+    y = torch.arange(32) % 8  # each point scored under one of the 8 components' classes
+    cond = {"class_labels": y}
+    nll = -mix.log_prob_t(x, torch.tensor(0.0), PROCESS, cond)
+    r = continuous_elbo(den, x, cond=cond, samples=256, generator=torch.Generator().manual_seed(11))
+    gap, se = gap_and_stderr(r, nll)
+    assert -3 * se < gap < 3 * se + 0.01 * 2, (gap, se)

@@ -33,6 +33,7 @@ from difflab.likelihood.ode import network_placement
 from difflab.likelihood.result import LikelihoodResult, check_levels, dequantize, make_result
 from difflab.objectives.vlb import gaussian_kl, vlb_bits_per_dim
 from difflab.process.discrete import DiscreteVP
+from difflab.utils.cond import cond_index, cond_to
 from difflab.utils.errors import DifflabError, check_choice
 
 T_DENSITIES = ("log_snr", "uniform")
@@ -68,7 +69,10 @@ def continuous_elbo(
     check_choice("time density", t_density, T_DENSITIES)
     _check_samples(samples)
     if stratified and samples % 2:
-        raise DifflabError(f"stratified samples must be even (strata are paired for the error); got {samples}")
+        raise DifflabError(
+            f"stratified samples must be even (strata are paired for the error); got {samples}: "
+            "pass an even number or stratified=False"
+        )
     process = denoiser.process
     t0 = process.t_min if t_start is None else float(t_start)
     if not 0 < t0 < 1:
@@ -99,9 +103,10 @@ def continuous_elbo(
         dlam = process.d_alpha(t) / process.alpha(t) - process.d_sigma(t) / process.sigma(t)
         weight = (1 - t0) * dlam.abs()
     device, dtype = network_placement(denoiser)
+    cond_n = cond_to(cond_index(cond, torch.arange(B).repeat_interleave(samples)), device)  # rows of xs
 
     def predict(x_t: Tensor, t: Tensor):  # a network in its own dtype and device, the bound in float64
-        pred = denoiser.predict(x_t.to(device, dtype), t.to(device), cond)
+        pred = denoiser.predict(x_t.to(device, dtype), t.to(device), cond_n)
         return pred.x0.to("cpu", f64), pred.eps.to("cpu", f64)
 
     x_t = process.sample_xt(xs, t, eps)
