@@ -77,7 +77,7 @@ def continuous_elbo(
     t0 = process.t_min if t_start is None else float(t_start)
     if not 0 < t0 < 1:
         raise DifflabError(f"t_start must lie in (0, 1) (sigma(t0) > 0 for the decoder); got {t_start!r}")
-    x = dequantize(x, levels, generator) if levels is not None else x.detach().to(f64)
+    x = dequantize(x.detach().cpu(), levels, generator) if levels is not None else x.detach().to("cpu", f64)
     B, D = x.shape[0], x[0].numel()
     t_0, t_1 = torch.tensor(t0, dtype=f64), torch.tensor(1.0, dtype=f64)
 

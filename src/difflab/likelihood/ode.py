@@ -120,7 +120,7 @@ def ode_log_likelihood(
     t0 = process.t_min if t_start is None else float(t_start)
     if not 0 <= t0 < 1:
         raise DifflabError(f"t_start must lie in [0, 1); got {t_start!r}")
-    x0 = dequantize(x, levels, generator) if levels is not None else x.detach().to(f64).cpu()
+    x0 = (dequantize(x.detach().cpu(), levels, generator) if levels is not None else x.detach().to(f64)).cpu()
     shape, B, D = x0.shape, x0.shape[0], x0[0].numel()
     e = draw_probes(probes, tuple(shape), probe, generator) if divergence == "hutchinson" else None
     m = 1 if e is None else probes
