@@ -74,7 +74,7 @@ def test_factory_builds_what_the_config_names():
         (["sample.steps=0"], "sample.steps must be >= 1"),
         (["sample.n=0"], "sample.n must be >= 1"),
         (["sample.guidance=.nan"], "config key sample.guidance: expected a finite number"),
-        (["sample.schedule=nope"], "unknown schedule 'nope'; valid schedules are: auto, default, fitted, karras"),
+        (["sample.schedule=nope"], "unknown schedule 'nope'; valid schedules are: default, fitted, karras"),
     ],
 )
 def test_sample_settings_are_checked_when_loading(overrides, message):

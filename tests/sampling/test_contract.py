@@ -235,3 +235,18 @@ def test_edm_churn_is_algorithm_2():
             assert step.keep == pytest.approx(a_hat / float(process.alpha(t_i)), rel=1e-12)
         else:
             assert step.t_hat == float(t_i) and step.noise == 0.0 and step.keep == 1.0
+
+
+def test_default_is_the_one_word_for_the_library_default_sampler_and_grid():
+    """Configs and the API share one sentinel: sample(sampler='default', schedule='default') is the default call."""
+    from difflab.analysis import ring_mixture
+    from difflab.process import VPSDE
+    from difflab.sampling import DEFAULT, DEFAULT_SAMPLER, default_schedule, sample
+
+    d = ring_mixture().denoiser(VPSDE(), "eps")
+    a = sample(d, (16, 2), seed=3, steps=6)
+    b = sample(d, (16, 2), sampler=DEFAULT, schedule=DEFAULT, seed=3, steps=6)
+    c = sample(d, (16, 2), sampler=DEFAULT_SAMPLER, schedule=default_schedule(d.process), seed=3, steps=6)
+    assert DEFAULT == "default" and torch.equal(a.x, b.x) and torch.equal(a.x, c.x) and torch.equal(a.times, b.times)
+    with pytest.raises(DifflabError, match="unknown schedule 'auto'"):
+        sample(d, (4, 2), schedule="auto", steps=3)

@@ -79,7 +79,7 @@ class Calibration:
 
 def calibrate_patch_sizes(network, machine_for: Callable[[int], PosteriorMeanMachine], x_T: Tensor,
                           sizes: Sequence[int], *, sampler: str = "unipc", steps: int = 20,
-                          schedule="auto", cond=None) -> Calibration:
+                          schedule="default", cond=None) -> Calibration:
     """Pick the patch size per noise level that best predicts the network's x0 estimate on its own path.
 
     Samples `network` from x_T, and at each grid time t_k (k < steps) scores machine_for(P)'s

@@ -13,7 +13,7 @@ import torch
 
 from difflab.config.factory import build_process
 from difflab.config.schema import RunConfig
-from difflab.sampling.api import DEFAULT_SAMPLER, SPECIAL_SCHEDULES, default_schedule
+from difflab.sampling.api import DEFAULT, DEFAULT_SAMPLER, SPECIAL_SCHEDULES, default_schedule
 from difflab.sampling.grids import GRIDS
 from difflab.sampling.registry import SAMPLERS
 from difflab.utils.errors import check_choice
@@ -23,9 +23,8 @@ from difflab.utils.keywords import check_keywords
 SDE_SAMPLERS = ("euler_maruyama", "pc")
 #: where those start on a process with alpha(1) = 0 (rectified flow): sigma/alpha = 999 there
 SDE_T_MAX = 0.999
-DEFAULT = "default"  # the config's word for "the library's default" (sampler and schedule)
 #: schedule names a config may hold beyond the GRIDS: the API's own, and a grid saved by `difflab fit-schedule`
-SCHEDULE_WORDS = (DEFAULT, *SPECIAL_SCHEDULES, "fitted")
+SCHEDULE_WORDS = (*SPECIAL_SCHEDULES, "fitted")
 
 
 def check_options(fn, options: dict | None, what: str) -> dict:
@@ -45,12 +44,12 @@ def grid_options(process, sampler: str, schedule, schedule_options: dict | None,
                  source: str = "--schedule-option") -> dict:
     """The schedule options, checked, plus t_max = SDE_T_MAX when a reverse-SDE sampler would otherwise start
     where the process's drift is infinite (alpha(1) = 0: rectified flow) on a grid that has a t_max.
-    schedule: a grid name, 'default'/'auto', 'optimized', or anything sample() takes (times, a fitted grid),
+    schedule: a grid name, 'default', 'optimized', or anything sample() takes (times, a fitted grid),
     whose options are left to sample(); source names the options in messages."""
     options = dict(schedule_options or {})
     if not isinstance(schedule, str):
         return options
-    name = default_schedule(process) if schedule in (DEFAULT, "auto") else schedule
+    name = default_schedule(process) if schedule == DEFAULT else schedule
     if name in GRIDS:
         options = check_options(GRIDS[name], options, f"schedule {name!r} ({source})")
     singular = not bool(torch.isfinite(process.drift_coef(torch.ones(1, dtype=torch.float64))).all())

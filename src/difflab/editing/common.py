@@ -49,7 +49,7 @@ def snap_time(process: NoiseProcess, t: float) -> float:
 
 
 def base_grid(process: NoiseProcess, schedule, steps: int, schedule_options: dict | None) -> Tensor:
-    """The descending grid of `steps` steps that difflab.sample would walk ('auto' resolved as there)."""
+    """The descending grid of `steps` steps that difflab.sample would walk ('default' resolved as there)."""
     if isinstance(schedule, FittedGrid):
         return schedule.times.to(f64)
     if isinstance(schedule, str) and schedule == DEFAULT_SCHEDULE:

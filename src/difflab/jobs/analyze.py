@@ -31,7 +31,7 @@ from difflab.analysis.local_score import check_patch_size
 from difflab.config.factory import build_data, held_out_config
 from difflab.jobs.runs import LoadedRun, load_run
 from difflab.metrics.lowdim import memorization_check
-from difflab.sampling.api import DEFAULT_SAMPLER, sample
+from difflab.sampling.api import sample
 from difflab.train.checkpoint import checkpoint_step
 from difflab.utils.errors import DifflabError
 from difflab.utils.files import atomic_write, atomic_write_json
@@ -166,8 +166,7 @@ def creativity_study(loaded: dict[str, LoadedRun], train: Tensor, held: Tensor |
         raise DifflabError(f"steps must be at least 1, got {steps}")
     for P in sizes or []:  # refused before any sampling, not after the ideal machine's pass
         check_patch_size(P, *shape[-2:], "zeros")
-    how = {"sampler": DEFAULT_SAMPLER if sampler == "default" else sampler, "steps": steps,
-           "schedule": "auto" if schedule == "default" else schedule}
+    how = {"sampler": sampler, "steps": steps, "schedule": schedule}
     sizes = default_sizes(shape) if sizes is None else sizes
     std = float(process.sigma(torch.tensor(1.0, dtype=torch.float64)))
     x_T = per_sample_noise(range(n), shape, dtype=torch.float64) * std

@@ -119,7 +119,7 @@ def _sampler(loaded: LoadedRun, sampler, steps, schedule, options, schedule_opti
     schedule = s.schedule if schedule is None else schedule
     grid = grid_options(loaded.model.process, name, schedule, {**s.schedule_options, **(schedule_options or {})})
     steps = s.steps if steps is None else steps
-    return name, steps, ("auto" if schedule == "default" else schedule), grid, kwargs
+    return name, steps, schedule, grid, kwargs
 
 
 def _condition(loaded: LoadedRun, n, labels, prompt, negative, guidance, device):

@@ -35,7 +35,7 @@ from difflab.jobs.runs import LoadedRun, load_run
 from difflab.metrics import EvalOptions, describe_sw2_ratio, evaluate, resolve_inception_weights
 from difflab.metrics.folders import ImageFolderBatches, check_same_images
 from difflab.metrics.specs import AUTO, FEATURES, data_kind, resolve_metrics
-from difflab.sampling import DEFAULT_SAMPLER, DEFAULT_SCHEDULE, default_schedule
+from difflab.sampling import DEFAULT, DEFAULT_SAMPLER, default_schedule
 from difflab.utils.errors import DifflabError
 from difflab.utils.files import atomic_write_json
 from difflab.utils.progress import Progress
@@ -222,10 +222,9 @@ def evaluate_loaded(loaded: LoadedRun, *, n: int = DEFAULT_N, sampler: str | Non
         notes.append(describe_sw2_ratio(results["n_fake"], results["n_real"]))
     settings = {
         "run": str(loaded.checkpoint.parent), "checkpoint": str(loaded.checkpoint),
-        # the names generate() resolves: a run config's "default", the sampling API's DEFAULT_SCHEDULE
-        "sampler": DEFAULT_SAMPLER if sample["sampler"] == "default" else sample["sampler"],
-        "schedule": default_schedule(loaded.model.process) if sample["schedule"] in ("default", DEFAULT_SCHEDULE)
-        else sample["schedule"],
+        # the names generate() resolves DEFAULT to, so a report says which sampler and grid ran
+        "sampler": DEFAULT_SAMPLER if sample["sampler"] == DEFAULT else sample["sampler"],
+        "schedule": default_schedule(loaded.model.process) if sample["schedule"] == DEFAULT else sample["schedule"],
         "steps": sample["steps"], "nfe": fake.nfe, "n": n, "seed": seed,
         "sample_seeds": f"({sample_seeds(seed, 0, 1)[0]} + i) mod 2**32", "guidance": sample["guidance"],
         "options": sample["options"], "schedule_options": sample["schedule_options"],

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from difflab.jobs.generate import build_cond
 from difflab.jobs.runs import load_run, torch_device
-from difflab.sampling import DEFAULT_SAMPLER, FittedGrid, fit_grid
+from difflab.sampling import DEFAULT, DEFAULT_SAMPLER, FittedGrid, fit_grid
 from difflab.utils.errors import DifflabError
 from difflab.utils.files import atomic_write_json
 
@@ -59,5 +59,5 @@ def load_fitted_schedule(run: str | Path, sampler: str, steps: int) -> FittedGri
 def resolve_schedule(run: str | Path, schedule, sampler: str, steps: int):
     """schedule 'fitted' -> the run's saved FittedGrid for (sampler, steps); anything else unchanged."""
     if schedule == FITTED:
-        return load_fitted_schedule(run, DEFAULT_SAMPLER if sampler in (None, "default") else sampler, steps)
+        return load_fitted_schedule(run, DEFAULT_SAMPLER if sampler in (None, DEFAULT) else sampler, steps)
     return schedule

@@ -227,10 +227,8 @@ def generate(model, meta, n: int, *, sampler: str, steps: int, schedule: str, se
     name = sampler_name(sampler)
     kwargs = check_options(SAMPLERS[name], options, f"sampler {name!r} (--option)")
     kwargs["schedule_options"] = grid_options(model.process, name, schedule, schedule_options)
-    if schedule != "default":
-        kwargs["schedule"] = schedule
     with Progress(steps, f"sample {n}", "step", enabled=progress) as bar:
-        result = sample(model, (n, *meta.data_shape), sampler=name, steps=steps, seed=seed, cond=cond,
+        result = sample(model, (n, *meta.data_shape), sampler=name, steps=steps, schedule=schedule, seed=seed, cond=cond,
                         guidance=guide, device=device, return_trajectory=return_trajectory,
                         callback=lambda step: bar.advance(), **kwargs)
     y = None if cond is None or "class_labels" not in cond else cond["class_labels"]

@@ -3,6 +3,7 @@ built by separate functions, and `sample()`, the one entry point (re-exported as
 
 from difflab.sampling.adaptive import probability_flow
 from difflab.sampling.api import (
+    DEFAULT,
     DEFAULT_SAMPLER,
     DEFAULT_SCHEDULE,
     DEFAULT_STEPS,
@@ -37,6 +38,7 @@ from difflab.sampling.sde import euler_maruyama, predictor_corrector
 from difflab.sampling.unipc import unipc
 
 __all__ = [
+    "DEFAULT",
     "DEFAULT_SAMPLER",
     "DEFAULT_SCHEDULE",
     "DEFAULT_STEPS",

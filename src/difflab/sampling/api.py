@@ -29,10 +29,11 @@ from difflab.utils.errors import DifflabError, check_choice
 from difflab.utils.seeding import make_generator
 
 NOISES = ("gaussian", "brownian")
+DEFAULT = "default"  # the one word for "the library's default" (sampler and schedule), in code and configs
 DEFAULT_SAMPLER = "unipc"
-DEFAULT_SCHEDULE = "auto"
+DEFAULT_SCHEDULE = DEFAULT
 DEFAULT_STEPS = 20
-SPECIAL_SCHEDULES = ("auto", "optimized")
+SPECIAL_SCHEDULES = (DEFAULT, "optimized")
 
 
 class SampleResult(NamedTuple):
@@ -49,7 +50,7 @@ class SampleResult(NamedTuple):
 
 
 def default_schedule(process) -> str:
-    """'auto': uniform in t when the process starts from pure noise (alpha(1) = 0, rectified flow: seed 003's
+    """The default grid: uniform in t when the process starts from pure noise (alpha(1) = 0, rectified flow: seed 003's
     grid; its log-SNR range is unbounded), else uniform in log-SNR. Both are the best fixed grids of the
     benchmark for those processes (docs/benchmarks.md)."""
     return "uniform" if process.starts_from_pure_noise else "logsnr"
@@ -61,7 +62,7 @@ def _grid(denoiser, schedule, steps, schedule_options, sampler, options, sample_
         if schedule_options:
             raise DifflabError("a fitted grid takes no schedule_options (its times are fixed)")
         return schedule.check_use(denoiser.process, sampler, steps, options)
-    if isinstance(schedule, str) and schedule == "auto":
+    if isinstance(schedule, str) and schedule == DEFAULT:
         schedule = default_schedule(denoiser.process)
     if isinstance(schedule, str) and schedule == "optimized":
         return fit_grid(denoiser, steps, sampler, shape=sample_shape, options=options, cond=cond, dtype=dtype,
@@ -134,7 +135,7 @@ def sample(
     shape_or_x_T: a shape (B, ...) — then x_T ~ N(0, sigma(ts[0])^2), which is N(0, prior_std^2) for a grid
     starting at t = 1, drawn from `seed` (an int, or one int per sample for EDM-style per-sample seeds) or
     `generator` — or x_T itself. schedule: a grid name (difflab.sampling.grids.GRIDS) with
-    `schedule_options`, explicit descending times, 'auto' (see `default_schedule`), a FittedGrid (fitted
+    `schedule_options`, explicit descending times, 'default' (see `default_schedule`), a FittedGrid (fitted
     earlier by difflab.sampling.fit_grid or `difflab fit-schedule`, for this sampler, steps and options)
     or 'optimized' (fitted now, to this denoiser and sampler on a pilot batch, by fit_grid, whose options go
     in schedule_options; its calls are counted: result.nfe includes them and result.fit_nfe says how many,
@@ -143,14 +144,14 @@ def sample(
     from a Brownian tree (same path for every step count; needs a seed). Remaining keywords go to the
     sampler (e.g. eta, order, s_churn); unknown ones are rejected with the list of valid ones.
 
-    Default: UniPC (order 2, with its corrector, which costs no NFE) on the 'auto' grid with 20 steps, chosen
+    Default: UniPC (order 2, with its corrector, which costs no NFE) on the default grid with 20 steps, chosen
     from the benchmark in difflab.analysis.sampler_benchmark (docs/benchmarks.md): at 20 NFE it is the
     most accurate of 32 fixed-grid configurations on three of the four cases (2-D ring under VP and flow,
     64-D mixture under flow) and within 1.25x of the best on the fourth. A fitted grid lowers the RMSE at
     a given sampling NFE (1.1-4.5x at 5 NFE in the benchmark) but its fit costs hundreds of calls: it pays
     only when it is fitted once and reused for many batches.
     """
-    check_choice("sampler", sampler, SAMPLERS)
+    sampler = DEFAULT_SAMPLER if sampler == DEFAULT else check_choice("sampler", sampler, SAMPLERS)
     check_choice("noise", noise, NOISES)
     check_steps(steps)
     unknown = sorted(set(options) - sampler_options(sampler))
