@@ -121,3 +121,17 @@ def test_vlb_with_posterior_variance_is_loose_for_narrow_data():
     beta = vlb_bits_per_dim(d, x0, variance="beta", generator=torch.Generator().manual_seed(2)).mean()
     post = vlb_bits_per_dim(d, x0, variance="posterior", generator=torch.Generator().manual_seed(2)).mean()
     assert float(post) > float(beta) + 5
+
+
+def test_the_bound_of_a_continuous_process_is_one_message_naming_the_alternatives():
+    """vlb_bits_per_dim on a VP-SDE denoiser raised an AttributeError in prior_kl before its own check."""
+    import pytest
+
+    from difflab.process import VPSDE
+    from difflab.utils.errors import DifflabError
+
+    f64 = torch.float64
+    mixture = GaussianMixture(torch.ones(1, dtype=f64), torch.zeros(1, 2, dtype=f64), torch.full((1, 2), 0.1, dtype=f64))
+    d = mixture.denoiser(VPSDE(), "eps")
+    with pytest.raises(DifflabError, match="needs a discrete process.*continuous_elbo"):
+        vlb_bits_per_dim(d, torch.zeros(3, 2, dtype=torch.float64))

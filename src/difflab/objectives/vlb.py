@@ -30,6 +30,13 @@ def gaussian_kl(mean_q: Tensor, var_q: Tensor, mean_p: Tensor, var_p: Tensor) ->
     return kl.flatten(1).sum(1)
 
 
+def _discrete(denoiser) -> DiscreteVP:
+    if not isinstance(denoiser.process, DiscreteVP):
+        raise DifflabError("the DDPM variational bound needs a discrete process (process 'ddpm'); for a continuous "
+                           "one use difflab.likelihood.continuous_elbo or ode_log_likelihood")
+    return denoiser.process
+
+
 def prior_kl(x0: Tensor, process: DiscreteVP) -> Tensor:
     """L_T = KL(N(sqrt(abar_T) x0, (1 - abar_T) I) || N(0, I)) per sample."""
     abar = process.alphas_cumprod[-1].to(x0.device)
@@ -57,9 +64,7 @@ def vlb_term(
 ) -> Tensor:
     """The bound's term at step i (per sample): L_{i-1} for i >= 2, L_0 for i = 1, with x_i drawn from
     q(x_i | x0) using `noise`."""
-    process = denoiser.process
-    if not isinstance(process, DiscreteVP):
-        raise DifflabError("the DDPM variational bound needs a discrete process (process 'ddpm')")
+    process = _discrete(denoiser)
     check_choice("decoder variance", variance, DECODER_VARIANCES)
     if not 1 <= i <= process.T:
         raise DifflabError(f"step i must lie in 1..{process.T}; got {i}")
@@ -81,7 +86,7 @@ def vlb_term(
 @torch.no_grad()
 def vlb_bits_per_dim(denoiser, x0: Tensor, cond=None, variance: str = "beta", generator=None) -> Tensor:
     """The full bound in bits per dimension per sample: T network evaluations per batch."""
-    process = denoiser.process
+    process = _discrete(denoiser)
     total = prior_kl(x0, process)
     for i in range(1, process.T + 1):
         noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
