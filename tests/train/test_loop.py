@@ -162,7 +162,7 @@ def test_condition_dropout_and_labels(tmp_path):
     assert seen == [None, None]
 
 
-def test_text_condition_goes_through_encode_captions(tmp_path):
+def test_text_condition_goes_through_the_injected_captions_prepare(tmp_path):
     seen, encoded = [], []
 
     def encode(captions):
