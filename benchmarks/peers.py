@@ -118,7 +118,7 @@ def diffusers_configs(leading: bool = True) -> list[tuple[str, str, dict, str]]:
     spacings += [("trailing", {"timestep_spacing": "trailing"}), ("linspace", {"timestep_spacing": "linspace"})]
     grids = spacings + [("karras", {"use_karras_sigmas": True})]
     for sp, o in spacings:
-        out.append((f"DDIM/{sp}", "DDIMScheduler", {**o, "set_alpha_to_one": True}, "vp"))
+        out.append((f"DDIM/{sp}", "DDIMScheduler", {**o, "set_alpha_to_one": True, "clip_sample": False}, "vp"))
         out.append((f"PNDM-PLMS/{sp}", "PNDMScheduler", {**o, "skip_prk_steps": True, "set_alpha_to_one": True}, "vp"))
     for g, o in grids:
         for order in (2, 3):
@@ -178,7 +178,7 @@ def diffusers_steps(cls_name: str, nfe: int) -> int:
 DIFFLAB_SAMPLERS = {"ddim": ("ddim", {}), "dpmpp_2m": ("dpmpp_2m", {}), "dpmpp_3m": ("dpmpp_3m", {}),
                     "unipc": ("unipc", {}), "unipc_3": ("unipc", {"order": 3}), "deis": ("deis", {}),
                     "deis_logrho": ("deis", {"basis": "logrho"}), "ipndm": ("ipndm", {}), "plms": ("plms", {}),
-                    "heun": ("heun", {})}
+                    "lms": ("lms", {}), "heun": ("heun", {})}
 DIFFLAB_GRIDS = {"trailing": ("trailing", {}), "leading": ("leading", {}), "linspace": ("linspace", {}),
                  "logsnr": ("logsnr", {}), "karras": ("karras", {}), "uniform": ("uniform", {}),
                  "poly2": ("polynomial", {"rho": 2.0}), "poly3": ("polynomial", {"rho": 3.0})}

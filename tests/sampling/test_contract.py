@@ -84,6 +84,7 @@ EXPECTED_NFE = {  # steps = N on a log-SNR grid of VP, which ends at sigma = 0
     "pc": lambda n: 2 * n,  # one Langevin correction + one predictor evaluation per step
     "deis": lambda n: n,
     "ipndm": lambda n: n,
+    "lms": lambda n: n,
     "plms": lambda n: n + 1,  # PNDM's pseudo-improved Euler warm-up costs one more evaluation
 }
 

@@ -79,6 +79,7 @@ def test_polynomial_eps_is_integrated_exactly_after_warm_up(name, options, varia
     ("deis", {"order": 3, "lower_order_final": False}, 3.0, 0.6),
     ("ipndm", {"order": 4}, 2.0, 0.35),
     ("plms", {"order": 4}, 2.0, 0.35),
+    ("lms", {"order": 4}, 4.0, 0.8),
 ])
 def test_order_of_convergence_on_a_log_snr_grid(name, options, order, tol, process):
     """Against the exact ring mixture's probability-flow solution on grids uniform in log-SNR: DEIS of order
@@ -87,6 +88,21 @@ def test_order_of_convergence_on_a_log_snr_grid(name, options, order, tol, proce
     slope, finest = fitted_slope(name, options, process, "ring", (40, 80, 160))
     assert abs(slope - order) < tol, f"{name} {options} on {process}: slope {slope:.2f}, expected {order}"
     assert finest < 0.03 / 4 ** (order - 1)
+
+
+def test_lms_integrates_a_cubic_in_sigma_exactly_on_a_grid_not_uniform_in_sigma():
+    """LMS's weights are integrals of the Lagrange basis in sigma (variable steps), so once 3 steps have filled
+    its history a cubic eps(sigma) is integrated exactly on a grid uniform in t (far from uniform in sigma),
+    where iPNDM's fixed Adams-Bashforth weights are not exact (the test can fail)."""
+    D = PolynomialEps([0.3, -0.2, 0.05, 0.01], "sigma")
+    ts = uniform_time(D.process, 12, t_max=0.9, t_end=0.2)
+    x = torch.ones(1, 1, dtype=f64)
+    states = []
+    out = SAMPLERS["lms"](D, x, ts, callback=lambda s: states.append(float(s.x)))
+    t = ts.tolist()
+    assert abs(float(out) - (states[2] + exact_integral(D, t[3], t[-1]))) < 1e-11
+    fixed = SAMPLERS["ipndm"](D, x, ts, order=4)
+    assert abs(float(fixed) - float(out)) > 1e-6
 
 
 @pytest.mark.parametrize("name", ["deis", "ipndm", "plms"])

@@ -15,7 +15,7 @@ from difflab.sampling.api import (
 from difflab.sampling.brownian import BrownianNoise
 from difflab.sampling.core import GaussianNoise, NoiseSource, Step
 from difflab.sampling.ddpm import ddim, ddpm
-from difflab.sampling.deis import deis, ipndm, plms
+from difflab.sampling.deis import deis, ipndm, lms, plms
 from difflab.sampling.dpm_solver import dpmpp_2m, dpmpp_2m_sde, dpmpp_3m, dpmpp_sde
 from difflab.sampling.edm import euler, heun
 from difflab.sampling.fitted import FittedGrid
@@ -70,6 +70,7 @@ __all__ = [
     "heun",
     "ipndm",
     "karras",
+    "lms",
     "make_grid",
     "plms",
     "predictor_corrector",

@@ -13,6 +13,8 @@ integrator of a VP model in the same form), and extrapolate eps_hat from the las
   u = rho (a variable-step Adams-Bashforth in rho, 'rho') or u = log rho = -lambda (diffusers'
   DEISMultistepScheduler, 'logrho'). The integral is a 24-point Gauss-Legendre rule in rho, float64, once
   per grid.
+* LMS (`lms`): DEIS in 'rho' of order 4 without lower_order_final, the linear multistep method of
+  k-diffusion and diffusers' LMSDiscreteScheduler (Karras et al. 2022 call it the LMS baseline).
 * iPNDM (Zhang & Chen, App. B): C_ij = (rho_{i+1} - rho_i) b_j with the fixed Adams-Bashforth weights b of
   order p <= 4, warming up with the lower orders (k-diffusion's sample_ipndm). Exact only on grids uniform
   in rho; no extra NFE.
@@ -104,11 +106,25 @@ def deis(
     denoiser, x: Tensor, ts, *, cond=None, generator=None, callback=None, order: int = 3, basis: str = "t",
     lower_order_final: bool = True,
 ) -> Tensor:
-    """DEIS tAB of the given order (1 = DDIM) with the eps polynomial in `basis` (module doc). 1 NFE per step."""
-    _check_order(order, 3)
+    """DEIS tAB of the given order (1 = DDIM, at most 4) with the eps polynomial in `basis` (module doc).
+    1 NFE per step."""
+    _check_order(order, 4)
     check_choice("DEIS basis", basis, DEIS_BASES)
     run = Run(denoiser, x, ts, cond=cond, generator=generator, callback=callback)
     return run_linear(run, _plan(run, deis_weights(run, order, basis, lower_order_final)))
+
+
+def lms(
+    denoiser, x: Tensor, ts, *, cond=None, generator=None, callback=None, order: int = 4,
+    lower_order_final: bool = False,
+) -> Tensor:
+    """Linear multistep in sigma (k-diffusion's sample_lms, diffusers' LMSDiscreteScheduler): DEIS with the
+    eps polynomial in rho = sigma / alpha, i.e. the variable-step Adams-Bashforth method of `order` (<= 4) on
+    dx~/drho = eps_hat, its weights C_ij = int l_j(rho) drho over the Lagrange basis through the last `order`
+    noise levels (exact: 24-point Gauss-Legendre on a cubic). No lower orders at the end by default, as both
+    peers do. 1 NFE per step."""
+    return deis(denoiser, x, ts, cond=cond, generator=generator, callback=callback, order=order, basis="rho",
+                lower_order_final=lower_order_final)
 
 
 def _ab_weights(run: Run, order: int, lower_order_final: bool) -> list[list[float]]:

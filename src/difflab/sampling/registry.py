@@ -9,7 +9,7 @@ from torch import Tensor
 
 from difflab.sampling.adaptive import probability_flow
 from difflab.sampling.ddpm import ddim, ddpm
-from difflab.sampling.deis import deis, ipndm, plms
+from difflab.sampling.deis import deis, ipndm, lms, plms
 from difflab.sampling.dpm_solver import dpmpp_2m, dpmpp_2m_sde, dpmpp_3m, dpmpp_sde
 from difflab.sampling.edm import euler, heun
 from difflab.sampling.sde import euler_maruyama, predictor_corrector
@@ -28,6 +28,7 @@ SAMPLERS: dict[str, Callable[..., Tensor]] = {
     "deis": deis,
     "ipndm": ipndm,
     "plms": plms,
+    "lms": lms,
     "euler_maruyama": euler_maruyama,
     "pc": predictor_corrector,
     "adaptive": probability_flow,
