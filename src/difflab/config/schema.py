@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from difflab.config.distill import DistillConfig
 from difflab.train.settings import TrainConfig
 
 
@@ -97,6 +98,7 @@ class RunConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
+    distill: DistillConfig | None = None  # set for a run made by `difflab distill` (config/distill.py)
 
 
 # ---------------------------------------------------------------- the guidance classifier of a run
