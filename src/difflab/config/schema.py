@@ -30,12 +30,17 @@ class ProcessConfig:
     options: dict[str, Any] = field(default_factory=dict)
 
 
+AUTOENCODER_REQUIRED = "REQUIRED"  # model.autoencoder in a latent preset: the user must name one
+
+
 @dataclass
 class ModelConfig:
     """The network, what it predicts and how it is wrapped into a denoiser.
 
     conditioning: none | class (labels from the data set) | text (captions through `text_encoder`).
     preconditioning: none (NetworkDenoiser, c_noise = 1000 t) | edm (EDMDenoiser, x0 output).
+    autoencoder: None (pixel space) or an autoencoder run folder / diffusers AutoencoderKL folder or hub id:
+    latent diffusion, the denoiser trains on the data's cached latents and samples are decoded (jobs.latent).
     """
 
     network: str = "unet"
@@ -45,8 +50,13 @@ class ModelConfig:
     sigma_data: float = 0.5
     conditioning: str = "none"
     text_encoder: str | None = None
+    autoencoder: str | None = None
 
     def __post_init__(self):
+        if self.autoencoder == AUTOENCODER_REQUIRED:  # a latent preset's placeholder, not yet replaced
+            raise ValueError("this config trains on an autoencoder's latents: name the autoencoder with --set "
+                             "model.autoencoder=AE (a `difflab train-autoencoder shapes-kl` run folder, or a "
+                             "diffusers AutoencoderKL folder or hub id)")
         if self.conditioning == "text" and self.network == "mlp":  # before any text encoder is loaded
             raise ValueError("text conditioning needs cross-attention: use model.network=unet or dit")
         if not self.sigma_data > 0:
