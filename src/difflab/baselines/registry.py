@@ -12,10 +12,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from difflab.baselines.base import Baseline
+from difflab.baselines.objective import likelihood_objective
+from difflab.baselines.pixelcnn import PixelCNN
 from difflab.utils.errors import check_choice
 from difflab.utils.keywords import check_keywords
 
-BASELINES: dict[str, tuple[Callable[..., Baseline], Callable]] = {}
+BASELINES: dict[str, tuple[Callable[..., Baseline], Callable]] = {
+    "pixelcnn": (PixelCNN, likelihood_objective),
+}
 
 _POSITIONAL = ("data_shape", "levels")  # given by the data, never by model.options
 
