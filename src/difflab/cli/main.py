@@ -117,7 +117,7 @@ def demo(
 
 
 # Subcommands defined in their own modules register themselves on `app` when imported.
-from difflab.cli import analyze, bench, classifier, edit, evaluate, fit_schedule, studio  # noqa: E402, F401
+from difflab.cli import analyze, bench, classifier, distill, edit, evaluate, fit_schedule, studio  # noqa: E402, F401
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())

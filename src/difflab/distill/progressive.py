@@ -1,0 +1,224 @@
+"""Progressive distillation (Salimans & Ho 2022, "Progressive Distillation for Fast Sampling of Diffusion
+Models", Algorithm 2; seed 000's closing section): a student learns two teacher DDIM steps in one, then
+becomes the teacher, halving the step count N -> N/2 -> ... -> final_steps within one run.
+
+On the uniform grid of 2N teacher steps, t_i = 1 - i / (2N), a student step starts at t = t_{2j}
+(j ~ U{0..N-1}), t' = t_{2j+1}, t'' = t_{2j+2}. With z_t = alpha_t x + sigma_t eps, the teacher's two
+DDIM steps (eta = 0; every step x_s = alpha_s x0_hat + (sigma_s / sigma_t)(z_t - alpha_t x0_hat)) give
+x_{t''}; the x0 target that makes ONE student DDIM step t -> t'' land on x_{t''} is (Algorithm 2)
+
+    x~ = (x_{t''} - (sigma_{t''} / sigma_t) z_t) / (alpha_{t''} - (sigma_{t''} / sigma_t) alpha_t),
+
+and the student's x0 estimate (its own parameterization, converted by difflab.param) regresses it with the
+paper's weighting of the x0 error: 'truncated_snr' w = max(SNR(t), 1) (sec. 4, "truncated SNR"; the
+default) or 'snr_plus_one' w = SNR(t) + 1 (which is the v-prediction loss ||v - v_hat||^2 on a VP process).
+
+Phases: phase k (k = 0..K-1) trains the student of N_k = start_steps / 2^(k+1) steps for phase_steps
+optimizer steps; its teacher is the loaded teacher for k = 0 and a frozen copy of the student at the end of
+phase k - 1 afterwards (the paper's "student becomes the teacher"). The phase counter and the phase
+teacher's weights live in the objective's state_dict, so a resumed run continues the same phase exactly.
+The optimizer runs on across phases (its Adam moments carry over; the paper restarts the student from the
+teacher, which it already is). The EMA the trainer keeps spans phases: `config` sets the run's EMA
+half-life to phase_steps / 8 steps of images, so the sampled (EMA) student is the last phase's.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+from torch import Tensor, nn
+
+from difflab.distill.base import DistillContext, DistillMethod, DistillPlan
+from difflab.sampling.grids import uniform_time
+from difflab.train.objective import DenoisingObjective
+from difflab.utils.errors import DifflabError, check_choice
+from difflab.utils.tensors import append_dims
+
+WEIGHTINGS = ("truncated_snr", "snr_plus_one")
+
+
+# ---- the target, exactly ---------------------------------------------------------------------------
+def ddim_step(x: Tensor, x0: Tensor, a_t: Tensor, s_t: Tensor, a_s: Tensor, s_s: Tensor) -> Tensor:
+    """One deterministic DDIM step t -> s: x_s = alpha_s x0 + (sigma_s / sigma_t)(x_t - alpha_t x0)
+    (Song et al. 2021, eq. 12 with eta = 0; difflab.sampling.ddim on a per-sample time)."""
+    return a_s * x0 + (s_s / s_t) * (x - a_t * x0)
+
+
+def progressive_target(z_t: Tensor, x_t2: Tensor, a_t: Tensor, s_t: Tensor, a_t2: Tensor, s_t2: Tensor) -> Tensor:
+    """The x0 target x~ whose single DDIM step t -> t'' from z_t lands on x_t2 (Salimans & Ho 2022, Alg. 2):
+    x~ = (x_{t''} - (sigma_{t''}/sigma_t) z_t) / (alpha_{t''} - (sigma_{t''}/sigma_t) alpha_t). The
+    denominator is (alpha_{t''} sigma_t - sigma_{t''} alpha_t) / sigma_t > 0 because log-SNR grows toward t''."""
+    r = s_t2 / s_t
+    return (x_t2 - r * z_t) / (a_t2 - r * a_t)
+
+
+def _coeffs(process, t: Tensor, ndim: int) -> tuple[Tensor, Tensor]:
+    """(alpha(t), sigma(t)) in float64, shaped to broadcast against a batch of `ndim` dimensions."""
+    return append_dims(process.alpha(t), ndim), append_dims(process.sigma(t), ndim)
+
+
+def two_teacher_steps(teacher, z_t: Tensor, times: tuple[Tensor, Tensor, Tensor], cond=None) -> Tensor:
+    """x_{t''}: two teacher DDIM steps t -> t' -> t'' from z_t (times: per-sample (B,) tensors), in z_t's
+    dtype with float64 coefficients cast once per step."""
+    t, t1, t2 = times
+    (a_t, s_t), (a_1, s_1), (a_2, s_2) = (_coeffs(teacher.process, tt, z_t.ndim) for tt in times)
+    cast = {"dtype": z_t.dtype, "device": z_t.device}
+    x0 = teacher.predict(z_t, t.to(**cast), cond).x0
+    x1 = ddim_step(z_t, x0, *(v.to(**cast) for v in (a_t, s_t, a_1, s_1)))
+    x0 = teacher.predict(x1, t1.to(**cast), cond).x0
+    return ddim_step(x1, x0, *(v.to(**cast) for v in (a_1, s_1, a_2, s_2)))
+
+
+def x0_weight(process, t: Tensor, weighting: str) -> Tensor:
+    """The weight on the x0 error: max(SNR, 1) ('truncated_snr') or SNR + 1 ('snr_plus_one'), float64."""
+    snr = process.snr(t)
+    return torch.clamp(snr, min=1.0) if weighting == "truncated_snr" else snr + 1.0
+
+
+# ---- the loss of one phase -------------------------------------------------------------------------
+class ProgressiveLoss:
+    """loss_fn(model, x0, cond, generator) -> (B,) weighted x0 errors against the two-step target of the
+    current teacher on the grid of 2 * student_steps steps (module docstring). `teacher` and `student_steps`
+    are set by the objective at each phase."""
+
+    def __init__(self, teacher, student_steps: int, weighting: str = "truncated_snr"):
+        self.teacher, self.weighting = teacher, check_choice("progressive weighting", weighting, WEIGHTINGS)
+        self.set_phase(teacher, student_steps)
+
+    def set_phase(self, teacher, student_steps: int) -> None:
+        self.teacher, self.student_steps = teacher, int(student_steps)
+        self.grid = uniform_time(teacher.process, 2 * self.student_steps)  # float64, t_0 = 1 ... t_2N = 0
+
+    def times(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+        """(t, t', t'') per sample (float64 CPU): j ~ U{0..N-1}, t = grid[2j], t' = grid[2j+1], t'' = grid[2j+2]."""
+        j = torch.randint(0, self.student_steps, (n,), generator=generator, device=generator.device).cpu()
+        return self.grid[2 * j], self.grid[2 * j + 1], self.grid[2 * j + 2]
+
+    def targets(self, x0: Tensor, cond, generator: torch.Generator):
+        """(z_t, t, x~, w): the noised input, its times, the target and the weights; no gradients."""
+        t, t1, t2 = self.times(x0.shape[0], generator)
+        eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        process = self.teacher.process
+        (a_t, s_t), (a_2, s_2) = _coeffs(process, t, x0.ndim), _coeffs(process, t2, x0.ndim)
+        cast = {"dtype": x0.dtype, "device": x0.device}
+        z_t = a_t.to(**cast) * x0 + s_t.to(**cast) * eps
+        with torch.no_grad():
+            x_t2 = two_teacher_steps(self.teacher, z_t, (t, t1, t2), cond)
+            target = progressive_target(z_t, x_t2, *(v.to(**cast) for v in (a_t, s_t, a_2, s_2)))
+        w = x0_weight(process, t, self.weighting).to(**cast)
+        return z_t, t.to(**cast), target, w
+
+    def __call__(self, model, x0: Tensor, cond=None, generator: torch.Generator | None = None) -> Tensor:
+        z_t, t, target, w = self.targets(x0, cond, generator)
+        x0_hat = model.predict(z_t, t, cond).x0
+        return w * (x0_hat - target).pow(2).flatten(1).mean(1)
+
+
+# ---- phases ----------------------------------------------------------------------------------------
+def phase_plan(start_steps: int, final_steps: int) -> list[int]:
+    """The student step counts of the phases: start/2, start/4, ..., final (each a halving)."""
+    if start_steps < 2 or final_steps < 1 or final_steps >= start_steps:
+        raise DifflabError(f"progressive distillation halves start_steps down to final_steps: need start_steps >= 2 and "
+                           f"1 <= final_steps < start_steps; got {start_steps} and {final_steps}")
+    ratio = start_steps // final_steps
+    if start_steps % final_steps or ratio & (ratio - 1):
+        raise DifflabError(f"start_steps / final_steps must be a power of two (e.g. 64 and 1, or 32 and 4); got "
+                           f"{start_steps} / {final_steps}")
+    return [start_steps >> k for k in range(1, int(math.log2(ratio)) + 1)]
+
+
+def _frozen_copy(model: nn.Module) -> nn.Module:
+    return copy.deepcopy(model).eval().requires_grad_(False)
+
+
+class ProgressiveObjective(DenoisingObjective):
+    """DenoisingObjective on ProgressiveLoss that moves to the next phase every `phase_steps` updates: the
+    student's current weights become the (frozen) teacher and the student's step count halves."""
+
+    def __init__(self, model, loss_fn: ProgressiveLoss, config, accelerator, *, phases: list[int],
+                 phase_steps: int, teacher0):
+        super().__init__(model, loss_fn, config, accelerator)
+        self.phases, self.phase_steps, self.teacher0 = list(phases), int(phase_steps), teacher0
+        self.updates, self.phase = 0, 0
+        self.phase_teacher: nn.Module | None = None  # the frozen student copy teaching phases k >= 1
+
+    def _enter(self, phase: int, teacher_state: dict | None = None) -> None:
+        """Make `phase` current; a new phase >= 1 copies the student as its teacher (or loads saved weights)."""
+        self.phase = phase
+        if phase == 0:
+            self.phase_teacher = None
+            self.loss_fn.set_phase(self.teacher0, self.phases[0])
+            return
+        teacher = _frozen_copy(self.model)
+        if teacher_state is not None:
+            teacher.load_state_dict(teacher_state)
+        self.phase_teacher = teacher
+        self.loss_fn.set_phase(teacher, self.phases[phase])
+
+    def update(self, batches, generator, need_norm, commit):
+        due = min(self.updates // self.phase_steps, len(self.phases) - 1)
+        if due != self.phase:
+            self._enter(due)
+        out = super().update(batches, generator, need_norm, commit)
+        self.updates += 1
+        return out
+
+    @property
+    def student_steps(self) -> int:
+        return self.phases[self.phase]
+
+    def state_dict(self) -> dict:
+        teacher = None if self.phase_teacher is None else {k: v.detach().clone() for k, v in
+                                                           self.phase_teacher.state_dict().items()}
+        return {**super().state_dict(), "progressive": {"updates": self.updates, "phase": self.phase,
+                                                        "teacher": teacher}}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        saved = state["progressive"]
+        self.updates = int(saved["updates"])
+        self._enter(int(saved["phase"]), saved["teacher"])
+
+
+# ---- the method ------------------------------------------------------------------------------------
+def _phase_steps(phase_steps: int) -> int:
+    if phase_steps < 1:
+        raise DifflabError(f"distill.options.phase_steps must be >= 1 optimizer steps per phase; got {phase_steps}")
+    return phase_steps
+
+
+def build(ctx: DistillContext, *, start_steps: int = 64, final_steps: int = 1, phase_steps: int = 500,
+          weighting: str = "truncated_snr") -> DistillPlan:
+    """Progressive distillation of ctx.teacher into ctx.student: halving from start_steps teacher DDIM steps
+    (uniform in t) to final_steps student steps, phase_steps optimizer steps per phase, with the paper's
+    weighting (truncated_snr or snr_plus_one)."""
+    phases, steps = phase_plan(start_steps, final_steps), _phase_steps(phase_steps)
+    loss = ProgressiveLoss(ctx.teacher, phases[0], weighting)
+
+    def objective(model, loss_fn, config, accelerator):
+        return ProgressiveObjective(model, loss_fn, config, accelerator, phases=phases, phase_steps=steps,
+                                    teacher0=ctx.teacher)
+
+    return DistillPlan(loss, objective, notes=[f"phases (student steps): {phases}, {steps} optimizer steps each"])
+
+
+def config(teacher: dict, *, start_steps: int = 64, final_steps: int = 1, phase_steps: int = 500,
+           weighting: str = "truncated_snr") -> dict:
+    """The student run's sampler (DDIM on the uniform grid it was distilled on, final_steps steps) and an EMA
+    half-life of phase_steps / 8 steps of images, so the sampled student is the last phase's."""
+    phase_plan(start_steps, final_steps)
+    batch = int(teacher.get("train", {}).get("batch_size", 128))
+    return {"sample": {"sampler": "ddim", "schedule": "uniform", "steps": final_steps, "options": {},
+                       "schedule_options": {}},
+            "train": {"ema": float(max(1, _phase_steps(phase_steps) * batch // 8)), "ema_rampup": None}}
+
+
+def train_steps(*, start_steps: int = 64, final_steps: int = 1, phase_steps: int = 500, **_) -> int:
+    """Every phase's steps: len(phases) x phase_steps."""
+    return len(phase_plan(start_steps, final_steps)) * _phase_steps(phase_steps)
+
+
+PROGRESSIVE = DistillMethod("progressive", config, build, train_steps,
+                            summary="two teacher DDIM steps in one, halving (Salimans & Ho 2022)")
