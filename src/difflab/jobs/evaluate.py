@@ -132,7 +132,7 @@ class SampleStream:
                 schedule_options=s["schedule_options"],
             )  # fmt: skip
             self.nfe = result.nfe
-            yield result.x  # in the run's data range (generate clamps to it)
+            yield self.loaded.to_images(result.x)  # in the data range (generate clamps); a latent run's decoded
 
 
 # ---------------------------------------------------------------- progress and output

@@ -21,6 +21,7 @@ from difflab.config.factory import build_denoiser, build_process, build_text_enc
 from difflab.config.loader import config_from_dict
 from difflab.config.schema import RunConfig
 from difflab.jobs.generate import resolve_device
+from difflab.jobs.latent import decode_latents, run_autoencoder
 from difflab.train.checkpoint import load_weights, newest_intact_checkpoint, read_config
 from difflab.utils.errors import DifflabError
 from difflab.utils.files import atomic_write_json
@@ -31,13 +32,15 @@ class RunMeta:
     """What a run's network is built from, and value_range: the interval (lo, hi) its data lies in, which
     samples are clamped to (None: unbounded; "auto": not recorded, the data package's default for the
     shape, see jobs.generate.data_range). value_range is not compared: a run written before it was
-    recorded resumes."""
+    recorded resumes. latent: a latent run's image shape and autoencoder (jobs.latent.latent_record;
+    None in pixel space), not compared either (the latent cache checks the autoencoder)."""
 
     data_shape: tuple[int, ...]
     num_classes: int | None
     context_dim: int | None
     class_names: list[str] | None = None
     value_range: tuple[float, float] | None | str = field(default="auto", compare=False)
+    latent: dict | None = field(default=None, compare=False)
 
 
 def write_meta(run_dir: Path, meta: RunMeta) -> None:
@@ -45,6 +48,8 @@ def write_meta(run_dir: Path, meta: RunMeta) -> None:
     d = {**meta.__dict__, "data_shape": list(meta.data_shape)}
     if isinstance(meta.value_range, str):
         del d["value_range"]
+    if meta.latent is None:
+        del d["latent"]
     elif meta.value_range is not None:
         d["value_range"] = [float(v) for v in meta.value_range]
     atomic_write_json(run_dir / "run.json", d)
@@ -68,7 +73,7 @@ def read_meta(run_dir: Path) -> RunMeta:
     try:
         d = json.loads(path.read_text())
         return RunMeta(tuple(int(n) for n in d["data_shape"]), d["num_classes"], d["context_dim"],
-                       d.get("class_names"), _value_range(d.get("value_range", "auto")))
+                       d.get("class_names"), _value_range(d.get("value_range", "auto")), d.get("latent"))
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise DifflabError(f"{path} is damaged ({type(e).__name__}: {e}); `difflab train --out {run_dir} --resume "
                            "--steps 1` writes it again from the data") from None
@@ -81,6 +86,16 @@ class LoadedRun:
     model: nn.Module
     checkpoint: Path
     text_encoder: object | None
+    autoencoder: object | None = None  # a latent run's (jobs.latent): samples are decoded by it
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        """The shape of the run's pictures: its data shape, or a latent run's image shape."""
+        return self.meta.data_shape if self.autoencoder is None else tuple(self.meta.latent["image_shape"])
+
+    def to_images(self, x):
+        """Samples as pictures: x itself, or a latent run's latents decoded (jobs.latent.decode_latents)."""
+        return x if self.autoencoder is None else decode_latents(self.autoencoder, x)
 
 
 def sampling_checkpoint(run_dir: Path, ema: bool = True) -> Path:
@@ -116,7 +131,8 @@ def load_run(run_dir: str | Path, ema: bool = True, device: str = "cpu") -> Load
     model = build_denoiser(cfg, process, meta.data_shape, meta.num_classes, meta.context_dim)
     load_weights(ckpt, model, ema=ema)
     model.to(device).eval().requires_grad_(False)
-    return LoadedRun(cfg, meta, model, ckpt, build_text_encoder(cfg.model, device=device))
+    autoencoder = None if meta.latent is None else run_autoencoder(meta.latent, run_dir, device=device)
+    return LoadedRun(cfg, meta, model, ckpt, build_text_encoder(cfg.model, device=device), autoencoder)
 
 def is_diffusers_source(source: str | Path) -> bool:
     """A diffusers model folder (model_index.json, or config.json without run.json) or an 'owner/name' hub id."""

@@ -3,7 +3,8 @@
     --out x.png          the grid (images) or scatter plot (vectors); default samples.png unless only an
                          array is asked for (--save-array without --out, or --no-grid)
     --save-array x.npy   the samples (n, *data_shape) float32 in the data range; a class-conditional run
-                         (or classifier guidance toward --class) also writes x.labels.npy, (n,) int64
+                         (or classifier guidance toward --class) also writes x.labels.npy, (n,) int64;
+                         a latent run's samples are decoded: the pixels (n, *image_shape) in [-1, 1]
 """
 
 from __future__ import annotations
@@ -94,10 +95,11 @@ def run_sample(run: str | Path, *, out: str | Path | None = None, n: int | None 
                       classifier_scale=0.0 if classifier_scale is None else classifier_scale,
                       options={**s.options, **(options or {})},
                       schedule_options={**s.schedule_options, **(schedule_options or {})}, progress=True)
+    result = result._replace(x=loaded.to_images(result.x))  # a latent run's samples decoded to pictures
     written = []
     if out is not None:
         if len(loaded.meta.data_shape) == 3:
-            save_image_grid(result.x, out, scale=max(1, 128 // loaded.meta.data_shape[-1]))
+            save_image_grid(result.x, out, scale=max(1, 128 // result.x.shape[-1]))
         else:
             plot_points(result.x, out, title=f"{n} samples")
         written.append(str(out))

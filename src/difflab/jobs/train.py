@@ -16,7 +16,6 @@ from pathlib import Path
 from rich.console import Console
 
 from difflab.config.factory import (
-    build_data,
     build_denoiser,
     build_loss,
     build_prepare,
@@ -26,7 +25,8 @@ from difflab.config.factory import (
 from difflab.config.loader import apply_overrides, config_from_dict, config_to_dict, load_config
 from difflab.config.schema import RunConfig
 from difflab.data.datasets import value_range_of
-from difflab.jobs.generate import generate
+from difflab.jobs.generate import generate, resolve_device
+from difflab.jobs.latent import decode_latents, latent_record, training_data
 from difflab.jobs.runs import RunMeta, read_meta, write_meta
 from difflab.nets.registry import count_parameters
 from difflab.train import Trainer, list_checkpoints, read_config
@@ -129,9 +129,9 @@ def budget(cfg: TrainConfig, state: dict | None, minutes: float | None, steps: i
                    max_minutes=None if minutes is None else elapsed / 60 + minutes)
 
 
-def preview_fn(meta: RunMeta, cfg: RunConfig, text_encoder, captions: list[str] | None):
+def preview_fn(meta: RunMeta, cfg: RunConfig, text_encoder, captions: list[str] | None, autoencoder=None):
     """The trainer's sample_fn: a grid of cfg.sample.n samples under RUN/samples/, drawn with the sample
-    section's sampler, grid and their options, as `difflab sample` draws them."""
+    section's sampler, grid and their options, as `difflab sample` draws them (a latent run's decoded)."""
 
     def draw(model, step: int, out_dir: Path):
         n = min(cfg.sample.n, 64)
@@ -141,10 +141,11 @@ def preview_fn(meta: RunMeta, cfg: RunConfig, text_encoder, captions: list[str] 
                           schedule=cfg.sample.schedule, seed=cfg.sample.seed, guidance=cfg.sample.guidance,
                           prompts=prompts, text_encoder=text_encoder, device=device, options=cfg.sample.options,
                           schedule_options=cfg.sample.schedule_options)
+        x = result.x if autoencoder is None else decode_latents(autoencoder, result.x)
         if len(meta.data_shape) == 3:
-            scale = max(1, 128 // meta.data_shape[-1])
+            scale = max(1, 128 // x.shape[-1])
             for path in (out_dir / "samples" / f"step-{step:07d}.png", out_dir / "samples.png"):
-                save_image_grid(result.x, path, scale=scale)
+                save_image_grid(x, path, scale=scale)
         else:
             plot_points(result.x, out_dir / "samples.png", title=f"samples at step {step}")
 
@@ -184,10 +185,11 @@ def run_train(config: str | Path | None, out: str | Path, *, minutes: float | No
         cfg = replace(cfg, train=train_cfg)
         seed_everything(cfg.train.seed)
 
-        dataset = build_data(cfg.data)
+        dataset, autoencoder = training_data(cfg, out, resolve_device())  # latents with model.autoencoder
         process = build_process(cfg.process)
         text_encoder = build_text_encoder(cfg.model)
         meta = run_meta(out, dataset, cfg, text_encoder, resume)
+        meta.latent = None if autoencoder is None else latent_record(autoencoder, cfg.model.autoencoder, dataset)
         model = build_denoiser(cfg, process, meta.data_shape, meta.num_classes, meta.context_dim)
         console.print(f"difflab train {cfg.data.name} -> {out}: {cfg.model.network} "
                       f"({count_parameters(model) / 1e6:.2f}M parameters), {type(process).__name__}, "
@@ -198,7 +200,7 @@ def run_train(config: str | Path | None, out: str | Path, *, minutes: float | No
         if text_encoder is not None:
             captions = [dataset[i]["caption"] for i in range(min(len(dataset), 64))]
         trainer = Trainer(model, build_loss(cfg.loss, cfg.model), dataset, cfg.train, out,
-                          sample_fn=preview_fn(meta, cfg, text_encoder, captions),
+                          sample_fn=preview_fn(meta, cfg, text_encoder, captions, autoencoder),
                           prepare=build_prepare(cfg, text_encoder), run_config=config_to_dict(cfg))
         result = trainer.train(resume=resume)  # it reports where it stopped and its checkpoint
     return result
