@@ -14,11 +14,13 @@ from collections.abc import Callable
 from difflab.baselines.base import Baseline
 from difflab.baselines.objective import likelihood_objective
 from difflab.baselines.pixelcnn import PixelCNN
+from difflab.baselines.vae import VAE
 from difflab.utils.errors import check_choice
 from difflab.utils.keywords import check_keywords
 
 BASELINES: dict[str, tuple[Callable[..., Baseline], Callable]] = {
     "pixelcnn": (PixelCNN, likelihood_objective),
+    "vae": (VAE, likelihood_objective),
 }
 
 _POSITIONAL = ("data_shape", "levels")  # given by the data, never by model.options
