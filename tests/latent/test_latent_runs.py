@@ -103,6 +103,24 @@ def test_bad_input_one_message_each(tmp_path):
     big = save_autoencoder(tmp_path / "ae8", levels=4)  # f = 8 cannot take 36 x 36 images
     r = train(tmp_path / "c", big, "--set", "data.options.size=36")
     assert r.exit_code != 0 and "cannot be encoded by an autoencoder with downsampling factor 8" in r.output
-    r = CliRunner().invoke(app, ["train", "shapes-text", "--out", str(tmp_path / "d"), "--set",
-                                 "model.autoencoder=REQUIRED"])
-    assert r.exit_code != 0 and "--set model.autoencoder=AE" in r.output
+    (ae / "diffusion_pytorch_model.safetensors").write_bytes(b"corrupt")
+    r = train(tmp_path / "e", ae)
+    assert r.exit_code != 0 and "cannot load the autoencoder" in r.output
+    r = CliRunner().invoke(app, ["train", "shapes-latent", "--out", str(tmp_path / "d")])
+    assert r.exit_code != 0 and "--set model.autoencoder=AE" in r.output and not (tmp_path / "d").exists()
+
+
+def test_folder_latent_caches_both_flips(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(images / f"{i}.png")
+    ae = save_autoencoder(tmp_path / "ae")
+    r = CliRunner().invoke(app, [
+        "train", "folder-latent", "--out", str(tmp_path / "run"), "--steps", "1", "--set", f"model.autoencoder={ae}",
+        "--set", f"data.options.root={images}", "--set", "data.options.size=32", "--set", "train.batch_size=4",
+        "--set", "model.options={base_channels: 8, channel_mult: [1, 2], num_res_blocks: 1, attention_resolutions: [4]}",
+        "--set", "train.sample_every=0", "--set", "sample.steps=2", "--set", "sample.n=2"])
+    assert r.exit_code == 0, r.output
+    assert np.load(tmp_path / "run" / "latents" / "latents.npy", mmap_mode="r").shape == (8, 2, 4, 8, 8)

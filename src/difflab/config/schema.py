@@ -30,7 +30,7 @@ class ProcessConfig:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-AUTOENCODER_REQUIRED = "REQUIRED"  # model.autoencoder in a latent preset: the user must name one
+AUTOENCODER_REQUIRED = "REQUIRED"  # model.autoencoder in a latent preset: the user must name one (jobs.latent)
 
 
 @dataclass
@@ -53,10 +53,6 @@ class ModelConfig:
     autoencoder: str | None = None
 
     def __post_init__(self):
-        if self.autoencoder == AUTOENCODER_REQUIRED:  # a latent preset's placeholder, not yet replaced
-            raise ValueError("this config trains on an autoencoder's latents: name the autoencoder with --set "
-                             "model.autoencoder=AE (a `difflab train-autoencoder shapes-kl` run folder, or a "
-                             "diffusers AutoencoderKL folder or hub id)")
         if self.conditioning == "text" and self.network == "mlp":  # before any text encoder is loaded
             raise ValueError("text conditioning needs cross-attention: use model.network=unet or dit")
         if not self.sigma_data > 0:

@@ -21,7 +21,7 @@ from torch import Tensor
 from difflab.autoencoders.base import Autoencoder
 from difflab.autoencoders.latent_cache import LatentDataset, build_latent_cache, open_latent_cache
 from difflab.config.factory import build_data
-from difflab.config.schema import RunConfig
+from difflab.config.schema import AUTOENCODER_REQUIRED, RunConfig
 from difflab.utils.errors import DifflabError
 
 CACHE_FOLDER = "latents"
@@ -48,6 +48,10 @@ def training_data(cfg: RunConfig, out: Path, device: str = "cpu", *, progress: b
     model.autoencoder, the data's latents (latent_data) and the autoencoder, which previews decode with."""
     if cfg.model.autoencoder is None:
         return build_data(cfg.data), None
+    if cfg.model.autoencoder == AUTOENCODER_REQUIRED:  # a latent preset's placeholder, not yet replaced
+        raise DifflabError("this config trains on an autoencoder's latents: name the autoencoder with --set "
+                           "model.autoencoder=AE (a `difflab train-autoencoder shapes-kl` run folder, or a "
+                           "diffusers AutoencoderKL folder or hub id)")
     autoencoder = open_autoencoder(cfg.model.autoencoder, device=device)
     data = latent_data(cfg, out, autoencoder, progress=progress)
     Console().print(f"latent diffusion: images {data.image_shape} -> latents {data.data_shape} of "
