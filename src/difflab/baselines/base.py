@@ -11,7 +11,7 @@ log P is the probability of the DISCRETE data: images with L levels, level j at 
 Delta = 2 / (L - 1) (digits: L = 17 levels 0..16; 8-bit images: L = 256), the convention of
 difflab.likelihood.result, so bits/dim = -log P / (D ln 2) compares with the diffusion models'
 dequantized bits/dim directly. A VAE's is a lower bound (ELBO, or IWAE with k samples), a PixelCNN's is
-exact, a GAN has none (has_likelihood False; its log_likelihood raises one DifflabError).
+exact, a GAN has none (has_likelihood False; its log_likelihood raises one DifflabError saying so).
 
 `nfe_per_sample` counts network evaluations per sample (a PixelCNN needs one per pixel and channel),
 the cost column of the trilemma table.
@@ -96,5 +96,4 @@ class Baseline(nn.Module):
 
     def log_likelihood(self, x: Tensor, *, generator: torch.Generator | None = None, k: int | None = None,
                        labels: Tensor | None = None) -> Tensor:
-        raise DifflabError(f"a {self.family} defines no likelihood: it is an implicit model; report sample "
-                           "metrics (FDD, precision, recall) for it instead of nll")
+        raise NotImplementedError

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from difflab.baselines.base import Baseline
+from difflab.baselines.gan import DCGAN
+from difflab.baselines.gan_objective import GANObjective
 from difflab.baselines.objective import likelihood_objective
 from difflab.baselines.pixelcnn import PixelCNN
 from difflab.baselines.vae import VAE
@@ -21,6 +23,7 @@ from difflab.utils.keywords import check_keywords
 BASELINES: dict[str, tuple[Callable[..., Baseline], Callable]] = {
     "pixelcnn": (PixelCNN, likelihood_objective),
     "vae": (VAE, likelihood_objective),
+    "gan": (DCGAN, GANObjective),
 }
 
 _POSITIONAL = ("data_shape", "levels")  # given by the data, never by model.options
