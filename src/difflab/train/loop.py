@@ -312,11 +312,13 @@ class Trainer:
         if is_log:
             mean_loss = acc.reduce(tick.loss_sum / tick.n_loss, "mean").item()
             ips = (self.images_seen - tick.last_images) / max(now - tick.last_time, 1e-9)
+            # an objective's own scalars since the last log (e.g. a GAN's d_loss): log_stats() -> {name: float}
+            extra = self.objective.log_stats() if hasattr(self.objective, "log_stats") else {}
             if log is not None:
                 log.log({
                     "step": self.step, "loss": mean_loss, "lr": lr,
                     "grad_norm": None if grad_norm is None else grad_norm.item(),
-                    "images_per_s": ips, "images_seen": self.images_seen, "elapsed": self.elapsed,
+                    "images_per_s": ips, "images_seen": self.images_seen, "elapsed": self.elapsed, **extra,
                 })
             bar.update(self.step, mean_loss, ips)
             tick.loss_sum, tick.n_loss, tick.last_images = torch.zeros_like(tick.loss_sum), 0, self.images_seen
