@@ -23,3 +23,20 @@ def test_off_level_data_and_unknown_family_get_one_message():
         to_levels(torch.tensor([0.01]), 17)
     with pytest.raises(DifflabError, match="unknown baseline 'flow'"):
         build_baseline("flow", (1, 8, 8), 17)
+
+
+def test_the_registry_checks_options_against_the_builders_signature():
+    from difflab.baselines import BASELINES, baseline_objective, check_baseline_options
+
+    assert sorted(BASELINES) == ["gan", "pixelcnn", "vae"]
+    assert check_baseline_options("vae", {"latent_dim": 4.0, "decoder": "logistic"}) == {"latent_dim": 4,
+                                                                                        "decoder": "logistic"}
+    with pytest.raises(DifflabError, match="baseline 'vae' .* has no option 'widht'; its options are: .*width"):
+        check_baseline_options("vae", {"widht": 8})
+    with pytest.raises(DifflabError, match="option r1_gamma: expected a number"):
+        check_baseline_options("gan", {"r1_gamma": "lots"})
+    with pytest.raises(DifflabError, match="has no option 'levels'"):
+        check_baseline_options("pixelcnn", {"levels": 3})  # given by the data, not by model.options
+    model = build_baseline("pixelcnn", (1, 4, 4), 17, hidden=4, n_layers=1)
+    assert (model.family, model.nfe_per_sample, model.levels) == ("pixelcnn", 16, 17)
+    assert callable(baseline_objective("gan"))
