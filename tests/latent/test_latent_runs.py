@@ -7,7 +7,6 @@ import json
 import shutil
 
 import numpy as np
-import pytest
 import torch
 from PIL import Image
 from typer.testing import CliRunner
@@ -15,28 +14,7 @@ from typer.testing import CliRunner
 from difflab.cli.main import app
 from difflab.jobs.generate import generate
 from difflab.jobs.runs import load_run
-from tests.latent.tiny_ae import save_autoencoder
-
-TINY = ["--set", "data.options={n: 48, seed: 0, size: 32, combos: train, jitter: 1}",
-        "--set", "model.options={base_channels: 8, channel_mult: [1, 2], num_res_blocks: 1, attention_resolutions: [4], "
-                 "num_heads: 2}",
-        "--set", "train.batch_size=16", "--set", "train.sample_every=2", "--set", "train.ckpt_every=2",
-        "--set", "train.log_every=1", "--set", "sample.steps=2", "--set", "sample.n=4", "--set", "train.warmup_steps=1"]
-
-
-def train(run, ae, *extra, steps="2", resume=False):
-    args = ["train", *([] if resume else ["shapes-text"]), "--out", str(run), "--steps", steps,
-            "--set", f"model.autoencoder={ae}", *TINY, *extra, *(["--resume"] if resume else [])]
-    return CliRunner().invoke(app, args)
-
-
-@pytest.fixture(scope="module")
-def latent_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("latent")
-    ae = save_autoencoder(root / "ae")
-    r = train(root / "run", ae)
-    assert r.exit_code == 0, r.output
-    return root / "run", ae
+from tests.latent.tiny_ae import save_autoencoder, train
 
 
 def test_run_records_latents_and_previews_decode(latent_run):

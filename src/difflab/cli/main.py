@@ -118,6 +118,7 @@ def demo(
 
 # Subcommands defined in their own modules register themselves on `app` when imported.
 from difflab.cli import analyze, bench, classifier, distill, edit, evaluate, fit_schedule, studio  # noqa: E402, F401
+from difflab.cli import pipeline  # noqa: E402, F401  (seed 004's pipeline, stage by stage)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())

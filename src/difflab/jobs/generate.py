@@ -184,7 +184,7 @@ def generate(model, meta, n: int, *, sampler: str, steps: int, schedule: str, se
              guidance: float = 1.0, labels=None, prompts=None, negative: str | None = None,
              text_encoder=None, device="cpu", return_trajectory: bool = False,
              classifier=None, classifier_scale: float = 0.0, options: dict | None = None,
-             schedule_options: dict | None = None, progress: bool = False) -> Generated:
+             schedule_options: dict | None = None, progress: bool = False, callback=None) -> Generated:
     """n samples (n, *data_shape) clamped to the data range (meta.value_range, see clamp_to_data), their
     labels and the sampler's NFE count (Generated).
 
@@ -195,6 +195,7 @@ def generate(model, meta, n: int, *, sampler: str, steps: int, schedule: str, se
     grid's (rho, shift, t_max, ...), both checked by name and type. A reverse-SDE sampler on a process with
     alpha(1) = 0 starts at t_max = difflab.config.sampling.SDE_T_MAX unless schedule_options says otherwise.
     progress: show the sampler's steps (difflab.utils.progress: a bar on a terminal, plain lines elsewhere).
+    callback: called with each step's difflab.sampling.core.Step (its state and x0 estimate; jobs.pipeline).
     """
     check_count(n)
     if not isinstance(classifier_scale, (int, float)) or not math.isfinite(classifier_scale):
@@ -230,7 +231,7 @@ def generate(model, meta, n: int, *, sampler: str, steps: int, schedule: str, se
     with Progress(steps, f"sample {n}", "step", enabled=progress) as bar:
         result = sample(model, (n, *meta.data_shape), sampler=name, steps=steps, schedule=schedule, seed=seed, cond=cond,
                         guidance=guide, device=device, return_trajectory=return_trajectory,
-                        callback=lambda step: bar.advance(), **kwargs)
+                        callback=lambda step: (bar.advance(), callback and callback(step)), **kwargs)
     y = None if cond is None or "class_labels" not in cond else cond["class_labels"]
     return Generated(clamp_to_data(result.x, meta), y, result.nfe, result)
 
