@@ -13,16 +13,20 @@ from torch import nn
 
 from difflab.config.schema import ClassifierRun, DataConfig, LossConfig, ModelConfig, ProcessConfig, RunConfig
 from difflab.data.datasets import build_dataset
+from difflab.distill.consistency import training_objective
 from difflab.nets.registry import NETWORKS, build_network
 from difflab.objectives import DiffusionLoss, TimeSampler
 from difflab.param import X0, EDMDenoiser, NetworkDenoiser, get_parameterization
 from difflab.param.classifier import TimeClassifier
+from difflab.param.consistency import ConsistencyDenoiser
 from difflab.process import PROCESSES, NoiseProcess
+from difflab.train.objective import DenoisingObjective
 from difflab.train.prepare import Captions, ClassLabels, Unconditional
 from difflab.utils.errors import DifflabError, check_choice
 
 CONDITIONINGS = ("none", "class", "text")
-PRECONDITIONINGS = ("none", "edm")
+PRECONDITIONINGS = ("none", "edm", "consistency")
+OBJECTIVES = ("denoising", "consistency_training")
 
 
 def build_process(cfg: ProcessConfig) -> NoiseProcess:
@@ -46,6 +50,17 @@ def held_out_config(data: DataConfig) -> DataConfig | None:
     The one held-out rule of every job (eval's memorization check, the classifier's accuracy, analyze)."""
     if data.name == "digits" and data.options.get("split", "train") == "train":
         return replace(data, options={**data.options, "split": "test"})
+    return None
+
+
+def data_levels(data: DataConfig) -> int | None:
+    """The number of discrete levels L of a data config's values in [-1, 1] (None: continuous data).
+
+    Digits at their native 8x8 are the integers 0..16: 17 levels; resized digits, image folders (resized,
+    flipped) and vectors are treated as continuous. The one rule of the likelihoods' dequantization and
+    the baselines' level count (difflab.likelihood.result)."""
+    if data.name == "digits" and data.options.get("size", 8) == 8:
+        return 17
     return None
 
 
@@ -96,6 +111,8 @@ def build_denoiser(cfg: RunConfig, process: NoiseProcess, data_shape: tuple[int,
             raise DifflabError("model.preconditioning=edm makes the network an x0 predictor: "
                                "set model.parameterization=x0")
         return EDMDenoiser(net, process, sigma_data=m.sigma_data)
+    if m.preconditioning == "consistency":
+        return ConsistencyDenoiser(NetworkDenoiser(net, process, parameterization), sigma_data=m.sigma_data)
     return NetworkDenoiser(net, process, parameterization)
 
 
@@ -106,6 +123,19 @@ def build_loss(cfg: LossConfig, model: ModelConfig | None = None) -> DiffusionLo
     if cfg.weighting == "edm" and model is not None:
         kw["sigma_data"] = model.sigma_data
     return DiffusionLoss(sampler, cfg.weighting, **kw)
+
+
+def build_objective(cfg: RunConfig):
+    """(loss_fn, MakeObjective) of the trainer for model.objective: the loss section's DiffusionLoss in
+    DenoisingObjective, or consistency training from scratch (its curriculum over train.max_steps unless
+    model.objective_options.total_steps is given)."""
+    kind = check_choice("model.objective", cfg.model.objective, OBJECTIVES)
+    if kind == "denoising":
+        return build_loss(cfg.loss, cfg.model), DenoisingObjective
+    if cfg.model.preconditioning != "consistency":
+        raise DifflabError("model.objective=consistency_training fits a consistency function: "
+                           "set model.preconditioning=consistency")
+    return training_objective(dict(cfg.model.objective_options), cfg.train.max_steps)
 
 
 def build_text_encoder(cfg: ModelConfig, device="cpu"):

@@ -38,7 +38,10 @@ class ModelConfig:
     """The network, what it predicts and how it is wrapped into a denoiser.
 
     conditioning: none | class (labels from the data set) | text (captions through `text_encoder`).
-    preconditioning: none (NetworkDenoiser, c_noise = 1000 t) | edm (EDMDenoiser, x0 output).
+    preconditioning: none (NetworkDenoiser, c_noise = 1000 t) | edm (EDMDenoiser, x0 output) | consistency
+    (difflab.param.ConsistencyDenoiser around the NetworkDenoiser of `parameterization`: f(x, t_min) = x).
+    objective: denoising (the loss section's DiffusionLoss) | consistency_training (iCT from scratch,
+    difflab.distill.consistency; needs preconditioning=consistency), `objective_options` its keywords.
     autoencoder: None (pixel space) or an autoencoder run folder / diffusers AutoencoderKL folder or hub id:
     latent diffusion, the denoiser trains on the data's cached latents and samples are decoded (jobs.latent).
     """
@@ -51,6 +54,8 @@ class ModelConfig:
     conditioning: str = "none"
     text_encoder: str | None = None
     autoencoder: str | None = None
+    objective: str = "denoising"
+    objective_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.conditioning == "text" and self.network == "mlp":  # before any text encoder is loaded

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from difflab.distill.base import DistillMethod
+from difflab.distill.consistency import CONSISTENCY
 from difflab.distill.progressive import PROGRESSIVE
 from difflab.distill.reflow import REFLOW
 from difflab.utils.errors import check_choice
@@ -13,6 +14,7 @@ from difflab.utils.errors import check_choice
 DISTILL_METHODS: dict[str, DistillMethod] = {
     "progressive": PROGRESSIVE,
     "reflow": REFLOW,
+    "consistency": CONSISTENCY,
 }
 
 

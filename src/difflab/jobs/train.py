@@ -17,7 +17,7 @@ from rich.console import Console
 
 from difflab.config.factory import (
     build_denoiser,
-    build_loss,
+    build_objective,
     build_prepare,
     build_process,
     build_text_encoder,
@@ -199,8 +199,10 @@ def run_train(config: str | Path | None, out: str | Path, *, minutes: float | No
         captions = None
         if text_encoder is not None:
             captions = [dataset[i]["caption"] for i in range(min(len(dataset), 64))]
-        trainer = Trainer(model, build_loss(cfg.loss, cfg.model), dataset, cfg.train, out,
+        loss_fn, objective = build_objective(cfg)  # the denoising loss, or consistency training
+        trainer = Trainer(model, loss_fn, dataset, cfg.train, out,
                           sample_fn=preview_fn(meta, cfg, text_encoder, captions, autoencoder),
-                          prepare=build_prepare(cfg, text_encoder), run_config=config_to_dict(cfg))
+                          prepare=build_prepare(cfg, text_encoder), run_config=config_to_dict(cfg),
+                          objective=objective)
         result = trainer.train(resume=resume)  # it reports where it stopped and its checkpoint
     return result

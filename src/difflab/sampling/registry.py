@@ -8,6 +8,7 @@ from collections.abc import Callable
 from torch import Tensor
 
 from difflab.sampling.adaptive import probability_flow
+from difflab.sampling.consistency import consistency
 from difflab.sampling.ddpm import ddim, ddpm
 from difflab.sampling.deis import deis, ipndm, lms, plms
 from difflab.sampling.dpm_solver import dpmpp_2m, dpmpp_2m_sde, dpmpp_3m, dpmpp_sde
@@ -32,9 +33,10 @@ SAMPLERS: dict[str, Callable[..., Tensor]] = {
     "euler_maruyama": euler_maruyama,
     "pc": predictor_corrector,
     "adaptive": probability_flow,
+    "consistency": consistency,
 }
 #: the samplers that draw noise with their default options; every other one is a deterministic function of x_T
-_DRAW_NOISE = {ddpm, dpmpp_2m_sde, dpmpp_sde, euler_maruyama, predictor_corrector}
+_DRAW_NOISE = {ddpm, dpmpp_2m_sde, dpmpp_sde, euler_maruyama, predictor_corrector, consistency}
 DETERMINISTIC = tuple(name for name, fn in SAMPLERS.items() if fn not in _DRAW_NOISE)
 STOCHASTIC = tuple(name for name, fn in SAMPLERS.items() if fn in _DRAW_NOISE)
 

@@ -1,0 +1,261 @@
+"""Consistency distillation (CD) and consistency training (CT): the loss, its curriculum, the objective.
+
+Song et al. 2023 ("Consistency Models", Algorithms 2 and 3) and the improved recipe of Song & Dhariwal 2023
+("Improved Techniques for Training Consistency Models", iCT), written in EDM's frame x~ = x_t / alpha,
+sigma~ = sigma / alpha of the run's process (difflab.param.consistency), on the Karras grid
+
+    sigma_i = (sigma_min^(1/rho) + (i - 1) / (N - 1) (sigma_max^(1/rho) - sigma_min^(1/rho)))^rho,  i = 1..N.
+
+One update draws n, z ~ N(0, I) and
+
+    x_{n+1} = alpha(t_{n+1}) (x0 + sigma_{n+1} z)
+    x^_n    = one teacher ODE step (Heun or Euler in sigma~, dx~/dsigma~ = eps_hat) from x_{n+1}   (CD)
+            = alpha(t_n) (x0 + sigma_n z), the same z                                              (CT)
+    loss    = lambda(sigma_n) d(f_theta(x_{n+1}, t_{n+1}), f_theta-(x^_n, t_n))
+
+with theta- an EMA of theta (CD, Song et al. 2023: mu = 0.95 at N = 18) or theta itself under stop-grad
+(iCT). iCT's choices: the pseudo-Huber metric d(x, y) = sqrt(||x - y||^2 + c^2) - c, c = 0.00054 sqrt(d);
+the curriculum N(k) = min(s0 2^floor(k / K'), s1) + 1, K' = floor(K / (log2 floor(s1 / s0) + 1)) over K
+training steps; n drawn with p(n) proportional to erf((ln sigma_{n+1} - P_mean) / (sqrt(2) P_std)) -
+erf((ln sigma_n - P_mean) / (sqrt(2) P_std)) (P_mean = -1.1, P_std = 2); lambda(sigma_n) = 1 / (sigma_{n+1} -
+sigma_n). The curriculum step k is the objective's own update count, saved in its state: a resumed run
+draws the same N(k) as the uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+from functools import partial
+
+import torch
+from torch import Tensor, nn
+
+from difflab.distill.base import DistillContext, DistillMethod, DistillPlan
+from difflab.param.consistency import SIGMA_MAX, SIGMA_MIN
+from difflab.param.parameterization import X0, coefficients, get_parameterization
+from difflab.train.objective import DenoisingObjective
+from difflab.utils.errors import DifflabError, check_choice
+from difflab.utils.tensors import append_dims
+
+f64 = torch.float64
+NOISES = ("lognormal", "uniform")
+WEIGHTINGS = ("reciprocal", "uniform")
+METRICS = ("pseudo_huber", "l2")
+SOLVERS = ("heun", "euler")
+
+
+# ---- the pieces of the recipe -------------------------------------------------------------------------
+def pseudo_huber(x: Tensor, y: Tensor, c: float | None = None) -> Tensor:
+    """Per-sample sqrt(||x - y||^2 + c^2) - c (iCT sec. 3.3), c = 0.00054 sqrt(d) by default (d = features)."""
+    diff = (x - y).flatten(1)
+    if c is None:
+        c = 0.00054 * math.sqrt(diff.shape[1])
+    return torch.sqrt(diff.square().sum(1) + c**2) - c
+
+
+def curriculum_steps(k: int, total_steps: int, s0: int = 10, s1: int = 1280) -> int:
+    """iCT's discretization N(k) = min(s0 2^floor(k / K'), s1) + 1, K' = floor(K / (log2 floor(s1 / s0) + 1))."""
+    k_prime = max(1, math.floor(total_steps / (math.log2(s1 // s0) + 1)))
+    return min(s0 * 2 ** (k // k_prime), s1) + 1
+
+
+def karras_sigmas(n: int, sigma_min: float = SIGMA_MIN, sigma_max: float = SIGMA_MAX, rho: float = 7.0) -> Tensor:
+    """The N ascending noise levels sigma_1 = sigma_min .. sigma_N = sigma_max (module docstring), float64."""
+    ramp = torch.linspace(0, 1, n, dtype=f64)
+    lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
+    return (lo + ramp * (hi - lo)) ** rho
+
+
+def lognormal_probabilities(sigmas: Tensor, p_mean: float = -1.1, p_std: float = 2.0) -> Tensor:
+    """p(n) for n = 1..N-1: the lognormal N(P_mean, P_std^2) mass of [sigma_n, sigma_{n+1}] (iCT eq. 10)."""
+    cdf = torch.erf((torch.log(sigmas) - p_mean) / (math.sqrt(2) * p_std))
+    mass = cdf[1:] - cdf[:-1]
+    return mass / mass.sum()
+
+
+def sigma_to_t(process, sigma: Tensor) -> Tensor:
+    """The time whose sigma(t) / alpha(t) is `sigma` (log-SNR -ln sigma)."""
+    return process.t_from_log_snr(-torch.log(sigma.to(f64))).to(f64)
+
+
+def _eps(denoiser, x: Tensor, t: Tensor, cond) -> Tensor:
+    """E[eps | x_t] from any denoiser (the contract's parameterization conversion)."""
+    param = get_parameterization(denoiser.parameterization)
+    k = coefficients(param, denoiser.process, t, x.ndim, x.dtype)
+    return param.to_x0_eps(denoiser(x, t, cond), x, k).eps
+
+
+def teacher_step(teacher, x: Tensor, t: Tensor, t_next: Tensor, cond=None, solver: str = "heun") -> Tensor:
+    """One probability-flow step of `teacher` from (x, t) to t_next < t, per sample, in EDM's frame:
+    x~ = x / alpha, dx~/dsigma~ = eps_hat; Euler x~' = x~ + (sigma~' - sigma~) eps_hat, Heun averages eps_hat
+    at both ends (Karras et al. 2022, Algorithm 1). Returns x at t_next (alpha(t_next) x~')."""
+    process = teacher.process
+    a, a_next = process.alpha(t), process.alpha(t_next)
+    h = append_dims(process.sigma(t_next) / a_next - process.sigma(t) / a, x.ndim).to(x.dtype)
+    x_s = x / append_dims(a, x.ndim).to(x.dtype)
+    eps = _eps(teacher, x, t, cond)
+    scale_next = append_dims(a_next, x.ndim).to(x.dtype)
+    x_next = scale_next * (x_s + h * eps)
+    if solver == "heun":
+        x_next = scale_next * (x_s + h * 0.5 * (eps + _eps(teacher, x_next, t_next, cond)))
+    return x_next
+
+
+# ---- the loss -------------------------------------------------------------------------------------------
+class ConsistencyLoss:
+    """Per-sample consistency loss (module docstring); teacher None is consistency training.
+
+    steps: a fixed N (CD's default 18), or None for iCT's curriculum N(k) over total_steps with (s0, s1).
+    `k` (the curriculum step) and `target` (theta-; None = the trained model under stop-grad) are set by
+    ConsistencyObjective. The trained model must be an x0 predictor (model.preconditioning=consistency).
+    """
+
+    def __init__(self, teacher=None, *, steps: int | None = None, total_steps: int | None = None, s0: int = 10,
+                 s1: int = 1280, sigma_min: float = SIGMA_MIN, sigma_max: float = SIGMA_MAX, rho: float = 7.0,
+                 noise: str = "lognormal", p_mean: float = -1.1, p_std: float = 2.0,
+                 weighting: str = "reciprocal", metric: str = "pseudo_huber", huber_c: float | None = None,
+                 solver: str = "heun"):
+        for name, value, choices in (("noise", noise, NOISES), ("weighting", weighting, WEIGHTINGS),
+                                     ("metric", metric, METRICS), ("solver", solver, SOLVERS)):
+            check_choice(f"consistency {name}", value, choices)
+        if steps is None and not (isinstance(total_steps, int) and total_steps >= 1):
+            raise DifflabError("the consistency curriculum needs its length in steps: set train.max_steps or "
+                               "total_steps (or a fixed discretization with steps=N)")
+        if steps is not None and steps < 2:
+            raise DifflabError(f"a consistency discretization needs at least 2 noise levels; got steps={steps}")
+        if not 0 < sigma_min < sigma_max:
+            raise DifflabError(f"consistency noise levels need 0 < sigma_min < sigma_max; got {sigma_min}, {sigma_max}")
+        if not (1 <= s0 <= s1):
+            raise DifflabError(f"the curriculum needs 1 <= s0 <= s1; got s0={s0}, s1={s1}")
+        self.teacher, self.steps, self.total_steps, self.s0, self.s1 = teacher, steps, total_steps, s0, s1
+        self.sigma_min, self.sigma_max, self.rho = float(sigma_min), float(sigma_max), float(rho)
+        self.noise, self.p_mean, self.p_std, self.weighting = noise, p_mean, p_std, weighting
+        self.metric, self.huber_c, self.solver = metric, huber_c, solver
+        self.k = 0
+        self.target: nn.Module | None = None
+
+    def discretization(self) -> int:
+        """N at the current step k: fixed, or the curriculum's N(k)."""
+        return self.steps if self.steps is not None else curriculum_steps(self.k, self.total_steps, self.s0, self.s1)
+
+    def index_probabilities(self, sigmas: Tensor) -> Tensor:
+        """p(n) over the N - 1 intervals: lognormal (iCT) or uniform (Song et al. 2023)."""
+        if self.noise == "uniform":
+            return torch.full((sigmas.numel() - 1,), 1.0 / (sigmas.numel() - 1), dtype=f64)
+        return lognormal_probabilities(sigmas, self.p_mean, self.p_std)
+
+    def distance(self, x: Tensor, y: Tensor) -> Tensor:
+        return pseudo_huber(x, y, self.huber_c) if self.metric == "pseudo_huber" else (x - y).flatten(1).square().sum(1)
+
+    def __call__(self, model, x0: Tensor, cond=None, generator: torch.Generator | None = None) -> Tensor:
+        if get_parameterization(model.parameterization) is not X0:
+            raise DifflabError("consistency training fits an x0-predicting consistency function: set "
+                               "model.preconditioning=consistency")
+        process, device, dtype = model.process, x0.device, x0.dtype
+        sigmas = karras_sigmas(self.discretization(), self.sigma_min, self.sigma_max, self.rho)
+        gen_device = generator.device if generator is not None else torch.device("cpu")
+        n = torch.multinomial(self.index_probabilities(sigmas).to(gen_device), x0.shape[0], replacement=True,
+                              generator=generator).cpu()
+        s_n, s_next = sigmas[n], sigmas[n + 1]  # (B,) float64
+        t_n, t_next = sigma_to_t(process, s_n).to(device), sigma_to_t(process, s_next).to(device)
+        z = torch.randn(x0.shape, generator=generator, device=device, dtype=dtype)
+
+        def scale(t: Tensor) -> Tensor:  # x_t = alpha x~
+            return append_dims(process.alpha(t), x0.ndim).to(dtype)
+
+        x_next = scale(t_next) * (x0 + append_dims(s_next.to(device), x0.ndim).to(dtype) * z)
+        with torch.no_grad():
+            if self.teacher is None:
+                x_n = scale(t_n) * (x0 + append_dims(s_n.to(device), x0.ndim).to(dtype) * z)
+            else:
+                x_n = teacher_step(self.teacher, x_next, t_next, t_n, cond, self.solver)
+            target = (self.target if self.target is not None else model)(x_n, t_n, cond)
+        d = self.distance(model(x_next, t_next, cond), target.detach())
+        w = 1.0 / (s_next - s_n) if self.weighting == "reciprocal" else torch.ones_like(s_n)
+        return w.to(device=device, dtype=d.dtype) * d
+
+
+# ---- the objective -------------------------------------------------------------------------------------
+class ConsistencyObjective(DenoisingObjective):
+    """DenoisingObjective (AdamW, accumulation, clipping, warm-up) on a ConsistencyLoss that counts its
+    updates as the curriculum step k, and with target_ema = mu keeps CD's target network theta- <- mu theta-
+    + (1 - mu) theta after every update. k and theta- are in the state dict, so resume is exact."""
+
+    def __init__(self, model: nn.Module, loss_fn: ConsistencyLoss, config, accelerator,
+                 target_ema: float | None = None):
+        if not isinstance(loss_fn, ConsistencyLoss):
+            raise DifflabError("ConsistencyObjective trains a ConsistencyLoss")
+        if target_ema is not None and not 0 <= target_ema < 1:
+            raise DifflabError(f"the target network's EMA rate mu must lie in [0, 1); got {target_ema!r}")
+        self.target = None if target_ema is None else copy.deepcopy(model).requires_grad_(False).train(False)
+        super().__init__(model, loss_fn, config, accelerator)
+        self.mu, self.k = target_ema, 0
+        loss_fn.target = self.target
+
+    @torch.no_grad()
+    def _update_target(self) -> None:
+        targets = list(self.target.parameters())
+        torch._foreach_lerp_(targets, [p.detach() for p in self.params], 1.0 - self.mu)
+
+    def update(self, batches, generator, need_norm, commit):
+        self.loss_fn.k = self.k
+
+        @contextlib.contextmanager
+        def counted():
+            with commit():
+                yield
+                if self.target is not None:
+                    self._update_target()
+                self.k += 1
+
+        return super().update(batches, generator, need_norm, counted)
+
+    def state_dict(self) -> dict:
+        target = None if self.target is None else self.target.state_dict()
+        return {**super().state_dict(), "consistency_step": self.k, "target": target}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.k = int(state["consistency_step"])
+        if self.target is not None:
+            self.target.load_state_dict(state["target"])
+
+
+def training_objective(options: dict, total_steps: int | None):
+    """(loss_fn, MakeObjective) of consistency training from scratch; options are ConsistencyLoss keywords
+    (teacher-free), total_steps the curriculum's K unless options name one."""
+    options = {"total_steps": total_steps, **options}
+    try:
+        loss = ConsistencyLoss(None, **options)
+    except TypeError as e:
+        raise DifflabError(f"model.objective_options for consistency_training: {e}") from None
+    return loss, ConsistencyObjective
+
+
+# ---- the distillation method (difflab distill RUN --method consistency) -----------------------------------
+def _config(teacher_config: dict, *, sample_steps: int = 2, sample_sigma: float = 0.8, **_) -> dict:
+    """The student run: the teacher's network inside the consistency preconditioning, sampled by the
+    multistep consistency sampler on a Karras grid from sigma_max (the second level at `sample_sigma`)."""
+    return {"model": {"preconditioning": "consistency"},
+            "sample": {"sampler": "consistency", "steps": sample_steps, "schedule": "karras",
+                       "schedule_options": {"sigma_max": SIGMA_MAX, "sigma_min": sample_sigma}}}
+
+
+def _build(ctx: DistillContext, *, steps: int = 18, solver: str = "heun", target: str = "ema",
+           target_ema: float = 0.95, metric: str = "pseudo_huber", sigma_min: float = SIGMA_MIN,
+           sigma_max: float = SIGMA_MAX, rho: float = 7.0, sample_steps: int = 2,
+           sample_sigma: float = 0.8) -> DistillPlan:
+    """CD (Song et al. 2023, Algorithm 2): N fixed, n uniform, lambda = 1; theta- the EMA (target=ema) or
+    stop-grad theta (target=stopgrad, iCT)."""
+    check_choice("consistency target", target, ("ema", "stopgrad"))
+    loss = ConsistencyLoss(ctx.teacher, steps=steps, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho,
+                           noise="uniform", weighting="uniform", metric=metric, solver=solver)
+    objective = partial(ConsistencyObjective, target_ema=target_ema if target == "ema" else None)
+    return DistillPlan(loss, objective, notes=[f"consistency distillation: N = {steps}, {solver} teacher steps, "
+                                               f"target {target}"])
+
+
+CONSISTENCY = DistillMethod("consistency", _config, _build,
+                            summary="consistency distillation (Song et al. 2023) with iCT's pseudo-Huber metric")
