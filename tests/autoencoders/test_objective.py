@@ -123,3 +123,11 @@ def test_bad_options_are_one_message():
         AutoencoderLossConfig(disc_loss="wgan")
     with pytest.raises(DifflabError, match="perceptual=..."):
         make_autoencoder_objective({"perceptual_weight": 1.0})(_kl(), None, _config(), None)
+
+
+def test_multi_process_ema_codebook_is_refused_with_the_fix():
+    from types import SimpleNamespace
+
+    two = SimpleNamespace(num_processes=2)
+    with pytest.raises(DifflabError, match="set ema=false and restart_after=0"):
+        make_autoencoder_objective({"disc_weight": 0.0})(_vq(), None, _config(), two)

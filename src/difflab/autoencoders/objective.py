@@ -124,6 +124,11 @@ class AutoencoderObjective:
         if losses.perceptual_weight > 0 and perceptual is None:
             raise DifflabError("perceptual_weight > 0 needs a feature network: pass perceptual=... to "
                                "make_autoencoder_objective, or set perceptual_weight to 0")
+        quantizer = getattr(model, "quantizer", None)
+        if accelerator.num_processes > 1 and quantizer is not None and (quantizer.ema or quantizer.restart_after):
+            raise DifflabError("the EMA codebook and dead-code restart update per process and would drift apart "
+                               "across processes: train a VQ autoencoder with ema/restart_after in one process, "
+                               "or set ema=false and restart_after=0")
         self.model, self.config, self.accelerator, self.perceptual = model, config, accelerator, perceptual
         self.params = list(model.parameters())
         optimizer, self.scheduler = _adamw([p for p in self.params if p.requires_grad], config.lr, config)
@@ -175,7 +180,8 @@ class AutoencoderObjective:
                     logs.update(codebook=reg["codebook"].mean(), commitment=reg["commitment"].mean())
                 loss = l_rec + l_reg
                 if adversarial:
-                    l_g = generator_loss(self.ddp_disc(x_hat), losses.disc_loss).float().mean()
+                    # the unwrapped discriminator: no gradient of its own here, so nothing for DDP to sync
+                    l_g = generator_loss(self.disc(x_hat), losses.disc_loss).float().mean()
                     lam = (adaptive_weight(l_rec, l_g, self.model.last_layer) if losses.adaptive
                            else torch.ones((), device=l_g.device))
                     loss = loss + losses.disc_weight * lam * l_g
