@@ -59,7 +59,7 @@ def test_discrete_vlb_bounds_the_exact_discrete_nll():
 @pytest.mark.parametrize(
     ("fn", "kwargs", "needle"),
     [(continuous_elbo, {"samples": 0}, "samples"), (continuous_elbo, {"t_density": "beta"}, "unknown time density"),
-     (continuous_elbo, {"levels": 17}, "17 declared levels"), (discrete_vlb, {"levels": 17}, "8-bit"),
+     (continuous_elbo, {"levels": 17}, "17 declared levels"), (discrete_vlb, {"levels": None}, "needs data on discrete levels"),
      (discrete_vlb, {}, "needs a discrete process")],
 )
 def test_bounds_bad_input_one_clear_message(fn, kwargs, needle):

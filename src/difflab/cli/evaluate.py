@@ -27,7 +27,7 @@ def eval_(
     batch_size: int = typer.Option(500, "--batch-size", help="Samples per batch (sampling and features)."),
     metrics: str = typer.Option(
         "auto", help="Comma-separated metrics (fdd, coverage, confidence, pr, memorization, fid, kid, is, sw2, mmd, "
-        "...) or auto: chosen by the data."
+        "nll, ...) or auto: chosen by the data (nll of a PixelCNN or VAE run; name it for a diffusion run)."
     ),
     n_real: int = typer.Option(None, "--n-real", help="Reference items (default: the whole training set; at most 10000 points for vector data)."),
     ema: bool = typer.Option(True, "--ema/--no-ema", help="Use the EMA weights."),
@@ -36,6 +36,13 @@ def eval_(
     is_splits: int = typer.Option(None, "--is-splits", help="Splits of the Inception Score (default 10; at most the "
                                   "number of generated images)."),
     json_path: Path = typer.Option(None, "--json", help="Write the results and the settings used as JSON."),
+    method: str = typer.Option(None, "--method", help="nll of a diffusion run: ode (probability-flow ODE, the "
+                               "default), elbo (continuous-time bound) or vlb (discrete DDPM bound, process ddpm)."),
+    probes: int = typer.Option(None, "--probes", help="nll: Hutchinson probes of the ODE (default: the exact "
+                               "divergence up to 16 dims, else 4), draws per image of elbo (16) or vlb (1), "
+                               "IWAE samples k of a VAE (100)."),
+    split: str = typer.Option(None, "--split", help="nll on the data's held-out split (heldout, the default) or on "
+                              "its training data (train)."),
     threads: int = THREADS,
 ):
     """Measure a trained run (difflab eval RUN) or two image folders (difflab eval --real DIR --fake DIR)."""
@@ -49,6 +56,7 @@ def eval_(
                         schedule=schedule, seed=seed, guidance=guidance, batch_size=batch_size, metrics=metrics,
                         n_real=n_real, ema=ema, device=device, inception=expand(inception), is_splits=is_splits,
                         json_path=expand(json_path), options=parse_options(option, "--option"),
-                        schedule_options=parse_options(schedule_option, "--schedule-option"))
+                        schedule_options=parse_options(schedule_option, "--schedule-option"), method=method,
+                        probes=probes, split=split)
 
     run_job(job)

@@ -27,14 +27,16 @@ from rich.console import Console
 from rich.table import Table
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from difflab.baselines.base import Baseline
 from difflab.config.factory import build_data, held_out_config
 from difflab.config.schema import DataConfig
 from difflab.data.datasets import collate
 from difflab.jobs.generate import check_count, generate, resolve_device
+from difflab.jobs.likelihood import evaluate_nll
 from difflab.jobs.runs import LoadedRun, load_run
 from difflab.metrics import EvalOptions, describe_sw2_ratio, evaluate, resolve_inception_weights
 from difflab.metrics.folders import ImageFolderBatches, check_same_images
-from difflab.metrics.specs import AUTO, FEATURES, data_kind, resolve_metrics
+from difflab.metrics.specs import AUTO, FEATURES, MODEL_METRICS, data_kind, resolve_metrics
 from difflab.sampling import DEFAULT, DEFAULT_SAMPLER, default_schedule
 from difflab.utils.errors import DifflabError
 from difflab.utils.files import atomic_write_json
@@ -177,7 +179,7 @@ def evaluate_loaded(loaded: LoadedRun, *, n: int = DEFAULT_N, sampler: str | Non
                     metrics: str | Sequence[str] = AUTO, n_real: int | None = None, device: str = "cpu",
                     inception: str | Path | None = None, is_splits: int | None = None,
                     options: dict | None = None, schedule_options: dict | None = None,
-                    progress: bool = False) -> EvalReport:
+                    progress: bool = False, nll_options: dict | None = None) -> EvalReport:
     """Draw n samples of a loaded run and score them against its training data (see the module docstring).
 
     sampler / steps / schedule / guidance: None = the run's `sample` config; options / schedule_options
@@ -185,6 +187,8 @@ def evaluate_loaded(loaded: LoadedRun, *, n: int = DEFAULT_N, sampler: str | Non
     as `difflab sample` does. n_real: reference items
     (default: the whole training set; vector data at most REAL_VECTOR_CAP, a seeded random subset).
     is_splits: the Inception Score's splits (None: EvalOptions'). progress: show one bar per stage.
+    nll (a metric of the model, not of samples): difflab.jobs.likelihood.evaluate_nll on at most n real
+    images, with nll_options (method, probes, split).
     """
     check_count(n)
     cfg, meta, s = loaded.config, loaded.meta, loaded.config.sample
@@ -196,8 +200,14 @@ def evaluate_loaded(loaded: LoadedRun, *, n: int = DEFAULT_N, sampler: str | Non
     kind = data_kind(meta.data_shape, cfg.data.name)
     o = _options(kind, inception, batch_size, seed, device, is_splits)  # checks the settings before any work
     available = {"real", "train", *(["labels"] if meta.num_classes is not None else []),
-                 *(["captions"] if loaded.text_encoder is not None else [])}
+                 *(["captions"] if loaded.text_encoder is not None else []),
+                 *(["likelihood"] if getattr(loaded.model, "has_likelihood", False) else [])}  # PixelCNN, VAE
     names = resolve_metrics(metrics, kind, available)
+    of_model = [m for m in names if m in MODEL_METRICS]
+    names = [m for m in names if m not in MODEL_METRICS]
+    if nll_options and not of_model:
+        raise DifflabError(f"{', '.join('--' + k for k in nll_options)} set(s) the nll metric: add nll to --metrics "
+                           "(e.g. --metrics nll)")
     data = run_data(cfg.data, n_real=n_real, cap=REAL_VECTOR_CAP if kind == "vectors" else None, seed=seed,
                     heldout="memorization" in names)
     notes: list[str] = []
@@ -215,22 +225,37 @@ def evaluate_loaded(loaded: LoadedRun, *, n: int = DEFAULT_N, sampler: str | Non
     memo = "memorization" in names
     train, held = (_loader(data.train, batch_size), _loader(data.heldout, batch_size)) if memo else (None, None)
     totals = {"fake": n, "real": len(ref), "heldout": memo and len(data.heldout), "train": len(data.train)}
-    with StageProgress(totals, enabled=progress) as bar:
-        results = evaluate(fake, _loader(ref, batch_size), names, train=train, heldout=held, labels=labels,
-                           captions=captions, options=o, progress=bar)
+    results: dict[str, float] = {}
+    if names:  # metrics of samples
+        with StageProgress(totals, enabled=progress) as bar:
+            results = evaluate(fake, _loader(ref, batch_size), names, train=train, heldout=held, labels=labels,
+                               captions=captions, options=o, progress=bar)
     if "sw2" in results:
         notes.append(describe_sw2_ratio(results["n_fake"], results["n_real"]))
+    nll = None
+    if of_model:
+        nll_results, nll = evaluate_nll(loaded, n=n, seed=seed, batch_size=batch_size, device=device,
+                                        progress=progress, **(nll_options or {}))
+        results.update(nll_results)
+    own = loaded.model.family if isinstance(loaded.model, Baseline) else None  # a baseline's own sampler
     settings = {
         "run": str(loaded.checkpoint.parent), "checkpoint": str(loaded.checkpoint),
         # the names generate() resolves DEFAULT to, so a report says which sampler and grid ran
-        "sampler": DEFAULT_SAMPLER if sample["sampler"] == DEFAULT else sample["sampler"],
-        "schedule": default_schedule(loaded.model.process) if sample["schedule"] == DEFAULT else sample["schedule"],
-        "steps": sample["steps"], "nfe": fake.nfe, "n": n, "seed": seed,
+        "sampler": own or (DEFAULT_SAMPLER if sample["sampler"] == DEFAULT else sample["sampler"]),
+        "schedule": None if own else (default_schedule(loaded.model.process) if sample["schedule"] == DEFAULT
+                                      else sample["schedule"]),
+        "steps": None if own else sample["steps"], "nfe": fake.nfe, "n": n, "seed": seed,
         "sample_seeds": f"({sample_seeds(seed, 0, 1)[0]} + i) mod 2**32", "guidance": sample["guidance"],
         "options": sample["options"], "schedule_options": sample["schedule_options"],
-        "batch_size": batch_size, "data": kind, **data.describe, "metrics": names, "device": device,
+        "batch_size": batch_size, "data": kind, **data.describe, "metrics": [*names, *of_model], "device": device,
+        **({"nll": nll} if nll is not None else {}),
     }  # fmt: skip
     return EvalReport(settings, results, notes)
+
+
+def nll_options(method: str | None, probes: int | None, split: str | None) -> dict:
+    """The nll metric's options that were given (difflab.jobs.likelihood.evaluate_nll's keywords)."""
+    return {k: v for k, v in (("method", method), ("probes", probes), ("split", split)) if v is not None}
 
 
 def _options(kind: str, inception, batch_size: int, seed: int, device: str, is_splits: int | None) -> EvalOptions:
@@ -282,8 +307,11 @@ def run_eval(run: str | Path | None = None, *, real: str | Path | None = None, f
              n_real: int | None = None, ema: bool = True, device: str | None = None,
              inception: str | Path | None = None, is_splits: int | None = None,
              json_path: str | Path | None = None, options: dict | None = None,
-             schedule_options: dict | None = None) -> EvalReport:
-    """`difflab eval RUN ...` or `difflab eval --real DIR --fake DIR`: score, print a table, write --json."""
+             schedule_options: dict | None = None, method: str | None = None, probes: int | None = None,
+             split: str | None = None) -> EvalReport:
+    """`difflab eval RUN ...` or `difflab eval --real DIR --fake DIR`: score, print a table, write --json.
+
+    method / probes / split: the nll metric's (difflab.jobs.likelihood; None: its defaults)."""
     if (run is None) == (real is None and fake is None):
         raise DifflabError("give either a RUN folder or both --real DIR and --fake DIR (not both, not neither)")
     out = Console()
@@ -297,7 +325,8 @@ def run_eval(run: str | Path | None = None, *, real: str | Path | None = None, f
             raise DifflabError("comparing folders needs both --real DIR and --fake DIR")
         run_only = {"--n": n, "--sampler": sampler, "--steps": steps, "--schedule": schedule,
                     "--guidance": guidance, "--n-real": n_real, "--option": options or None,
-                    "--schedule-option": schedule_options or None}
+                    "--schedule-option": schedule_options or None, "--method": method, "--probes": probes,
+                    "--split": split}
         given = [k for k, v in run_only.items() if v is not None]
         if given or not ema:
             raise DifflabError(f"{', '.join(given) or '--no-ema'} only apply to a RUN, not to --real/--fake folders")
@@ -310,11 +339,13 @@ def run_eval(run: str | Path | None = None, *, real: str | Path | None = None, f
                                  schedule=schedule, seed=seed, guidance=guidance, batch_size=batch_size,
                                  metrics=metrics, n_real=n_real, device=device, inception=inception,
                                  is_splits=is_splits, options=options, schedule_options=schedule_options,
-                                 progress=True)
+                                 progress=True, nll_options=nll_options(method, probes, split))
         report.settings["ema"] = ema
         st = report.settings
-        title = (f"difflab eval: {st['checkpoint']}: {st['sampler']}, {st['schedule']} grid, {st['steps']} steps, "
-                 f"NFE {st['nfe']}, n={st['n']}, seed {st['seed']}")
+        how = f"{st['sampler']}'s own sampler" if st["schedule"] is None else \
+            f"{st['sampler']}, {st['schedule']} grid, {st['steps']} steps"
+        nll = f"; nll: {st['nll']['method']} on {st['nll']['data']}" if "nll" in st else ""
+        title = f"difflab eval: {st['checkpoint']}: {how}, NFE {st['nfe']}, n={st['n']}, seed {st['seed']}{nll}"
     out.print(title, highlight=False, markup=False)
     out.print(results_table(report))
     for note in report.notes:

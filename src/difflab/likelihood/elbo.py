@@ -62,10 +62,14 @@ def continuous_elbo(
     t_density: str = "log_snr",
     stratified: bool = True,
     t_start: float | None = None,
+    t_end: float = 1.0,
     levels: int | None = None,
     generator: torch.Generator | None = None,
 ) -> LikelihoodResult:
-    """The continuous-time ELBO (module docstring) per sample: an upper bound on -log p(x), nats and bits/dim."""
+    """The continuous-time ELBO (module docstring) per sample: an upper bound on -log p(x), nats and bits/dim.
+
+    t_end < 1 ends the chain at t_end with the prior N(0, s_p^2) there (the model that starts from noise at
+    t_end): for a process whose log-SNR is -inf at t = 1 (rectified flow), e.g. t_end = 1 - 1e-3."""
     check_choice("time density", t_density, T_DENSITIES)
     _check_samples(samples)
     if stratified and samples % 2:
@@ -77,9 +81,11 @@ def continuous_elbo(
     t0 = process.t_min if t_start is None else float(t_start)
     if not 0 < t0 < 1:
         raise DifflabError(f"t_start must lie in (0, 1) (sigma(t0) > 0 for the decoder); got {t_start!r}")
+    if not t0 < t_end <= 1:
+        raise DifflabError(f"t_end must lie in (t_start, 1]; got {t_end!r}")
     x = dequantize(x.detach().cpu(), levels, generator) if levels is not None else x.detach().to("cpu", f64)
     B, D = x.shape[0], x[0].numel()
-    t_0, t_1 = torch.tensor(t0, dtype=f64), torch.tensor(1.0, dtype=f64)
+    t_0, t_1 = torch.tensor(t0, dtype=f64), torch.tensor(float(t_end), dtype=f64)
 
     # L_prior: KL(N(alpha_1 x, sigma_1^2) || N(0, s_p^2)), closed form
     a1, s1, sp = process.alpha(t_1), process.sigma(t_1), process.prior_std()
@@ -87,7 +93,8 @@ def continuous_elbo(
 
     lam_lo, lam_hi = float(process.log_snr(t_1)), float(process.log_snr(t_0))
     if not (math.isfinite(lam_lo) and math.isfinite(lam_hi)):
-        raise DifflabError("the continuous ELBO needs a finite log-SNR on [t_start, 1]; raise t_start or use a VP/VE process")
+        raise DifflabError("the continuous ELBO needs a finite log-SNR on [t_start, t_end]; raise t_start, lower t_end "
+                           "below 1 (rectified flow) or use a VP/VE process")
     xs = x.repeat_interleave(samples, 0)  # (B n, ...)
     n_all = xs.shape[0]
     eps = torch.randn(xs.shape, generator=generator, dtype=f64)
@@ -96,12 +103,12 @@ def continuous_elbo(
         u = (torch.arange(samples, dtype=f64).repeat(B) + u) / samples
     if t_density == "log_snr":
         lam = lam_lo + (lam_hi - lam_lo) * u
-        t = process.t_from_log_snr(lam).clamp(t0, 1.0)
+        t = process.t_from_log_snr(lam).clamp(t0, float(t_end))
         weight = torch.full((n_all,), lam_hi - lam_lo, dtype=f64)
     else:
-        t = t0 + (1 - t0) * u
+        t = t0 + (t_end - t0) * u
         dlam = process.d_alpha(t) / process.alpha(t) - process.d_sigma(t) / process.sigma(t)
-        weight = (1 - t0) * dlam.abs()
+        weight = (t_end - t0) * dlam.abs()
     device, dtype = network_placement(denoiser)
     cond_n = cond_to(cond_index(cond, torch.arange(B).repeat_interleave(samples)), device)  # rows of xs
 
@@ -140,20 +147,18 @@ def discrete_vlb(
     generator: torch.Generator | None = None,
 ) -> LikelihoodResult:
     """The discrete DDPM bound L_T + sum L_{i-1} + L_0 of difflab.objectives.vlb, `samples` times, as a
-    LikelihoodResult. Its discretized decoder L_0 is the 8-bit one (bin width 2/255), so levels must be 256;
-    the data are checked to lie on those levels."""
+    LikelihoodResult. Its discretized decoder L_0 puts mass on the data's `levels` bins (bin width
+    2/(levels-1); 8-bit: 256, digits: 17); the data are checked to lie on those levels."""
     _check_samples(samples)
-    if levels != 256:
-        raise DifflabError(
-            f"the discrete DDPM bound's decoder L_0 is defined for 8-bit data (levels=256); got levels={levels!r}: "
-            "use continuous_elbo or ode_log_likelihood with levels for other data"
-        )
+    if levels is None:
+        raise DifflabError("the discrete DDPM bound's decoder L_0 needs data on discrete levels (levels=None given): "
+                           "use continuous_elbo or ode_log_likelihood for continuous data")
     if not isinstance(denoiser.process, DiscreteVP):
         raise DifflabError("the DDPM variational bound needs a discrete process (process 'ddpm'); use continuous_elbo")
     check_levels(x, levels)
     D = x[0].numel()
     bpd = torch.stack(
-        [vlb_bits_per_dim(denoiser, x, cond, variance, generator).double() for _ in range(samples)], -1
+        [vlb_bits_per_dim(denoiser, x, cond, variance, generator, levels).double() for _ in range(samples)], -1
     )
     mean, stderr = _mean_and_stderr(bpd * D * math.log(2))
     return make_result(mean, stderr, D, None, samples * denoiser.process.T)

@@ -34,6 +34,8 @@ INPUTS = {
     "train": "the training set: evaluate a run (difflab eval RUN), or pass train=...",
     "labels": "the requested class of each generated sample: evaluate a class-conditional run, or pass labels=...",
     "captions": "the caption of each generated sample: evaluate a text-conditional run, or pass captions=...",
+    "likelihood": "a model whose likelihood takes one pass (a PixelCNN or VAE run; a diffusion run's nll is "
+                  "asked for by name, --metrics auto,nll, as it solves an ODE per image)",
 }
 MORE = "generate or supply more samples"
 #: a minimum: (role "fake" / "real" / "train", least count, what needs it, how to fix it)
@@ -90,6 +92,13 @@ _memo: Build = lambda names, o, ex, held: Memorization(ex.space(), o, held)  # n
 _classes: Build = lambda names, o, ex, held: Classes(ex.digits(), names)  # noqa: E731
 _clip: Build = lambda names, o, ex, held: Clip(o)  # noqa: E731
 _lowdim: Build = lambda names, o, ex, held: LowDim(names, o)  # noqa: E731
+
+
+def _of_the_model(names: list[str], o: EvalOptions, ex: Extractors, held: str) -> Accumulator:
+    raise DifflabError(f"{', '.join(names)} measure(s) a model, not samples: evaluate a run (difflab eval RUN "
+                       "--metrics nll)")
+
+
 REAL = frozenset({"real"})
 
 SPECS: dict[str, MetricSpec] = {
@@ -114,7 +123,12 @@ SPECS: dict[str, MetricSpec] = {
     "mmd": MetricSpec("unbiased MMD^2 with an RBF kernel between the flattened samples", _lowdim, REAL, _covariance),
     "memorization": MetricSpec("nearest-neighbour distances to the training set vs those of real held-out samples",
                                _memo, frozenset({"train", "real"}), _memorization),
+    "nll": MetricSpec("bits/dim of held-out data under the model and its standard error (difflab.jobs.likelihood: "
+                      "ode | elbo | vlb for diffusion, a PixelCNN's exact likelihood, a VAE's IWAE bound)",
+                      _of_the_model, frozenset({"likelihood"}), lambda name, o: []),
 }
+#: metrics of the model itself, computed by the eval job from real data, never from samples
+MODEL_METRICS = ("nll",)
 METRICS: dict[str, str] = {name: spec.description for name, spec in SPECS.items()}
 
 # ---------------------------------------------------------------- choosing metrics
@@ -124,8 +138,8 @@ AUTO = "auto"
 ALIASES = {"pr": "precision_recall", "coverage": "class_coverage", "confidence": "class_coverage"}
 #: what AUTO means for each kind of data (each metric kept only when its inputs are available)
 AUTO_METRICS = {
-    "digits": ("fdd", "class_coverage", "precision_recall", "memorization", "label_accuracy"),
-    "images": ("fid", "kid", "is", "precision_recall"),
+    "digits": ("fdd", "class_coverage", "precision_recall", "memorization", "label_accuracy", "nll"),
+    "images": ("fid", "kid", "is", "precision_recall", "nll"),
     "vectors": ("sw2", "mmd"),
 }
 #: the feature space of precision/recall and memorization for each kind of data

@@ -8,7 +8,8 @@
 p_theta(x_{i-1} | x_i) = N(mu_theta, s_i^2 I) with mu_theta the posterior mean evaluated at the
 network's x0_hat and s_i^2 either beta_i or the posterior variance (both in Ho et al. sec. 3.2). All
 terms are per sample, in nats, summed over dimensions; divide by D ln 2 for bits per dimension.
-Data are assumed to be 8-bit values scaled to [-1, 1] (bin width 2/255).
+Data are L-level values scaled to [-1, 1] (bin width 2/(L-1)): 8-bit by default (L = 256), `levels`
+for others (digits: 17).
 """
 
 from __future__ import annotations
@@ -49,18 +50,21 @@ def _std_normal_cdf(x: Tensor) -> Tensor:
     return 0.5 * (1 + torch.erf(x / math.sqrt(2)))
 
 
-def discretized_gaussian_nll(x0: Tensor, mean: Tensor, var: Tensor) -> Tensor:
-    """-log of the probability mass of N(mean, var) on the 8-bit bin of x0 (edges at +-1 open), summed."""
+def discretized_gaussian_nll(x0: Tensor, mean: Tensor, var: Tensor, levels: int = 256) -> Tensor:
+    """-log of the probability mass of N(mean, var) on the bin of x0 among `levels` levels of [-1, 1] (half
+    width 1/(levels-1); edges at +-1 open, so the masses of the L bins sum to 1), summed."""
+    if isinstance(levels, bool) or not isinstance(levels, int) or levels < 2:
+        raise DifflabError(f"levels must be an integer >= 2 (8-bit: 256, digits: 17); got {levels!r}")
     x0, mean = x0.double(), mean.double()
     std = var.double().sqrt()
-    half = 1.0 / 255.0
+    half = 1.0 / (levels - 1)
     upper = torch.where(x0 > 1 - 1e-3, torch.ones_like(x0), _std_normal_cdf((x0 + half - mean) / std))
     lower = torch.where(x0 < -1 + 1e-3, torch.zeros_like(x0), _std_normal_cdf((x0 - half - mean) / std))
     return -torch.log(torch.clamp(upper - lower, min=1e-12)).flatten(1).sum(1)
 
 
 def vlb_term(
-    denoiser, x0: Tensor, i: int, noise: Tensor, cond=None, variance: str = "beta"
+    denoiser, x0: Tensor, i: int, noise: Tensor, cond=None, variance: str = "beta", levels: int = 256
 ) -> Tensor:
     """The bound's term at step i (per sample): L_{i-1} for i >= 2, L_0 for i = 1, with x_i drawn from
     q(x_i | x0) using `noise`."""
@@ -78,17 +82,18 @@ def vlb_term(
     var_p = beta if (variance == "beta" or i == 1) else post_var
     var_p = torch.as_tensor(var_p, dtype=torch.float64, device=x0.device).expand_as(mean_p)
     if i == 1:
-        return discretized_gaussian_nll(x0, mean_p, var_p)
+        return discretized_gaussian_nll(x0, mean_p, var_p, levels)
     mean_q, var_q = process.posterior(x0.double(), x_t.double(), idx)
     return gaussian_kl(mean_q, var_q.expand_as(mean_q), mean_p, var_p)
 
 
 @torch.no_grad()
-def vlb_bits_per_dim(denoiser, x0: Tensor, cond=None, variance: str = "beta", generator=None) -> Tensor:
-    """The full bound in bits per dimension per sample: T network evaluations per batch."""
+def vlb_bits_per_dim(denoiser, x0: Tensor, cond=None, variance: str = "beta", generator=None,
+                     levels: int = 256) -> Tensor:
+    """The full bound in bits per dimension per sample (data on `levels` levels): T network evaluations."""
     process = _discrete(denoiser)
     total = prior_kl(x0, process)
     for i in range(1, process.T + 1):
         noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
-        total = total + vlb_term(denoiser, x0, i, noise, cond, variance)
+        total = total + vlb_term(denoiser, x0, i, noise, cond, variance, levels)
     return total / (x0[0].numel() * math.log(2))
