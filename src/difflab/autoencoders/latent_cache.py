@@ -24,6 +24,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -187,7 +188,7 @@ def build_latent_cache(autoencoder, dataset: Dataset, folder: str | os.PathLike,
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.tmp-"))
     try:
         loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
-        latents, fields, row = None, {}, 0
+        latents, fields, row, start = None, {}, 0, time.perf_counter()
         with Progress(n, f"encode {n} images to latents", unit="img", enabled=progress) as bar:
             for batch in loader:
                 x = batch["x"]
@@ -213,6 +214,7 @@ def build_latent_cache(autoencoder, dataset: Dataset, folder: str | os.PathLike,
             "latent_shape": list(latent_shape), "image_shape": list(image_shape), "flips": bool(flips),
             "fields": sorted(fields), "num_classes": getattr(dataset, "num_classes", None),
             "has_captions": bool(getattr(dataset, "has_captions", False)),
+            "encode_seconds": round(time.perf_counter() - start, 3),
         }  # fmt: skip
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
         os.replace(tmp, folder)

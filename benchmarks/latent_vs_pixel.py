@@ -1,0 +1,158 @@
+"""Latent versus pixel text-to-image on coloured shapes at 32x32, in one run (issue 11; seed 000 "latent
+diffusion": 16x fewer positions per step at f = 4).
+
+    OMP_NUM_THREADS=1 python benchmarks/latent_vs_pixel.py --autoencoder runs/shapes-kl --steps 300 \
+        --out runs/latent-vs-pixel --n 100 --figures docs/figures
+
+Trains `shapes-text` (pixels, 3x32x32) and `shapes-latent` (the autoencoder's 4x8x8 latents) for the same
+number of steps on the same data and batch (or resumes runs already there), then measures for each:
+* training images/s, from the trainer's log (steps after the first log line, so setup and the one-off latent
+  encoding are left out; the encoding is timed on its own from the latent run's log line);
+* sampling images/s at the same sampler, steps and CFG weight, the denoising alone and with the decode;
+* held-out prompt accuracy: n captions of the held-out (shape, colour) pairs, read exactly by
+  difflab.data.shapes.read_attributes (shape, colour, both);
+and writes seed 004's pipeline pictures of the latent run (difflab.jobs.pipeline) as
+FIGURES/pipeline_*.png. Prints a markdown report; --json writes the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from difflab.data.shapes import Shapes
+from difflab.jobs.generate import generate
+from difflab.jobs.latent import decode_latents
+from difflab.jobs.pipeline import run_pipeline
+from difflab.jobs.runs import load_run
+from difflab.jobs.train import run_train
+from difflab.metrics.guidance import shape_accuracy
+from difflab.train.checkpoint import list_checkpoints
+
+COMMON = ["train.sample_every=0", "train.log_every=10", "train.keep_last=1"]
+
+
+def trained(out: Path, preset: str, steps: int, extra: list[str]) -> float:
+    """Train `preset` into `out` for `steps` steps (resume a shorter run); seconds spent in this call."""
+    start = time.perf_counter()
+    done = max((int(p.name.split("-")[1]) for p in list_checkpoints(out)), default=0) if out.exists() else 0
+    overrides = [*COMMON, f"train.ckpt_every={steps}", *extra]
+    if done == 0:
+        run_train(preset, out, steps=steps, overrides=overrides)
+    elif done < steps:
+        run_train(None, out, steps=steps - done, overrides=overrides, resume=True)
+    return time.perf_counter() - start
+
+
+def train_rate(out: Path) -> dict:
+    """Training images/s and s/step between the first and last log lines (setup excluded)."""
+    rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if "images_seen" in r and "elapsed" in r]
+    if len(rows) < 2:
+        raise SystemExit(f"{out}: fewer than two log lines to time training between; train more steps")
+    first, last = rows[0], rows[-1]
+    images, seconds = last["images_seen"] - first["images_seen"], last["elapsed"] - first["elapsed"]
+    steps = last["step"] - first["step"]
+    return {"train_img_s": images / seconds, "train_s_per_step": seconds / steps, "train_steps_timed": steps,
+            "steps": last["step"]}
+
+
+def sample_and_score(run: Path, captions: list[str], attributes, *, steps: int, guidance: float, batch: int,
+                     seed: int) -> dict:
+    """Held-out samples in batches: denoising and decoding timed apart, then read exactly."""
+    loaded = load_run(run)
+    xs, denoise_s, decode_s, nfe = [], 0.0, 0.0, 0
+    for lo in range(0, len(captions), batch):
+        hi = min(len(captions), lo + batch)
+        t0 = time.perf_counter()
+        result = generate(loaded.model, loaded.meta, hi - lo, sampler="default", steps=steps, schedule="default",
+                          seed=list(range(seed + lo, seed + hi)), guidance=guidance, prompts=captions[lo:hi],
+                          text_encoder=loaded.text_encoder)
+        t1 = time.perf_counter()
+        x = result.x if loaded.autoencoder is None else decode_latents(loaded.autoencoder, result.x)
+        t2 = time.perf_counter()
+        denoise_s, decode_s, nfe = denoise_s + t1 - t0, decode_s + t2 - t1, result.nfe
+        xs.append(x.clamp(-1, 1))
+    n = len(captions)
+    acc = shape_accuracy(torch.cat(xs), attributes)
+    return {"sample_img_s": n / denoise_s, "sample_img_s_with_decode": n / (denoise_s + decode_s),
+            "sample_s_per_step_per_img": denoise_s / (nfe * n), "decode_s": decode_s, "nfe": nfe,
+            "shape": acc["shape"], "colour": acc["colour"], "shape_colour": acc["shape_colour"],
+            "latent_shape": list(loaded.meta.data_shape)}
+
+
+def encoding_seconds(out: Path) -> float | None:
+    """The one-off latent encoding, as the latent cache's manifest records it."""
+    manifest = out / "latents" / "cache.json"
+    return json.loads(manifest.read_text()).get("encode_seconds") if manifest.is_file() else None
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--autoencoder", required=True, help="The KL autoencoder (a shapes-kl run) of the latent run.")
+    p.add_argument("--steps", type=int, default=300, help="Training steps of each run.")
+    p.add_argument("--out", type=Path, default=Path("runs/latent-vs-pixel"), help="Folder of the two runs.")
+    p.add_argument("--n", type=int, default=100, help="Held-out captions sampled per run.")
+    p.add_argument("--sample-steps", type=int, default=20, help="Sampler steps.")
+    p.add_argument("--guidance", type=float, default=3.0, help="CFG weight of the held-out samples.")
+    p.add_argument("--batch", type=int, default=50, help="Sampling batch.")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--prompt", default="a large yellow diamond in the center", help="The pipeline pictures' prompt.")
+    p.add_argument("--figures", type=Path, default=None, help="Write pipeline_*.png here (e.g. docs/figures).")
+    p.add_argument("--set", dest="overrides", action="append", default=[], help="An override for both runs.")
+    p.add_argument("--json", type=Path, default=None)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    a = parse(argv)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    runs = {"pixel": ("shapes-text", []), "latent": ("shapes-latent", [f"model.autoencoder={a.autoencoder}"])}
+    held = Shapes(a.n, seed=a.seed + 1, size=32, combos="holdout", jitter=0)
+    captions = [held.caption(i) for i in range(a.n)]
+    rows = {}
+    for name, (preset, extra) in runs.items():
+        wall = trained(a.out / name, preset, a.steps, [*a.overrides, *extra])
+        rows[name] = {"preset": preset, "wall_s_this_call": wall, **train_rate(a.out / name),
+                      **sample_and_score(a.out / name, captions, held.attributes, steps=a.sample_steps,
+                                         guidance=a.guidance, batch=a.batch, seed=a.seed)}
+    rows["latent"]["encode_s"] = encoding_seconds(a.out / "latent")
+    if a.figures is not None:
+        tmp = a.out / "pipeline"
+        run_pipeline(a.out / "latent", a.prompt, out_dir=tmp, steps=a.sample_steps, guidance=a.guidance, seed=a.seed)
+        a.figures.mkdir(parents=True, exist_ok=True)
+        for png in sorted(tmp.glob("*.png")):
+            shutil.copyfile(png, a.figures / f"pipeline_{png.name}")
+    p, q = rows["pixel"], rows["latent"]
+    speed = {"train": q["train_img_s"] / p["train_img_s"], "sample": q["sample_img_s"] / p["sample_img_s"],
+             "sample_with_decode": q["sample_img_s_with_decode"] / p["sample_img_s"]}
+    machine = f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}"
+    lines = [f"`OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '1')} python benchmarks/latent_vs_pixel.py "
+             f"{shlex.join(argv)}`  ", f"{time.strftime('%Y-%m-%d %H:%M')}, {machine}", "",
+             "| run | data shape | steps | train img/s | s/step | sample img/s (denoise) | with decode | "
+             "held-out shape | colour | shape+colour |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, r in rows.items():
+        lines.append(f"| {name} | {'x'.join(map(str, r['latent_shape']))} | {r['steps']} | {r['train_img_s']:.1f} | "
+                     f"{r['train_s_per_step']:.2f} | {r['sample_img_s']:.2f} | {r['sample_img_s_with_decode']:.2f} | "
+                     f"{r['shape']:.3f} | {r['colour']:.3f} | {r['shape_colour']:.3f} |")
+    lines += ["", f"latent / pixel: training {speed['train']:.2f}x, sampling {speed['sample']:.2f}x per step "
+              f"({speed['sample_with_decode']:.2f}x with the decode); n = {a.n} held-out captions, "
+              f"{a.sample_steps} steps, w = {a.guidance:g}; the latent encoding took {q['encode_s'] or 0:.0f} s once"]
+    print("\n".join(lines))
+    if a.json is not None:
+        a.json.write_text(json.dumps({"rows": rows, "speedup": speed, "argv": argv}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
