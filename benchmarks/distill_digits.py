@@ -47,16 +47,16 @@ from difflab.viz import save_image_grid
 TEACHER_NFE = (1, 2, 4, 10, 20)
 #: the teacher's solvers (1 NFE per step each); at 1 NFE they are all the one Euler / DDIM step
 TEACHER_SOLVERS = ("euler", "dpmpp_2m", "unipc")
-PHASE = 120  # optimizer steps per progressive phase
+PHASE = 110  # optimizer steps per progressive phase
 TRAIN = ["train.batch_size=64", "train.lr=3e-4", "train.warmup_steps=20", "train.sample_every=0",
          "train.log_every=20"]
 METHODS = {
-    # 32 teacher DDIM steps -> 16 -> 8 -> 4 -> 2 -> 1 student steps, PHASE steps a phase; the 4-, 2- and 1-step
-    # students are the checkpoints at the ends of phases 3, 4 and 5
-    "progressive": {"method": "progressive", "steps": 5 * PHASE,
-                    "set": [*TRAIN, "distill.options.start_steps=32", "distill.options.final_steps=1",
+    # 16 teacher DDIM steps -> 8 -> 4 -> 2 -> 1 student steps, PHASE steps a phase; the 4-, 2- and 1-step
+    # students are the checkpoints at the ends of phases 2, 3 and 4
+    "progressive": {"method": "progressive", "steps": 4 * PHASE,
+                    "set": [*TRAIN, "distill.options.start_steps=16", "distill.options.final_steps=1",
                             f"distill.options.phase_steps={PHASE}", f"train.ckpt_every={PHASE}", "train.keep_last=null"],
-                    "rows": [("4 steps", 4, 3 * PHASE, 4), ("2 steps", 2, 4 * PHASE, 2), ("1 step", 1, 5 * PHASE, 1)]},
+                    "rows": [("4 steps", 4, 2 * PHASE, 4), ("2 steps", 2, 3 * PHASE, 2), ("1 step", 1, 4 * PHASE, 1)]},
     # 2-rectified flow on 4000 pairs of the teacher's UniPC 20-step ODE; Euler at 1, 2, 4 steps
     "reflow": {"method": "reflow", "steps": 600,
                "set": [*TRAIN, "distill.options.pairs=4000", "distill.options.pair_sampler=unipc",
@@ -128,7 +128,7 @@ def method_part(name: str, teacher: Path, out: Path, n: int) -> dict:
             "cpu_seconds": time.process_time() - start_cpu}
     loaded = load_run(run)
     rows = []
-    for label, nfe, step, steps in entry["rows"]:
+    for label, _nfe, step, steps in entry["rows"]:
         row = score(at_checkpoint(loaded, run, step), n, None, steps, None)
         rows.append({"label": label, **row})
         print(f"{name} {label}: FDD {row['fdd']:.3f} (nfe {row['nfe']})", file=sys.stderr)
@@ -171,7 +171,7 @@ def picture(out: Path, figure: Path, data: dict) -> None:
             captions.append(f"teacher {r['sampler']} {nfe}")
     for name in (p for p in data if p != "teacher"):
         loaded = load_run(out / name)
-        for label, nfe, step, steps in METHODS[name]["rows"][::-1]:
+        for _label, nfe, step, steps in METHODS[name]["rows"][::-1]:
             m = at_checkpoint(loaded, out / name, step)
             rows.append(generate(m.model, m.meta, 10, sampler=m.config.sample.sampler, steps=steps, seed=0,
                                  schedule=m.config.sample.schedule).x)
