@@ -7,9 +7,9 @@ convs doubling the width (capped at 8x), each with a norm and LeakyReLU(0.2); on
 with norm and LeakyReLU; a 4x4 stride-1 conv to 1 channel: the logits map (B, 1, h, w). Weights are
 initialised N(0, 0.02), norm scales N(1, 0.02) (DCGAN, Radford et al. 2016, as taming does).
 
-norm: "group" (GroupNorm, the default here: each image is judged on its own, so real and fake
-batches passed separately do not leak batch statistics, and the logits are per-sample deterministic),
-"batch" (BatchNorm, taming's choice) or "none".
+norm: "group" (GroupNorm, the default here: each image is judged on its own, so the real and fake
+halves of the objective's one discriminator batch share no statistics, and an image's logits do not
+depend on its batch), "batch" (BatchNorm, taming's choice) or "none".
 """
 
 from __future__ import annotations

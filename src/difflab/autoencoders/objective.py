@@ -198,7 +198,10 @@ class AutoencoderObjective:
         accum = len(pairs)
         for i, (x, x_hat) in enumerate(pairs):
             with self._sync(self.ddp_disc, i == accum - 1):
-                l_d = discriminator_loss(self.ddp_disc(x), self.ddp_disc(x_hat), self.losses.disc_loss).float().mean()
+                # real and fake in one forward (one DDP reduction per backward); with norm="batch" they
+                # share the batch statistics, with "group" (the default) each image is normalized alone
+                logits_real, logits_fake = self.ddp_disc(torch.cat([x, x_hat])).chunk(2)
+                l_d = discriminator_loss(logits_real, logits_fake, self.losses.disc_loss).float().mean()
                 self.accelerator.backward(l_d / accum)
             self._note({"d_loss": l_d}, accum)
 
