@@ -131,3 +131,26 @@ def test_multi_process_ema_codebook_is_refused_with_the_fix():
     two = SimpleNamespace(num_processes=2)
     with pytest.raises(DifflabError, match="set ema=false and restart_after=0"):
         make_autoencoder_objective({"disc_weight": 0.0})(_vq(), None, _config(), two)
+
+
+def test_perceptual_term_joins_the_reconstruction_loss(tmp_path):
+    """rec = l1 + w * perceptual: the same model, data and draws log a larger first-step rec with the
+    user's feature net (|x|) than with l1 alone."""
+    def first_rec(out, **options):
+        trainer = Trainer(_kl(), None, _images(), _config(max_steps=1), out, objective=make_autoencoder_objective(
+            {"disc_weight": 0.0, **options}, perceptual=lambda v: v.abs()))
+        trainer.train()
+        return read_log(out / "log.jsonl")[0]["rec"]
+
+    plain = first_rec(tmp_path / "a")
+    with_features = first_rec(tmp_path / "b", perceptual_weight=1.0)
+    assert with_features > plain
+
+
+def test_resuming_with_other_discriminator_settings_is_one_message(tmp_path):
+    objective = make_autoencoder_objective({"disc_weight": 0.5, "disc_layers": 1, "disc_channels": 8})
+    Trainer(_kl(), None, _images(), _config(max_steps=1), tmp_path, objective=objective).train()
+    plain = Trainer(_kl(), None, _images(), _config(max_steps=2), tmp_path,
+                    objective=make_autoencoder_objective({"disc_weight": 0.0}))
+    with pytest.raises(DifflabError, match="resume with the loss options the run was started with"):
+        plain.train(resume=True)
