@@ -12,7 +12,8 @@ digit metrics (difflab.jobs.evaluate.evaluate_loaded: FDD and class coverage aga
 n samples, seed 0) at the NFE the entry names; the teacher part scores the teacher with every solver of
 TEACHER_SOLVERS at each NFE. Parts write OUT/<part>.json (rows, CPU seconds of the process, wall seconds,
 steps); --report merges them into one markdown table and the picture of 1/2/4-step samples beside the
-teacher's.
+teacher's. The straightness part (after reflow) measures Liu et al.'s straightness of the teacher's ODE and of
+the 2-rectified flow's.
 
 A method is one METHODS entry (H7 adds "consistency"):
     "name": {"method": <distill method>, "set": [--set overrides], "steps": <optimizer steps>,
@@ -35,6 +36,7 @@ from pathlib import Path
 import torch
 
 from difflab.config.factory import build_denoiser, build_process
+from difflab.distill.straightness import straightness
 from difflab.jobs.distill import run_distill
 from difflab.jobs.evaluate import evaluate_loaded
 from difflab.jobs.generate import generate
@@ -135,8 +137,22 @@ def method_part(name: str, teacher: Path, out: Path, n: int) -> dict:
     return {"rows": rows, "cost": cost, "set": entry["set"]}
 
 
+def straightness_part(out: Path, n: int = 256, steps: int = 32) -> dict:
+    """Liu et al.'s straightness of the teacher's ODE (the 1-rectified flow) and of the reflow student's (the
+    2-rectified flow) from the same n noises (seed 0), on `steps` Euler steps (difflab.distill.straightness)."""
+    z = torch.randn((n, *load_run(out / "teacher").meta.data_shape), generator=torch.Generator().manual_seed(0))
+    rows = {}
+    for name in ("teacher", "reflow"):
+        loaded = load_run(out / name)
+        s = straightness(loaded.model, z * float(loaded.model.process.sigma(torch.tensor(1.0))), steps=steps)
+        rows[name] = {"mean": float(s.mean()), "se": float(s.std() / n**0.5), "checkpoint": str(loaded.checkpoint)}
+        print(f"straightness {name}: {rows[name]['mean']:.4f} +- {rows[name]['se']:.4f}", file=sys.stderr)
+    return {"rows": rows, "n": n, "steps": steps}
+
+
 def report(out: Path, figure: Path | None, parts: list[str], n: int) -> str:
     data = {p: json.loads((out / f"{p}.json").read_text()) for p in parts if (out / f"{p}.json").is_file()}
+    bent = data.pop("straightness", None)
     lines = ["| model | sampler | NFE | FDD | class coverage | distillation cost |", "|---|---|---|---|---|---|"]
     for name, d in data.items():
         cost = d.get("cost")
@@ -153,6 +169,11 @@ def report(out: Path, figure: Path | None, parts: list[str], n: int) -> str:
             lines.append(f"| {name} | {r['sampler']} ({r['schedule']}) | {r['nfe']} | {r['fdd']:.3f}{mark} | "
                          f"{r['class_coverage']:.2f} | {cost_text if r is d['rows'][0] else ''} |")
     table = "\n".join(lines) + "\n"
+    if bent is not None:
+        r = bent["rows"]
+        table += (f"\nStraightness (Liu et al. 2022, eq. 8; {bent['n']} noises, {bent['steps']} Euler steps): teacher "
+                  f"(1-rectified) {r['teacher']['mean']:.4f} +- {r['teacher']['se']:.4f}, reflow student (2-rectified) "
+                  f"{r['reflow']['mean']:.4f} +- {r['reflow']['se']:.4f}\n")
     if figure is not None:
         picture(out, figure, data)
     return table
@@ -192,17 +213,20 @@ def main(argv=None) -> int:
     a = parser.parse_args(argv)
     torch.manual_seed(0)
     for part in a.parts:
-        if part != "teacher" and part not in METHODS:
-            raise DifflabError(f"unknown part {part!r}; parts are: teacher, {', '.join(METHODS)}")
+        if part not in ("teacher", "straightness") and part not in METHODS:
+            raise DifflabError(f"unknown part {part!r}; parts are: teacher, straightness, {', '.join(METHODS)}")
         teacher = copy_teacher(a.teacher, a.out / "teacher")
         start_wall, start_cpu = time.perf_counter(), time.process_time()
-        d = teacher_part(teacher, a.n) if part == "teacher" else method_part(part, teacher, a.out, a.n)
+        if part == "straightness":
+            d = straightness_part(a.out)
+        else:
+            d = teacher_part(teacher, a.n) if part == "teacher" else method_part(part, teacher, a.out, a.n)
         d.update(part=part, n=a.n, wall_seconds=time.perf_counter() - start_wall,
                  cpu_seconds=time.process_time() - start_cpu, threads=torch.get_num_threads(),
                  machine=f"{platform.machine()}, torch {torch.__version__}", date=str(date.today()))
         atomic_write_json(a.out / f"{part}.json", d)
     if a.report is not False:
-        table = report(a.out, a.report, ["teacher", *METHODS], a.n)
+        table = report(a.out, a.report, ["teacher", *METHODS, "straightness"], a.n)
         print(table)
         if a.markdown:
             atomic_write_text(a.markdown, table)

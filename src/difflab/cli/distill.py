@@ -24,7 +24,6 @@ def distill(
     threads: int = THREADS,
     resume: bool = typer.Option(False, help="Continue the distillation in --out (its teacher is re-loaded from the "
                                 "path in its config)."),
-    device: str = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
 ):
     """Distil a trained run into a 1-4 step student that samples like any run (`difflab sample RUN2`)."""
     from difflab.jobs.distill import run_distill
@@ -38,4 +37,4 @@ def distill(
         fail(f"--steps must be a whole number of optimizer steps >= 1; got {steps}")
     use_threads(threads)
     run_job(run_distill, expand(run), expand(out), method=method, minutes=minutes, steps=steps, overrides=set_,
-            resume=resume, device=device)
+            resume=resume)

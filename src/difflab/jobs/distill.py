@@ -34,7 +34,7 @@ from difflab.config.factory import (
 from difflab.config.loader import apply_overrides, config_from_dict, config_to_dict
 from difflab.distill.base import DistillContext
 from difflab.jobs.generate import resolve_device
-from difflab.jobs.runs import load_run, read_meta, write_meta
+from difflab.jobs.runs import is_diffusers_source, load_run, read_meta, write_meta
 from difflab.jobs.train import (
     budget,
     folder_state,
@@ -88,6 +88,9 @@ def load_teacher(path: str | Path, device: str, student_run: Path):
 
 
 def _new_config(run: Path, method: str, overrides: list[str], device: str, out: Path):
+    if is_diffusers_source(run):
+        raise DifflabError(f"{run} is a diffusers model: `difflab distill` takes a difflab run folder as the teacher "
+                           "(train one with `difflab train PRESET --out RUN`)")
     if not run.is_dir():
         raise DifflabError(f"teacher run {run} does not exist; train one with `difflab train PRESET --out {run}`")
     teacher = load_run(run, ema=True, device=device)
@@ -100,7 +103,8 @@ def run_distill(run: str | Path | None, out: str | Path, *, method: str | None =
                 steps: int | None = None, overrides: list[str] | None = None, resume: bool = False,
                 device: str | None = None, log=None) -> TrainResult:
     """Distil RUN into `out` with `method` (a name in difflab.distill.registry.DISTILL_METHODS), or with
-    resume=True continue the distillation in `out` (its teacher and method come from its config)."""
+    resume=True continue the distillation in `out` (its teacher and method come from its config). device:
+    where the teacher runs (default: cuda when available, where the Trainer puts the student too)."""
     console = Console()
     say = log or (lambda m: console.print(m, markup=False, highlight=False, soft_wrap=True))
     out, overrides = Path(out).expanduser(), list(overrides or [])
