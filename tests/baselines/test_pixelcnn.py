@@ -70,6 +70,17 @@ def test_the_network_is_causal_with_no_blind_spot():
         assert torch.equal(dep[p], q < p), p
 
 
+def test_the_top_rows_alone_give_the_same_logits():
+    """Row i depends on rows <= i only: the network on rows 0..i reproduces the full image's logits
+    there (what sampling relies on to skip the rows below)."""
+    torch.manual_seed(0)
+    net = PixelCNN((3, 5, 4), 3, hidden=6, n_layers=3, kernel_size=5, num_classes=2).double()
+    x, y = torch.randn(2, 3, 5, 4, dtype=torch.float64), torch.tensor([0, 2])
+    full = net.logits(x, y)
+    for i in range(5):
+        assert torch.allclose(net.logits(x[:, :, : i + 1], y), full[..., : i + 1, :], rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("C", [1, 3])
 def test_log_probabilities_sum_to_one_over_all_images(C):
     """2 x 2 images with L = 2 levels: exp(log P) over all 2^(4C) images sums to 1 (float64)."""
@@ -89,10 +100,11 @@ class HandSet(PixelCNN):
     w = torch.tensor([[0.0, 1.0, -1.0], [0.5, 0.0, 0.0], [-1.0, 0.0, 1.0], [0.3, -0.3, 0.0]], dtype=torch.float64)
 
     def logits(self, x, labels=None):
-        j = ((x.double() + 1) / 1.0).round().long().flatten(1)  # (B, 4) levels, L = 3: spacing 1
-        prev = torch.cat([torch.full_like(j[:, :1], -1), j[:, :-1]], 1)  # (B, 4)
-        out = self.w[None] + 1.5 * (prev[:, :, None] == torch.arange(3)).double()  # (B, 4, 3)
-        return out.permute(0, 2, 1).reshape(-1, 1, 3, 2, 2).to(x.dtype)
+        B, _, h, _ = x.shape  # sampling passes the top h rows
+        j = ((x.double() + 1) / 1.0).round().long().flatten(1)  # (B, 2h) levels, L = 3: spacing 1
+        prev = torch.cat([torch.full_like(j[:, :1], -1), j[:, :-1]], 1)  # (B, 2h)
+        out = self.w[None, : 2 * h] + 1.5 * (prev[:, :, None] == torch.arange(3)).double()  # (B, 2h, 3)
+        return out.permute(0, 2, 1).reshape(B, 1, 3, h, 2).to(x.dtype)
 
 
 def _exact_probabilities() -> dict[tuple, float]:

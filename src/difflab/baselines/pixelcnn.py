@@ -137,12 +137,13 @@ class PixelCNN(Baseline):
         ])
 
     def logits(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
-        """(B, C, L, H, W) logits of each pixel-channel's level given its past (x in [-1, 1])."""
+        """(B, C, L, H, W) logits of each pixel-channel's level given its past (x in [-1, 1]). Row i
+        depends on rows <= i only, so the top rows of an image may be passed alone (sampling does)."""
         v = h = x
         for block in self.blocks:
             v, h = block(v, h, labels)
         out = self.head[1](F.relu(self.head[0](F.relu(h))))  # (B, C*L, H, W)
-        B, (C, H, W) = x.shape[0], self.data_shape
+        B, C, H, W = x.shape
         return out.view(B, C, self.levels, H, W)
 
     def _log_probs(self, x: Tensor, labels: Tensor | None, dtype: torch.dtype, check: bool = True) -> Tensor:
@@ -166,7 +167,8 @@ class PixelCNN(Baseline):
     @torch.no_grad()
     def sample(self, n: int, *, generator: torch.Generator, device=None, labels: Tensor | None = None) -> Tensor:
         """n images drawn level by level in raster order, channels innermost: C*H*W network evaluations,
-        each over the whole batch; every draw comes from `generator` (on `device`)."""
+        each over the whole batch and the rows 0..i of the current row i (the rows below cannot change
+        them); every draw comes from `generator` (on `device`)."""
         device = torch.device(device) if device is not None else self.device
         check_labels(labels, self.num_classes, n)
         labels = labels_of(None, self.num_classes, n, device) if labels is None else labels.to(device)
@@ -175,7 +177,7 @@ class PixelCNN(Baseline):
         for i in range(H):
             for j in range(W):
                 for c in range(C):
-                    p = torch.softmax(self.logits(x, labels)[:, c, :, i, j].double(), dim=1)  # (n, L)
+                    p = torch.softmax(self.logits(x[:, :, : i + 1], labels)[:, c, :, i, j].double(), dim=1)  # (n, L)
                     level = torch.multinomial(p, 1, generator=generator).squeeze(1)
                     x[:, c, i, j] = from_levels(level, self.levels, x.dtype)
         return x
