@@ -117,8 +117,18 @@ def demo(
 
 
 # Subcommands defined in their own modules register themselves on `app` when imported.
-from difflab.cli import analyze, bench, classifier, distill, edit, evaluate, fit_schedule, studio  # noqa: E402, F401
-from difflab.cli import pipeline  # noqa: E402, F401  (seed 004's pipeline, stage by stage)
+from difflab.cli import (  # noqa: E402, F401
+    analyze,
+    autoencoder,  # train-autoencoder, reconstruct
+    bench,
+    classifier,
+    distill,
+    edit,
+    evaluate,
+    fit_schedule,
+    pipeline,  # seed 004's pipeline, stage by stage
+    studio,
+)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())

@@ -312,6 +312,16 @@ def run_eval(run: str | Path | None = None, *, real: str | Path | None = None, f
     """`difflab eval RUN ...` or `difflab eval --real DIR --fake DIR`: score, print a table, write --json.
 
     method / probes / split: the nll metric's (difflab.jobs.likelihood; None: its defaults)."""
+    from difflab.jobs.autoencoder_runs import is_autoencoder_run
+
+    if run is not None and real is None and fake is None and is_autoencoder_run(run):  # reconstruction metrics
+        from difflab.jobs.reconstruct import evaluate_autoencoder
+
+        return evaluate_autoencoder(run, n=n, seed=seed, batch_size=batch_size, ema=ema, device=device,
+                                    json_path=json_path, metrics=metrics, sampler=sampler, steps=steps,
+                                    schedule=schedule, guidance=guidance, n_real=n_real, inception=inception,
+                                    is_splits=is_splits, option=options, schedule_option=schedule_options,
+                                    method=method, probes=probes, split=split)
     if (run is None) == (real is None and fake is None):
         raise DifflabError("give either a RUN folder or both --real DIR and --fake DIR (not both, not neither)")
     out = Console()
