@@ -102,3 +102,10 @@ def test_folder_latent_caches_both_flips(tmp_path):
         "--set", "train.sample_every=0", "--set", "sample.steps=2", "--set", "sample.n=2"])
     assert r.exit_code == 0, r.output
     assert np.load(tmp_path / "run" / "latents" / "latents.npy", mmap_mode="r").shape == (8, 2, 4, 8, 8)
+
+
+def test_editing_a_latent_run_is_refused_with_one_message(latent_run, tmp_path):
+    run, _ = latent_run
+    r = CliRunner().invoke(app, ["interpolate", str(run), "--seeds", "0", "1", "--out", str(tmp_path / "s.png"),
+                                 "--prompt", "a red circle"])
+    assert r.exit_code != 0 and "latent diffusion run: edit, inpaint, invert and interpolate" in r.output

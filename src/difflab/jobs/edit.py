@@ -109,7 +109,11 @@ def read_mask(path, loaded: LoadedRun, image_size: tuple[int, int] | None) -> Te
 # ---- settings shared by the commands ---------------------------------------------------------------------
 def _setup(run, device, ema):
     device = resolve_device(device)
-    return load_run(Path(run).expanduser(), ema=ema, device=device), device
+    loaded = load_run(Path(run).expanduser(), ema=ema, device=device)
+    if loaded.autoencoder is not None:  # its inputs would have to be encoded, its masks downsampled by f
+        raise DifflabError(f"{run} is a latent diffusion run: edit, inpaint, invert and interpolate work in pixel "
+                           "space only for now; use a pixel-space run (a config without model.autoencoder)")
+    return loaded, device
 
 
 def _sampler(loaded: LoadedRun, sampler, steps, schedule, options, schedule_options):
