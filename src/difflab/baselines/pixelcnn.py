@@ -110,12 +110,15 @@ class PixelCNN(Baseline):
     """Gated PixelCNN over data_shape (C, H, W) with `levels` levels; see the module docstring.
 
     hidden: features per stack (a multiple of C); n_layers gated blocks (the first of type A) with
-    kernel_size k; num_classes: optional class conditioning (cond["class_labels"], cond["drop"]).
+    kernel_size k; num_classes: optional class conditioning (cond["class_labels"], cond["drop"]; without
+    labels a conditional model uses its null class, the unconditional model when trained with
+    p_uncond > 0). The defaults (240k parameters on 8 x 8 digits) train at about 1.3 s per step of 64
+    images on one loaded CPU thread; hidden=64 quadruples that.
     """
 
     family, has_likelihood = "pixelcnn", True
 
-    def __init__(self, data_shape, levels: int, hidden: int = 64, n_layers: int = 6, kernel_size: int = 5,
+    def __init__(self, data_shape, levels: int, hidden: int = 32, n_layers: int = 6, kernel_size: int = 5,
                  num_classes: int | None = None):
         super().__init__()
         self.data_shape = check_shape(data_shape, (3,), "pixelcnn")
