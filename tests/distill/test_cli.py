@@ -88,3 +88,15 @@ def test_distill_messages(teacher, tmp_path):
     shutil.rmtree(copy)
     fails(["distill", "--out", str(out), "--resume", "--steps", "1"], f"the teacher run {copy.resolve()}", "is missing")
     fails(["distill", str(teacher), "--method", "progressive", "--out", str(out)], "already holds a run", "--resume")
+
+
+def test_the_users_set_wins_over_the_methods_changes(teacher):
+    from difflab.jobs.distill import student_config
+
+    base = _config(teacher)
+    d = student_config(base, teacher, "reflow", ["sample.steps=4", "distill.options.sample_steps=3", "train.lr=5e-4"])
+    assert (d["sample"]["sampler"], d["sample"]["steps"], d["train"]["lr"]) == ("euler", 4, 5e-4)
+    assert d["distill"] == {"method": "reflow", "teacher": str(teacher), "options": {"sample_steps": 3},
+                            "init": "teacher"}
+    d = student_config(base, teacher, "reflow", ["distill.options.sample_steps=3"])
+    assert d["sample"]["steps"] == 3 and d["train"]["max_minutes"] is None
