@@ -59,10 +59,10 @@ METHODS = {
                     "set": [*TRAIN, "distill.options.start_steps=16", "distill.options.final_steps=1",
                             f"distill.options.phase_steps={PHASE}", f"train.ckpt_every={PHASE}", "train.keep_last=null"],
                     "rows": [("4 steps", 4, 2 * PHASE, 4), ("2 steps", 2, 3 * PHASE, 2), ("1 step", 1, 4 * PHASE, 1)]},
-    # 2-rectified flow on 4000 pairs of the teacher's UniPC 20-step ODE; Euler at 1, 2, 4 steps
-    "reflow": {"method": "reflow", "steps": 600,
-               "set": [*TRAIN, "distill.options.pairs=4000", "distill.options.pair_sampler=unipc",
-                       "distill.options.pair_steps=20", "train.ckpt_every=600"],
+    # 2-rectified flow on 2000 pairs of the teacher's UniPC 10-step ODE; Euler at 1, 2, 4 steps
+    "reflow": {"method": "reflow", "steps": 300,
+               "set": [*TRAIN, "distill.options.pairs=2000", "distill.options.pair_sampler=unipc",
+                       "distill.options.pair_steps=10", "train.ckpt_every=300"],
                "rows": [("4 steps", 4, None, 4), ("2 steps", 2, None, 2), ("1 step", 1, None, 1)]},
     # consistency distillation (H7): N = 18 Karras levels, Heun teacher steps, EMA target mu = 0.95, pseudo-Huber;
     # the multistep consistency sampler on the run's Karras grid from sigma~ = 80 (second level 0.8)
