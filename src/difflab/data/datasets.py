@@ -127,9 +127,24 @@ def toy2d_dataset(name: str = "8gaussians", n: int = 100_000, seed: int = 0) -> 
     return ArrayData(x, labels, num_classes=TOY_NUM_CLASSES[name], value_range=None)
 
 
-def digits_dataset(split: str = "train", size: int = 8, captions: bool = True) -> ArrayData:
-    """scikit-learn's digits (1, size, size), 10 classes, captions 'a handwritten seven'."""
+def digits_dataset(split: str = "train", size: int = 8, captions: bool = True, first: int | None = None,
+                   repeat: int = 1) -> ArrayData:
+    """scikit-learn's digits (1, size, size), 10 classes, captions 'a handwritten seven'.
+
+    first=N keeps the first N images of the split (a training-set-size sweep, issue 15); repeat=k lists
+    every image k times in a row (an epoch of N k items, so a batch larger than N still fits; the data
+    distribution is unchanged: each image keeps weight 1/N).
+    """
     images, labels = load_digits(split, size)
+    if first is not None:
+        if isinstance(first, bool) or not isinstance(first, int) or not 1 <= first <= len(images):
+            raise DifflabError(f"digits first must be an integer in 1..{len(images)} (the {split} split's size); "
+                               f"got {first!r}")
+        images, labels = images[:first], labels[:first]
+    if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
+        raise DifflabError(f"digits repeat must be a positive integer (times each image is listed); got {repeat!r}")
+    if repeat > 1:
+        images, labels = images.repeat_interleave(repeat, 0), labels.repeat_interleave(repeat, 0)
     text = [digit_caption(y) for y in labels.tolist()] if captions else None
     return ArrayData(images, labels, text, num_classes=10, value_range=(-1.0, 1.0))
 
@@ -146,7 +161,8 @@ DATASETS: dict[str, Callable[..., Dataset]] = {
 def build_dataset(name: str, /, **kwargs: Any) -> Dataset:
     """The data set registered as `name` (positional only, so "toy2d" can take name=...), built from kwargs.
 
-    "toy2d" (name, n, seed), "digits" (split, size, captions), "folder" (ImageFolder: root, size, ...),
+    "toy2d" (name, n, seed), "digits" (split, size, captions, first, repeat), "folder" (ImageFolder: root,
+    size, ...),
     "shapes" (Shapes: n, seed, size, combos, jitter), "hf" (HFImageDataset: path_or_name, split, ...).
     """
     check_choice("dataset", name, DATASETS)
