@@ -10,7 +10,6 @@ as data_shape, and under "latent" the image shape, the autoencoder's source, fin
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import replace
 from pathlib import Path
 
@@ -31,10 +30,9 @@ DECODE_BATCH = 64
 def open_autoencoder(source: str, device: str = "cpu"):
     """The autoencoder named by model.autoencoder: an autoencoder run or a diffusers AutoencoderKL (one
     DifflabError naming the fix when it is missing, damaged or of another kind)."""
-    if importlib.util.find_spec("difflab.jobs.autoencoder_runs") is not None:
-        from difflab.jobs.autoencoder_runs import load_autoencoder
-    else:  # until autoencoder runs exist: diffusers AutoencoderKL folders and hub ids only
-        from difflab.interop.autoencoder import load_diffusers_autoencoder as load_autoencoder
+    # imported here: autoencoder_runs imports jobs.runs, which imports this module
+    from difflab.jobs.autoencoder_runs import load_autoencoder
+
     return load_autoencoder(str(source), device=device)
 
 
