@@ -201,3 +201,20 @@ def test_bad_configs_are_refused_before_anything_is_written(tmp_path):
     diffusion_yaml.write_text("process: {name: flow}\nmodel: {network: unet}\n")
     with pytest.raises(DifflabError, match="is a diffusion config .* `difflab train"):
         _train(tmp_path / "run", str(diffusion_yaml))
+
+
+def test_folder_kl_trains_on_a_folder_of_images_and_is_scored_on_it(tmp_path):
+    from PIL import Image
+
+    images = tmp_path / "pictures"
+    images.mkdir()
+    for i, u8 in enumerate(to_uint8(Shapes(6, seed=4).render(slice(0, 6)))):
+        Image.fromarray(u8).resize((40, 48)).save(images / f"{i}.png")  # other sizes: resized and cropped to 32
+    out = tmp_path / "run"
+    run_train_autoencoder("folder-kl", out, steps=1, overrides=[
+        f"data.options.root={images}", "train.batch_size=2", "autoencoder.options.base_channels=8",
+        "objective.disc_weight=0", "scale_items=6", "preview=2"])
+    assert json.loads((out / "run.json").read_text())["data_shape"] == [3, 32, 32]
+    report = evaluate_autoencoder(out, n=4)
+    assert report.results["n"] == 4 and "readout_shape" not in report.results
+    assert report.notes == ["no held-out split for this data set: scored on its training images"]
