@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from difflab.analysis.gaussian_mixture import ring_mixture
+from difflab.cli.main import app
 from difflab.config.factory import build_objective
 from difflab.config.schema import ModelConfig, RunConfig
 from difflab.distill.consistency import (
@@ -30,6 +31,8 @@ from difflab.sampling import heun, probability_flow
 from difflab.sampling.edm import euler
 from difflab.train import TensorBatchDataset, TrainConfig, Trainer, read_log
 from difflab.utils.errors import DifflabError
+from tests.distill.test_cli import TINY, runner
+from tests.distill.test_cli import _config as saved_config
 
 f64 = torch.float64
 RING = ring_mixture()
@@ -307,3 +310,40 @@ def test_bad_setups_give_one_clear_message():
     with pytest.raises(DifflabError, match="model.objective_options"):
         build_objective(RunConfig(model=ModelConfig(objective="consistency_training", preconditioning="consistency",
                                                     objective_options={"bogus": 1})))
+
+
+# ---- the commands ------------------------------------------------------------------------------------------
+def test_consistency_distill_then_sample_eval_and_resume(tmp_path):
+    teacher, out = tmp_path / "teacher", tmp_path / "cd"
+    r = runner.invoke(app, ["train", "toy2d", "--out", str(teacher), "--steps", "3", *TINY])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["distill", str(teacher), "--method", "consistency", "--out", str(out), "--steps", "2",
+                            "--set", "distill.options.steps=6"])
+    assert r.exit_code == 0 and "N = 6, heun teacher steps, target ema" in r.output, r.output
+    cfg = saved_config(out)
+    assert (cfg["model"]["preconditioning"], cfg["sample"]["sampler"], cfg["sample"]["steps"]) == \
+        ("consistency", "consistency", 2)
+    for steps in ("1", "4"):  # (2, the run's own, in eval)
+        r = runner.invoke(app, ["sample", str(out), "--steps", steps, "--n", "8", "--class", "3",
+                                "--out", str(tmp_path / f"s{steps}.png")])
+        assert r.exit_code == 0 and f"8 samples, {steps} denoiser evaluations" in r.output, r.output
+    r = runner.invoke(app, ["eval", str(out), "--n", "64", "--json", str(tmp_path / "e.json")])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["distill", "--out", str(out), "--resume", "--steps", "1"])
+    assert r.exit_code == 0 and "resumed from" in r.output and "at step 3" in r.output, r.output
+
+
+def test_consistency_training_from_scratch_by_set(tmp_path):
+    out = tmp_path / "ct"
+    sets = ["model.preconditioning=consistency", "model.objective=consistency_training",
+            "model.objective_options={s0: 2, s1: 8}", "sample.sampler=consistency", "sample.schedule=karras",
+            "sample.schedule_options={sigma_max: 80.0}", "sample.steps=1"]
+    r = runner.invoke(app, ["train", "toy2d", "--out", str(out), "--steps", "3", *TINY,
+                            *[a for s in sets for a in ("--set", s)]])
+    assert r.exit_code == 0, r.output
+    assert saved_config(out)["model"]["objective"] == "consistency_training"
+    r = runner.invoke(app, ["sample", str(out), "--n", "8", "--class", "1", "--out", str(tmp_path / "s.png")])
+    assert r.exit_code == 0 and "8 samples, 1 denoiser evaluations" in r.output, r.output
+    r = runner.invoke(app, ["train", "toy2d", "--out", str(tmp_path / "bad"), "--steps", "1", *TINY,
+                            "--set", "model.objective=consistency_training"])
+    assert r.exit_code != 0 and "set model.preconditioning=consistency" in r.output, r.output
