@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from difflab.interop.load import _resolve as resolve_hub_source
 from difflab.utils.errors import DifflabError
 
 CLASS_NAME = "AutoencoderKL"
@@ -36,7 +37,8 @@ WEIGHTS = "diffusion_pytorch_model.safetensors"
 
 
 def _resolve(source: str | Path) -> Path:
-    """A local folder, or a hub id 'owner/name' found in the standard Hugging Face cache (never downloaded)."""
+    """A local folder, or a hub id 'owner/name' found in the standard Hugging Face cache (never downloaded:
+    interop.load's lookup, shared with the diffusers denoisers)."""
     path = Path(source).expanduser()
     if path.exists():
         if not path.is_dir():
@@ -46,17 +48,7 @@ def _resolve(source: str | Path) -> Path:
     if str(source).count("/") != 1 or str(source).startswith((".", "/", "~")):
         raise DifflabError(f"no autoencoder folder at {str(source)!r}: give an autoencoder run folder, a diffusers "
                            "AutoencoderKL folder, or a hub id 'owner/name' in the Hugging Face cache")
-    try:
-        from huggingface_hub import snapshot_download
-        from huggingface_hub.errors import LocalEntryNotFoundError
-    except ImportError as err:  # pragma: no cover - huggingface_hub comes with diffusers
-        raise DifflabError("loading a hub id needs huggingface_hub: pip install 'difflab[diffusers]'") from err
-    try:
-        return Path(snapshot_download(str(source), local_files_only=True))
-    except LocalEntryNotFoundError as err:
-        raise DifflabError(f"{source!r} is not in the Hugging Face cache and difflab never downloads: run "
-                           f"`huggingface-cli download {source}` once online, or pass the autoencoder's local "
-                           "folder") from err
+    return resolve_hub_source(source)
 
 
 def autoencoder_folder(source: str | Path) -> Path:
