@@ -88,20 +88,28 @@ def test_bad_input_one_message_each(tmp_path):
     assert r.exit_code != 0 and "--set model.autoencoder=AE" in r.output and not (tmp_path / "d").exists()
 
 
-def test_folder_latent_caches_both_flips(tmp_path):
+def test_folder_latent_caches_both_flips_and_samples_a_class(tmp_path):
     images = tmp_path / "images"
-    images.mkdir()
     rng = np.random.default_rng(0)
     for i in range(8):
-        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(images / f"{i}.png")
+        (images / f"c{i % 2}").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(images / f"c{i % 2}" / f"{i}.png")
     ae = save_autoencoder(tmp_path / "ae")
     r = CliRunner().invoke(app, [
         "train", "folder-latent", "--out", str(tmp_path / "run"), "--steps", "1", "--set", f"model.autoencoder={ae}",
         "--set", f"data.options.root={images}", "--set", "data.options.size=32", "--set", "train.batch_size=4",
+        "--set", "data.options.labels_from_subfolders=true", "--set", "model.conditioning=class",
         "--set", "model.options={base_channels: 8, channel_mult: [1, 2], num_res_blocks: 1, attention_resolutions: [4]}",
         "--set", "train.sample_every=0", "--set", "sample.steps=2", "--set", "sample.n=2"])
     assert r.exit_code == 0, r.output
-    assert np.load(tmp_path / "run" / "latents" / "latents.npy", mmap_mode="r").shape == (8, 2, 4, 8, 8)
+    cache = tmp_path / "run" / "latents"
+    assert np.load(cache / "latents.npy", mmap_mode="r").shape == (8, 2, 4, 8, 8)
+    assert np.load(cache / "field-label.npy").tolist() == [0, 0, 0, 0, 1, 1, 1, 1]  # sorted c0/*, c1/*
+    r = CliRunner().invoke(app, ["sample", str(tmp_path / "run"), "--class", "1", "--guidance", "2", "--n", "2",
+                                 "--save-array", str(tmp_path / "x.npy"), "--no-grid"])
+    assert r.exit_code == 0, r.output
+    assert np.load(tmp_path / "x.npy").shape == (2, 3, 32, 32)
+    assert np.load(tmp_path / "x.labels.npy").tolist() == [1, 1]
 
 
 def test_editing_a_latent_run_is_refused_with_one_message(latent_run, tmp_path):
