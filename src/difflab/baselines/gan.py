@@ -78,14 +78,15 @@ class DCGAN(Baseline):
 
     latent_dim: size of z; width: the generator's output-stage channels (doubled at each of `upsample`
     stride-2 stages below it; H and W must divide by 2^upsample) or an MLP's hidden size; d_width the
-    discriminator's. r1_gamma: R1 weight gamma (0: off); n_critic: discriminator updates per generator
-    update; d_lr_ratio: the discriminator's learning rate over the generator's.
+    discriminator's. r1_gamma: R1 weight gamma (0: off, the plain DC-GAN; on 8 x 8 digits that run
+    collapsed to one digit within 500 steps, gamma = 1 kept the digits varied); n_critic: discriminator
+    updates per generator update; d_lr_ratio: the discriminator's learning rate over the generator's.
     """
 
     family, has_likelihood, nfe_per_sample = "gan", False, 1
 
     def __init__(self, data_shape, levels: int | None = None, latent_dim: int = 32, width: int = 32,
-                 upsample: int = 2, d_width: int = 32, r1_gamma: float = 0.0, n_critic: int = 1,
+                 upsample: int = 2, d_width: int = 32, r1_gamma: float = 1.0, n_critic: int = 1,
                  d_lr_ratio: float = 1.0):
         super().__init__()
         self.data_shape = check_shape(data_shape, (1, 3), "gan")
