@@ -37,6 +37,7 @@ from difflab.jobs.runs import load_run
 from difflab.jobs.train import run_train
 from difflab.metrics.guidance import shape_accuracy
 from difflab.train.checkpoint import list_checkpoints
+from difflab.viz import save_image_grid
 
 COMMON = ["train.sample_every=0", "train.log_every=10", "train.keep_last=1"]
 
@@ -67,7 +68,7 @@ def train_rate(out: Path) -> dict:
 
 
 def sample_and_score(run: Path, captions: list[str], attributes, *, steps: int, guidance: float, batch: int,
-                     seed: int) -> dict:
+                     seed: int) -> tuple[torch.Tensor, dict]:
     """Held-out samples in batches: denoising and decoding timed apart, then read exactly."""
     loaded = load_run(run)
     xs, denoise_s, decode_s, nfe = [], 0.0, 0.0, 0
@@ -83,8 +84,9 @@ def sample_and_score(run: Path, captions: list[str], attributes, *, steps: int, 
         denoise_s, decode_s, nfe = denoise_s + t1 - t0, decode_s + t2 - t1, result.nfe
         xs.append(x.clamp(-1, 1))
     n = len(captions)
-    acc = shape_accuracy(torch.cat(xs), attributes)
-    return {"sample_img_s": n / denoise_s, "sample_img_s_with_decode": n / (denoise_s + decode_s),
+    x = torch.cat(xs)
+    acc = shape_accuracy(x, attributes)
+    return x, {"sample_img_s": n / denoise_s, "sample_img_s_with_decode": n / (denoise_s + decode_s),
             "sample_s_per_step_per_img": denoise_s / (nfe * n), "decode_s": decode_s, "nfe": nfe,
             "shape": acc["shape"], "colour": acc["colour"], "shape_colour": acc["shape_colour"],
             "latent_shape": list(loaded.meta.data_shape)}
@@ -120,12 +122,12 @@ def main(argv: list[str] | None = None) -> int:
     runs = {"pixel": ("shapes-text", []), "latent": ("shapes-latent", [f"model.autoencoder={a.autoencoder}"])}
     held = Shapes(a.n, seed=a.seed + 1, size=32, combos="holdout", jitter=0)
     captions = [held.caption(i) for i in range(a.n)]
-    rows = {}
+    rows, pictures = {}, {}
     for name, (preset, extra) in runs.items():
         wall = trained(a.out / name, preset, a.steps, [*a.overrides, *extra])
-        rows[name] = {"preset": preset, "wall_s_this_call": wall, **train_rate(a.out / name),
-                      **sample_and_score(a.out / name, captions, held.attributes, steps=a.sample_steps,
-                                         guidance=a.guidance, batch=a.batch, seed=a.seed)}
+        pictures[name], scores = sample_and_score(a.out / name, captions, held.attributes, steps=a.sample_steps,
+                                                  guidance=a.guidance, batch=a.batch, seed=a.seed)
+        rows[name] = {"preset": preset, "wall_s_this_call": wall, **train_rate(a.out / name), **scores}
     rows["latent"]["encode_s"] = encoding_seconds(a.out / "latent")
     if a.figures is not None:
         tmp = a.out / "pipeline"
@@ -133,6 +135,11 @@ def main(argv: list[str] | None = None) -> int:
         a.figures.mkdir(parents=True, exist_ok=True)
         for png in sorted(tmp.glob("*.png")):
             shutil.copyfile(png, a.figures / f"pipeline_{png.name}")
+        k = min(10, a.n)
+        save_image_grid(torch.cat([pictures["pixel"][:k], pictures["latent"][:k]]), a.figures / "latent_vs_pixel.png",
+                        nrow=k, scale=2, caption=f"held-out prompts, w = {a.guidance:g}, {a.sample_steps} steps; "
+                        f"top: pixel (shapes-text), bottom: latent (shapes-latent), {a.steps} training steps each\n"
+                        + "; ".join(captions[:3]) + " ...")
     p, q = rows["pixel"], rows["latent"]
     speed = {"train": q["train_img_s"] / p["train_img_s"], "sample": q["sample_img_s"] / p["sample_img_s"],
              "sample_with_decode": q["sample_img_s_with_decode"] / p["sample_img_s"]}
