@@ -16,7 +16,8 @@ def level_data(n: int = 48, shape=(1, 4, 4), levels: int = 5, num_classes: int =
     return TensorBatchDataset(x, torch.randint(0, num_classes, (n,), generator=g))
 
 
-def train_and_resume(tmp_path, family: str, data, steps: int = 4, levels: int | None = 5, **options):
+def train_and_resume(tmp_path, family: str, data, steps: int = 4, levels: int | None = 5, grad_accum: int = 1,
+                     **options):
     """A straight run of `steps` steps and a run stopped at steps // 2 then resumed (from a model built
     with another seed): returns (straight trainer, resumed trainer, straight log, resumed log)."""
     conditional = options.get("num_classes") is not None
@@ -25,7 +26,8 @@ def train_and_resume(tmp_path, family: str, data, steps: int = 4, levels: int | 
     def trainer(out, n, seed):
         torch.manual_seed(seed)
         model = build_baseline(family, shape, levels, **options)
-        cfg = TrainConfig(batch_size=8, max_steps=n, log_every=1, ckpt_every=0, ema=64.0, lr=1e-3, seed=3, p_uncond=0.25)
+        cfg = TrainConfig(batch_size=8, max_steps=n, log_every=1, ckpt_every=0, ema=64.0, lr=1e-3, seed=3, p_uncond=0.25,
+                          grad_accum=grad_accum)
         prepare = ClassLabels(cfg.p_uncond) if conditional else Unconditional()
         return Trainer(model, None, data, cfg, out, prepare=prepare, objective=baseline_objective(family))
 

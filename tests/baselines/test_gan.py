@@ -68,16 +68,17 @@ def test_generator_discriminator_shapes_sampling_and_no_likelihood():
 
 @pytest.mark.parametrize("family_data", ["images", "vectors"])
 def test_the_objective_resumes_bit_exactly(tmp_path, family_data):
-    """R1 on, two critic steps per generator step: stopped at step 2 and resumed (from a generator
-    built with another seed), generator, EMA, discriminator and losses equal the straight run's; the
-    discriminator trained, and its initialization is the run seed's, not the global RNG's."""
+    """R1 on, two critic steps per generator step, two accumulated micro-batches (images): stopped at
+    step 2 and resumed (from a generator built with another seed), generator, EMA, discriminator and
+    losses equal the straight run's; the discriminator trained, and its initialization is the run
+    seed's, not the global RNG's."""
     if family_data == "images":
-        data, options, levels = level_data(), dict(latent_dim=4, width=4, d_width=4), 5
+        data, options, levels, accum = level_data(), dict(latent_dim=4, width=4, d_width=4), 5, 2
     else:
         data = TensorBatchDataset(torch.randn(48, 2, generator=torch.Generator().manual_seed(0)))
-        options, levels = dict(latent_dim=2, width=8, d_width=8), None
+        options, levels, accum = dict(latent_dim=2, width=8, d_width=8), None, 1
     straight, resumed, loss_a, loss_b = train_and_resume(tmp_path, "gan", data, levels=levels, r1_gamma=1.0,
-                                                         n_critic=2, **options)
+                                                         n_critic=2, grad_accum=accum, **options)
     assert_same_weights(resumed.model, straight.model)
     assert_same_weights(resumed.ema.module, straight.ema.module)
     assert_same_weights(resumed.objective.discriminator, straight.objective.discriminator)
