@@ -11,6 +11,8 @@ from dataclasses import replace
 
 from torch import nn
 
+from difflab.baselines.base import Baseline
+from difflab.baselines.registry import build_baseline
 from difflab.config.schema import ClassifierRun, DataConfig, LossConfig, ModelConfig, ProcessConfig, RunConfig
 from difflab.data.datasets import build_dataset
 from difflab.distill.consistency import training_objective
@@ -145,6 +147,21 @@ def build_text_encoder(cfg: ModelConfig, device="cpu"):
     from difflab.nets.text_encoder import TextEncoder
 
     return TextEncoder(cfg.text_encoder, device=device)
+
+
+def build_baseline_model(cfg: RunConfig, data_shape: tuple[int, ...], num_classes: int | None = None) -> Baseline:
+    """The model of a run whose family is a baseline (vae | gan | pixelcnn): difflab.baselines' builder on the
+    data's shape and levels (data_levels), model.options its constructor options; model.conditioning=class
+    adds num_classes. Its trainer objective is difflab.baselines.registry.baseline_objective(cfg.family)."""
+    options = dict(cfg.model.options)
+    kind = check_choice("model.conditioning", cfg.model.conditioning, CONDITIONINGS)
+    if kind == "text":
+        raise DifflabError(f"a {cfg.family} baseline takes no text condition: use model.conditioning=none or class")
+    if kind == "class":
+        if num_classes is None:
+            raise DifflabError("model.conditioning=class needs a labelled data set; this one has no labels")
+        options.setdefault("num_classes", num_classes)
+    return build_baseline(cfg.family, data_shape, data_levels(cfg.data), **options)
 
 
 def build_prepare(cfg: RunConfig, text_encoder=None):

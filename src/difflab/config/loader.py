@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from difflab.baselines.registry import check_baseline_options
 from difflab.config.sampling import check_sample_config
 from difflab.config.schema import RunConfig
 from difflab.config.validate import from_dict, to_dict
@@ -97,6 +98,9 @@ def config_from_dict(data: dict) -> RunConfig:
     """A validated RunConfig: model.options checked against the network's constructor (names, types, ranges)
     and the sample options against the sampler and grid it names, before any data is read."""
     cfg = from_dict(RunConfig, data)
+    if cfg.family != "diffusion":  # model.options are a baseline's constructor options
+        check_baseline_options(cfg.family, cfg.model.options)
+        return cfg
     check_network_options(cfg.model.network, cfg.model.options)
     return check_sample_config(cfg)
 

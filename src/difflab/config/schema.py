@@ -101,8 +101,15 @@ class SampleConfig:
             raise ValueError(f"sample.guidance must be a finite number (1 = none); got {self.guidance}")
 
 
+#: what a run trains: a diffusion model, or one of the baselines of difflab.baselines (its registry's names)
+FAMILIES = ("diffusion", "vae", "gan", "pixelcnn")
+
+
 @dataclass
 class RunConfig:
+    """family: diffusion, or a baseline (vae | gan | pixelcnn) whose constructor options are model.options
+    (process, loss and the rest of model are then unused; sample.n and seed set its preview grids)."""
+
     data: DataConfig = field(default_factory=DataConfig)
     process: ProcessConfig = field(default_factory=ProcessConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -110,6 +117,11 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
     distill: DistillConfig | None = None  # set for a run made by `difflab distill` (config/distill.py)
+    family: str = "diffusion"
+
+    def __post_init__(self):
+        if self.family not in FAMILIES:
+            raise ValueError(f"unknown family {self.family!r}; valid families are: {', '.join(FAMILIES)}")
 
 
 # ---------------------------------------------------------------- the guidance classifier of a run

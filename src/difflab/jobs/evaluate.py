@@ -31,6 +31,7 @@ from difflab.baselines.base import Baseline
 from difflab.config.factory import build_data, held_out_config
 from difflab.config.schema import DataConfig
 from difflab.data.datasets import collate
+from difflab.jobs.baselines import check_sampling_options
 from difflab.jobs.generate import check_count, generate, resolve_device
 from difflab.jobs.likelihood import evaluate_nll
 from difflab.jobs.runs import LoadedRun, load_run
@@ -192,6 +193,10 @@ def evaluate_loaded(loaded: LoadedRun, *, n: int = DEFAULT_N, sampler: str | Non
     """
     check_count(n)
     cfg, meta, s = loaded.config, loaded.meta, loaded.config.sample
+    if isinstance(loaded.model, Baseline):  # a VAE, GAN or PixelCNN draws with its own sampler
+        check_sampling_options(cfg.family, {"--sampler": sampler, "--steps": steps, "--schedule": schedule,
+                                            "--guidance": guidance, "--option": options,
+                                            "--schedule-option": schedule_options})
     sample = {"sampler": s.sampler if sampler is None else sampler, "steps": s.steps if steps is None else steps,
               "schedule": s.schedule if schedule is None else schedule, "seed": seed, "device": device,
               "guidance": s.guidance if guidance is None else guidance,

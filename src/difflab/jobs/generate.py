@@ -15,6 +15,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from difflab.baselines.base import Baseline
 from difflab.config.sampling import check_options, grid_options, sampler_name
 from difflab.data.datasets import default_value_range
 from difflab.guidance.cfg import classifier_free
@@ -196,8 +197,14 @@ def generate(model, meta, n: int, *, sampler: str, steps: int, schedule: str, se
     alpha(1) = 0 starts at t_max = difflab.config.sampling.SDE_T_MAX unless schedule_options says otherwise.
     progress: show the sampler's steps (difflab.utils.progress: a bar on a terminal, plain lines elsewhere).
     callback: called with each step's difflab.sampling.core.Step (its state and x0 estimate; jobs.pipeline).
+    A baseline (VAE, GAN, PixelCNN) draws with its own sampler: jobs.baselines.generate_baseline.
     """
     check_count(n)
+    if isinstance(model, Baseline):
+        from difflab.jobs.baselines import generate_baseline  # it builds on this module
+
+        return generate_baseline(model, meta, n, seed=seed, labels=labels, guidance=guidance, prompts=prompts,
+                                 classifier=classifier, classifier_scale=classifier_scale, device=device)
     if not isinstance(classifier_scale, (int, float)) or not math.isfinite(classifier_scale):
         raise DifflabError(f"the classifier scale must be a finite number; got {classifier_scale!r}")
     if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not math.isfinite(guidance):

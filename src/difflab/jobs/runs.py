@@ -17,7 +17,7 @@ import torch
 from rich.console import Console
 from torch import nn
 
-from difflab.config.factory import build_denoiser, build_process, build_text_encoder
+from difflab.config.factory import build_baseline_model, build_denoiser, build_process, build_text_encoder
 from difflab.config.loader import config_from_dict
 from difflab.config.schema import RunConfig
 from difflab.jobs.generate import resolve_device
@@ -127,8 +127,10 @@ def load_run(run_dir: str | Path, ema: bool = True, device: str = "cpu") -> Load
     meta = read_meta(run_dir)
     ckpt = sampling_checkpoint(run_dir, ema)
     cfg = config_from_dict(read_config(ckpt))
-    process = build_process(cfg.process)
-    model = build_denoiser(cfg, process, meta.data_shape, meta.num_classes, meta.context_dim)
+    if cfg.family != "diffusion":  # a VAE, GAN or PixelCNN: its own model, no process
+        model = build_baseline_model(cfg, meta.data_shape, meta.num_classes)
+    else:
+        model = build_denoiser(cfg, build_process(cfg.process), meta.data_shape, meta.num_classes, meta.context_dim)
     load_weights(ckpt, model, ema=ema)
     model.to(device).eval().requires_grad_(False)
     autoencoder = None if meta.latent is None else run_autoencoder(meta.latent, run_dir, device=device)

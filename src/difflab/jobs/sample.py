@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
+from difflab.baselines.base import Baseline
+from difflab.jobs.baselines import check_sampling_options
 from difflab.jobs.classifier import load_run_classifier
 from difflab.jobs.fit_schedule import resolve_schedule
 from difflab.jobs.generate import check_count, generate, resolve_device
@@ -81,6 +83,9 @@ def run_sample(run: str | Path, *, out: str | Path | None = None, n: int | None 
     n = None if n is None else check_count(n)
     run = Path(run).expanduser()
     loaded = load_run(run, ema=ema, device=device)
+    if isinstance(loaded.model, Baseline):  # a VAE, GAN or PixelCNN draws with its own sampler
+        check_sampling_options(loaded.config.family, {"--sampler": sampler, "--steps": steps, "--schedule": schedule,
+                                                      "--option": options, "--schedule-option": schedule_options})
     out, array_path = outputs(out, save_array_path, grid, loaded.meta.data_shape)
     classifier = load_run_classifier(run, device=device, ema=ema) if classifier_scale else None
     s = loaded.config.sample

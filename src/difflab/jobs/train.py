@@ -186,6 +186,10 @@ def run_train(config: str | Path | None, out: str | Path, *, minutes: float | No
         seed_everything(cfg.train.seed)
 
         dataset, autoencoder = training_data(cfg, out, resolve_device())  # latents with model.autoencoder
+        if cfg.family != "diffusion":  # a VAE, GAN or PixelCNN through the same trainer
+            from difflab.jobs.baselines import train_baseline  # it builds on this module
+
+            return train_baseline(cfg, out, dataset, resume, console)
         process = build_process(cfg.process)
         text_encoder = build_text_encoder(cfg.model)
         meta = run_meta(out, dataset, cfg, text_encoder, resume)
