@@ -40,3 +40,14 @@ def test_the_registry_checks_options_against_the_builders_signature():
     model = build_baseline("pixelcnn", (1, 4, 4), 17, hidden=4, n_layers=1)
     assert (model.family, model.nfe_per_sample, model.levels) == ("pixelcnn", 16, 17)
     assert callable(baseline_objective("gan"))
+
+
+def test_wrong_data_shapes_get_one_message():
+    with pytest.raises(DifflabError, match=r"a pixelcnn baseline needs data of shape \(C, H, W\)"):
+        build_baseline("pixelcnn", (2,), 17)
+    with pytest.raises(DifflabError, match=r"a vae baseline needs data of shape \(C, H, W\)"):
+        build_baseline("vae", (2,), 17)
+    with pytest.raises(DifflabError, match=r"\(D,\) or \(C, H, W\)"):
+        build_baseline("gan", (4, 4), None)
+    with pytest.raises(DifflabError, match="needs the data's number of levels"):
+        build_baseline("pixelcnn", (1, 4, 4), None)
