@@ -15,6 +15,7 @@ initialization comes from the run's seed, not from the global RNG's position. Th
 backward runs before the trainer's commit block (interruptible, rolled back by the trainer); every
 parameter update, and what follows it, runs inside it. The loss the trainer logs is the
 discriminator's L_D without the penalty (2 log 2 = 1.386 where D cannot tell fakes from data).
+train.compile is not applied here (R1 differentiates through D's input gradient); tested in one process.
 """
 
 from __future__ import annotations
