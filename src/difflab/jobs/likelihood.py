@@ -152,6 +152,9 @@ def evaluate_nll(loaded, *, method: str | None = None, probes: int | None = None
     if probes is not None and (isinstance(probes, bool) or not isinstance(probes, int) or probes < 1):
         raise DifflabError(f"--probes must be a whole number >= 1; got {probes!r}")
     cfg, model = loaded.config, loaded.model
+    if getattr(loaded, "autoencoder", None) is not None:
+        raise DifflabError("a latent diffusion run models its autoencoder's latents, not the images: their nll is "
+                           "not the data's bits/dim; measure nll on a pixel-space run")
     levels = data_levels(cfg.data) if levels == "auto" else levels
     method = check_method(model, method, levels)
     k = baseline_k(model, method, probes) if isinstance(model, Baseline) else None  # before any data are read
