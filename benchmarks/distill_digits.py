@@ -18,7 +18,8 @@ the 2-rectified flow's.
 A method is one METHODS entry (H7 adds "consistency"):
     "name": {"method": <distill method>, "set": [--set overrides], "steps": <optimizer steps>,
              "rows": [(label, nfe, checkpoint step or None = newest, sampler steps)]}
-Rows with a checkpoint step score that checkpoint (progressive: the student of the phase that ends there).
+Rows with a checkpoint step score that checkpoint (progressive: the student of the phase that ends there);
+an entry's optional "teacher" names the part whose run is its teacher (default: the copied teacher).
 """
 
 from __future__ import annotations
@@ -70,6 +71,13 @@ METHODS = {
                     "set": [*TRAIN, "distill.options.steps=18", "distill.options.target_ema=0.95",
                             "train.ckpt_every=200"],
                     "rows": [("4 steps", 4, None, 4), ("2 steps", 2, None, 2), ("1 step", 1, None, 1)]},
+    # Liu et al.'s one-step distillation of that 2-rectified flow: 2000 pairs of its own Euler 4-step ODE,
+    # trained at t = 1 only (run after "reflow": its teacher is OUT/reflow)
+    "reflow-1step": {"method": "reflow", "steps": 200, "teacher": "reflow",
+                     "set": [*TRAIN, "distill.options.pairs=2000", "distill.options.pair_sampler=euler",
+                             "distill.options.pair_steps=4", "distill.options.pair_schedule=uniform",
+                             "distill.options.one_step=true", "train.ckpt_every=200"],
+                     "rows": [("1 step", 1, None, 1)]},
 }
 
 
@@ -124,6 +132,7 @@ def method_part(name: str, teacher: Path, out: Path, n: int) -> dict:
     run = out / name
     start_wall, start_cpu = time.perf_counter(), time.process_time()
     resume = newest_intact_checkpoint(run)[0] is not None
+    teacher = out / entry["teacher"] if "teacher" in entry else teacher
     result = run_distill(None if resume else teacher, run, method=entry["method"], resume=resume,
                          steps=None if resume else entry["steps"], overrides=[] if resume else entry["set"])
     cost = {"steps": result.step, "train_seconds": result.elapsed, "wall_seconds": time.perf_counter() - start_wall,
@@ -221,7 +230,8 @@ def main(argv=None) -> int:
             d = straightness_part(a.out)
         else:
             d = teacher_part(teacher, a.n) if part == "teacher" else method_part(part, teacher, a.out, a.n)
-        d.update(part=part, n=a.n, wall_seconds=time.perf_counter() - start_wall,
+        d.setdefault("n", a.n)
+        d.update(part=part, wall_seconds=time.perf_counter() - start_wall,
                  cpu_seconds=time.process_time() - start_cpu, threads=torch.get_num_threads(),
                  machine=f"{platform.machine()}, torch {torch.__version__}", date=str(date.today()))
         atomic_write_json(a.out / f"{part}.json", d)
