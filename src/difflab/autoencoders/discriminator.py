@@ -7,9 +7,11 @@ convs doubling the width (capped at 8x), each with a norm and LeakyReLU(0.2); on
 with norm and LeakyReLU; a 4x4 stride-1 conv to 1 channel: the logits map (B, 1, h, w). Weights are
 initialised N(0, 0.02), norm scales N(1, 0.02) (DCGAN, Radford et al. 2016, as taming does).
 
-norm: "group" (GroupNorm, the default here: each image is judged on its own, so the real and fake
-halves of the objective's one discriminator batch share no statistics, and an image's logits do not
-depend on its batch), "batch" (BatchNorm, taming's choice) or "none".
+norm: "batch" (BatchNorm, taming's choice and the default), "group" (GroupNorm) or "none". The
+objective passes real and reconstructed images through in one batch, so BatchNorm's statistics span
+both; normalizing each image on its own (GroupNorm) removes the per-image levels that tell a close
+reconstruction from its input: on shapes reconstructions at 29.6 dB a 2-layer critic's hinge loss fell
+from 1.0 to 0.46 in 150 Adam steps with BatchNorm, and stayed at 1.0 with GroupNorm (0.98 without norm).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from torch import Tensor, nn
 from difflab.nets.unet import group_norm
 from difflab.utils.errors import DifflabError, check_choice
 
-NORMS = ("group", "batch", "none")
+NORMS = ("batch", "group", "none")
 
 
 def _norm(kind: str, channels: int) -> nn.Module:
@@ -37,7 +39,7 @@ def patch_output_size(size: int, n_layers: int) -> int:
 class PatchDiscriminator(nn.Module):
     """forward(x (B, C, H, W)) -> logits (B, 1, h, w); h = H / 2^n_layers - 2."""
 
-    def __init__(self, in_channels: int = 3, channels: int = 64, n_layers: int = 3, norm: str = "group"):
+    def __init__(self, in_channels: int = 3, channels: int = 64, n_layers: int = 3, norm: str = "batch"):
         super().__init__()
         check_choice("discriminator norm", norm, NORMS)
         if not (isinstance(n_layers, int) and n_layers >= 1):

@@ -73,7 +73,7 @@ class AutoencoderLossConfig:
     disc_lr: float | None = None  # None: the training lr
     disc_layers: int = 3
     disc_channels: int = 64
-    disc_norm: str = "group"  # group | batch | none
+    disc_norm: str = "batch"  # batch | group | none (see discriminator.py)
     adaptive: bool = True  # lambda of eq. 7; False: lambda = 1
     perceptual_weight: float = 0.0  # > 0 needs a feature network passed to make_autoencoder_objective
 
@@ -180,8 +180,10 @@ class AutoencoderObjective:
                     logs.update(codebook=reg["codebook"].mean(), commitment=reg["commitment"].mean())
                 loss = l_rec + l_reg
                 if adversarial:
-                    # the unwrapped discriminator: no gradient of its own here, so nothing for DDP to sync
-                    l_g = generator_loss(self.disc(x_hat), losses.disc_loss).float().mean()
+                    # judged as the discriminator is trained: real and fake in one batch (BatchNorm sees
+                    # both); the unwrapped module, which has no gradient of its own here (nothing for DDP)
+                    logits_fake = self.disc(torch.cat([x, x_hat]))[x.shape[0]:]
+                    l_g = generator_loss(logits_fake, losses.disc_loss).float().mean()
                     lam = (adaptive_weight(l_rec, l_g, self.model.last_layer) if losses.adaptive
                            else torch.ones((), device=l_g.device))
                     loss = loss + losses.disc_weight * lam * l_g
@@ -198,8 +200,8 @@ class AutoencoderObjective:
         accum = len(pairs)
         for i, (x, x_hat) in enumerate(pairs):
             with self._sync(self.ddp_disc, i == accum - 1):
-                # real and fake in one forward (one DDP reduction per backward); with norm="batch" they
-                # share the batch statistics, with "group" (the default) each image is normalized alone
+                # real and fake in one forward: one DDP reduction per backward, BatchNorm statistics
+                # over both (as in the generator's pass)
                 logits_real, logits_fake = self.ddp_disc(torch.cat([x, x_hat])).chunk(2)
                 l_d = discriminator_loss(logits_real, logits_fake, self.losses.disc_loss).float().mean()
                 self.accelerator.backward(l_d / accum)
