@@ -166,12 +166,13 @@ def table(args) -> None:
         data.setdefault(family, {})[what] = json.loads(path.read_text())
     print("| family | steps | minutes | FDD | precision | recall | coverage | bits/dim | samples/s | NFE/sample |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |")
-    for family in FAMILIES:
+    rows = [f for f in FAMILIES if f in data] + sorted(k for k in data if k not in FAMILIES and k not in RING)
+    for family in rows:  # the four families, then longer-trained copies (e.g. vae-30min)
         cells = data.get(family, {})
         s, nll, ode = cells.get("samples", {}), cells.get("nll"), cells.get("ode")
         b = s or nll or ode or {}
         bits = [f"{x['bits_per_dim']:.3f} ± {x['bits_per_dim_se']:.3f} ({x['method']}, n={x['n']})"
-                for x in (ode, nll) if x] or (["none (no likelihood)"] if family == "gan" else ["-"])
+                for x in (ode, nll) if x] or (["none (no likelihood)"] if family.startswith("gan") else ["-"])
         print(f"| {family} | {b.get('steps', '-')} | {b.get('minutes', '-')} | {_f(s.get('fdd'), '.2f')} | "
               f"{_f(s.get('precision'), '.3f')} | {_f(s.get('recall'), '.3f')} | {_f(s.get('class_coverage'), '.1f')} | "
               f"{'; '.join(bits)} | {_f(s.get('samples_per_s'), '.0f')} | {s.get('nfe_per_sample', '-')} |")
@@ -192,7 +193,7 @@ def figure(args, data: dict) -> None:
     from PIL import Image
 
     panels = []
-    for family in FAMILIES:
+    for family in args.figure_rows.split(","):
         run = Path(data[family]["samples"]["run"])
         loaded = load_run(run)
         s = loaded.config.sample
@@ -200,7 +201,7 @@ def figure(args, data: dict) -> None:
                      options=s.options, schedule_options=s.schedule_options).x
         img = Image.fromarray(image_grid(x, 6)[:, :, 0]).resize((6 * 10 * 8, 6 * 10 * 8), Image.NEAREST)
         cell = data[family]["samples"]
-        panels.append(add_caption(img, f"{family}\n{cell['steps']} steps, {cell['minutes']:.0f} min\n"
+        panels.append(add_caption(img, f"{family.split('-')[0]}\n{cell['steps']} steps, {cell['minutes']:.0f} min\n"
                                        f"FDD {cell['fdd']:.1f}"))
     width = sum(p.width for p in panels) + 10 * (len(panels) - 1)
     out = Image.new("L", (width, max(p.height for p in panels)), "white")
@@ -229,6 +230,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/trilemma/cells", help="folder of the cells' JSON files")
     p.add_argument("--figure", default=None)
+    p.add_argument("--figure-rows", default=",".join(FAMILIES), help="the runs drawn, left to right")
     args = p.parse_args()
     {"train": train, "measure": measure, "table": table}[args.action](args)
 
