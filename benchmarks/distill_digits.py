@@ -203,8 +203,9 @@ def picture(out: Path, figure: Path, data: dict) -> None:
         loaded = load_run(out / name)
         for _label, nfe, step, steps in METHODS[name]["rows"][::-1]:
             m = at_checkpoint(loaded, out / name, step)
-            rows.append(generate(m.model, m.meta, 10, sampler=m.config.sample.sampler, steps=steps, seed=0,
-                                 schedule=m.config.sample.schedule).x)
+            s = m.config.sample
+            rows.append(generate(m.model, m.meta, 10, sampler=s.sampler, steps=steps, seed=0, schedule=s.schedule,
+                                 options=s.options, schedule_options=s.schedule_options).x)
             captions.append(f"{name} {nfe}")
     caption = "rows: " + "; ".join(captions) + " (NFE)"
     save_image_grid(torch.cat(rows), figure, nrow=10, scale=8, caption=caption)
