@@ -99,6 +99,38 @@ def encoding_seconds(out: Path) -> float | None:
     return json.loads(manifest.read_text()).get("encode_seconds") if manifest.is_file() else None
 
 
+def network_step_times(presets: dict[str, tuple[str, tuple[int, ...]]], batch: int, repeats: int) -> dict:
+    """Median seconds of one training step (forward, backward, AdamW) and one CFG sampling call (batch 2B, no
+    grad) of each preset's denoiser on random inputs of its data shape, the presets taking turns (ABAB...),
+    so both see the same load on a shared machine. Context: 12 random tokens of the encoder's width 384."""
+    from difflab.config.factory import build_denoiser, build_process
+    from difflab.config.loader import load_config
+
+    nets, times = {}, {name: {"train": [], "sample": []} for name in presets}
+    for name, (preset, shape) in presets.items():
+        cfg = load_config(preset, ["model.autoencoder=null"])
+        torch.manual_seed(0)
+        model = build_denoiser(cfg, build_process(cfg.process), shape, None, 384)
+        nets[name] = (model, torch.optim.AdamW(model.parameters(), 1e-4), shape)
+    ctx = {"context": torch.randn(2 * batch, 12, 384), "context_mask": torch.ones(2 * batch, 12, dtype=torch.bool)}
+    half = {k: v[:batch] for k, v in ctx.items()}
+    for _ in range(repeats + 1):  # the first round warms up
+        for name, (model, opt, shape) in nets.items():
+            x, t = torch.randn(batch, *shape), torch.rand(batch)
+            t0 = time.perf_counter()
+            model(x, t, half).square().mean().backward()
+            opt.step()
+            opt.zero_grad()
+            t1 = time.perf_counter()
+            with torch.no_grad():
+                model(torch.randn(2 * batch, *shape), torch.rand(2 * batch), ctx)
+            t2 = time.perf_counter()
+            times[name]["train"].append(t1 - t0)
+            times[name]["sample"].append(t2 - t1)
+    med = {name: {k: float(torch.tensor(v[1:]).median()) for k, v in d.items()} for name, d in times.items()}
+    return {**med, "batch": batch, "repeats": repeats}
+
+
 @torch.no_grad()
 def reconstruction_readout(source: str, held: Shapes) -> dict:
     """The ceiling of any latent model: the exact readout of the autoencoder's reconstructions D(E(x)) of the
@@ -122,6 +154,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--prompt", default="a large yellow diamond in the center", help="The pipeline pictures' prompt.")
     p.add_argument("--figures", type=Path, default=None, help="Write pipeline_*.png here (e.g. docs/figures).")
     p.add_argument("--set", dest="overrides", action="append", default=[], help="An override for both runs.")
+    p.add_argument("--repeats", type=int, default=5, help="Rounds of the turn-taking network timing.")
     p.add_argument("--json", type=Path, default=None)
     return p.parse_args(argv)
 
@@ -141,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
         rows[name] = {"preset": preset, "wall_s_this_call": wall, **train_rate(a.out / name), **scores}
     rows["latent"]["encode_s"] = encoding_seconds(a.out / "latent")
     ceiling = reconstruction_readout(a.autoencoder, held)
+    shapes = {"pixel": ("shapes-text", tuple(rows["pixel"]["latent_shape"])),
+              "latent": ("shapes-latent", tuple(rows["latent"]["latent_shape"]))}
+    micro = network_step_times(shapes, batch=64, repeats=a.repeats)
     if a.figures is not None:
         tmp = a.out / "pipeline"
         run_pipeline(a.out / "latent", a.prompt, out_dir=tmp, steps=a.sample_steps, guidance=a.guidance, seed=a.seed)
@@ -169,9 +205,15 @@ def main(argv: list[str] | None = None) -> int:
     lines += ["", f"latent / pixel: training {speed['train']:.2f}x, sampling {speed['sample']:.2f}x per step "
               f"({speed['sample_with_decode']:.2f}x with the decode); n = {a.n} held-out captions, "
               f"{a.sample_steps} steps, w = {a.guidance:g}; the latent encoding took {q['encode_s'] or 0:.0f} s once"]
+    pm, lm = micro["pixel"], micro["latent"]
+    lines += ["", f"turn-taking network timing (batch 64, median of {a.repeats} rounds, same load for both): a training "
+              f"step {pm['train']:.3f} s pixel, {lm['train']:.3f} s latent ({pm['train'] / lm['train']:.2f}x); a CFG "
+              f"sampling call on 2 x 64 {pm['sample']:.3f} s pixel, {lm['sample']:.3f} s latent "
+              f"({pm['sample'] / lm['sample']:.2f}x)"]
     print("\n".join(lines))
     if a.json is not None:
-        a.json.write_text(json.dumps({"rows": rows, "speedup": speed, "ceiling": ceiling, "argv": argv}, indent=1)
+        a.json.write_text(json.dumps({"rows": rows, "speedup": speed, "ceiling": ceiling, "network": micro,
+                                      "argv": argv}, indent=1)
                           + "\n")
     return 0
 
