@@ -121,3 +121,15 @@ def test_pair_dataset_batches_carry_the_noise():
     assert torch.equal(batch["z"], z[[3, 1]]) and torch.equal(batch["x"], x[[3, 1]])
     x0, cond = PairPrepare()(batch, torch.Generator())
     assert torch.equal(x0, x[[3, 1]]) and set(cond) == {"z"} and torch.equal(cond["z"], z[[3, 1]])
+
+
+def test_the_student_of_a_vp_teacher_is_a_velocity_flow_and_a_flow_teacher_is_kept():
+    from difflab.distill.registry import DISTILL_METHODS
+
+    config = DISTILL_METHODS["reflow"].config
+    vp = config({"process": {"name": "vp"}, "model": {"parameterization": "eps"}}, sample_steps=3)
+    assert vp["process"] == {"name": "flow", "options": {}}
+    assert vp["model"] == {"parameterization": "velocity", "preconditioning": "none"}
+    assert (vp["sample"]["sampler"], vp["sample"]["schedule"], vp["sample"]["steps"]) == ("euler", "uniform", 3)
+    flow = config({"process": {"name": "flow"}}, one_step=True)
+    assert set(flow) == {"sample"} and flow["sample"]["steps"] == 1

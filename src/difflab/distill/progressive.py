@@ -84,7 +84,7 @@ class ProgressiveLoss:
     are set by the objective at each phase."""
 
     def __init__(self, teacher, student_steps: int, weighting: str = "truncated_snr"):
-        self.teacher, self.weighting = teacher, check_choice("progressive weighting", weighting, WEIGHTINGS)
+        self.weighting = check_choice("progressive weighting", weighting, WEIGHTINGS)
         self.set_phase(teacher, student_steps)
 
     def set_phase(self, teacher, student_steps: int) -> None:

@@ -87,7 +87,7 @@ def load_teacher(path: str | Path, device: str, student_run: Path):
     return loaded
 
 
-def _new_config(run: Path, method: str, overrides: list[str], device: str, out: Path):
+def _new_config(run: Path, method: str, overrides: list[str], device: str):
     if is_diffusers_source(run):
         raise DifflabError(f"{run} is a diffusers model: `difflab distill` takes a difflab run folder as the teacher "
                            "(train one with `difflab train PRESET --out RUN`)")
@@ -127,7 +127,7 @@ def run_distill(run: str | Path | None, out: str | Path, *, method: str | None =
         else:
             if run is None or method is None:
                 raise DifflabError(f"{out} has no checkpoint to resume from: name the teacher RUN and --method")
-            teacher, cfg = _new_config(Path(run).expanduser(), method, overrides, device, out)
+            teacher, cfg = _new_config(Path(run).expanduser(), method, overrides, device)
         chosen, options = build_distill_method(cfg.distill)
         train_cfg = cfg.train
         if ckpt is None and minutes is None and steps is None:
