@@ -34,7 +34,7 @@ def test_progressive_distill_sample_eval_resume(teacher, tmp_path):
     out = tmp_path / "pd"
     r = runner.invoke(app, ["distill", str(teacher), "--method", "progressive", "--out", str(out), "--steps", "2",
                             "--set", "distill.options.start_steps=4", "--set", "distill.options.phase_steps=1"])
-    assert r.exit_code == 0, r.output
+    assert r.exit_code == 0 and "progressive distillation stopped in phase" not in r.output, r.output  # schedule done
     cfg = _config(out)
     assert cfg["distill"]["method"] == "progressive" and cfg["distill"]["teacher"] == str(teacher.resolve())
     assert (cfg["sample"]["sampler"], cfg["sample"]["schedule"], cfg["sample"]["steps"]) == ("ddim", "uniform", 1)
@@ -47,6 +47,10 @@ def test_progressive_distill_sample_eval_resume(teacher, tmp_path):
     assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["distill", "--out", str(out), "--resume", "--steps", "1"])
     assert r.exit_code == 0 and "resumed from" in r.output and "at step 3" in r.output, r.output
+    short = tmp_path / "short"  # a budget that ends inside the schedule says so
+    r = runner.invoke(app, ["distill", str(teacher), "--method", "progressive", "--out", str(short), "--steps", "1",
+                            "--set", "distill.options.start_steps=4", "--set", "distill.options.phase_steps=1"])
+    assert r.exit_code == 0 and "stopped in phase 1 of 2 (a 2-step student, 1 of 2 steps)" in r.output, r.output
 
 
 def test_reflow_distill_caches_pairs_and_samples_in_one_step(teacher, tmp_path):

@@ -169,6 +169,16 @@ class ProgressiveObjective(DenoisingObjective):
     def student_steps(self) -> int:
         return self.phases[self.phase]
 
+    def progress_note(self) -> str | None:
+        """A line for the user when the run stopped before its last phase ended (its sample config names the
+        final step count, which the student has not learnt yet); None once the schedule is done."""
+        done = len(self.phases) * self.phase_steps
+        if self.updates >= done:
+            return None
+        return (f"progressive distillation stopped in phase {self.phase + 1} of {len(self.phases)} (a "
+                f"{self.student_steps}-step student, {self.updates} of {done} steps): resume with --resume to "
+                f"reach {self.phases[-1]} step(s), or sample it with --steps {self.student_steps}")
+
     def state_dict(self) -> dict:
         teacher = None if self.phase_teacher is None else {k: v.detach().clone() for k, v in
                                                            self.phase_teacher.state_dict().items()}

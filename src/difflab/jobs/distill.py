@@ -169,7 +169,11 @@ def run_distill(run: str | Path | None, out: str | Path, *, method: str | None =
         trainer = Trainer(student, plan.loss_fn, plan.data if plan.data is not None else dataset, cfg.train, out,
                           sample_fn=preview_fn(meta, cfg, text_encoder, captions), prepare=prepare,
                           run_config=config_to_dict(cfg), objective=plan.objective)
-        return trainer.train(resume=resume)
+        result = trainer.train(resume=resume)
+        note = getattr(trainer.objective, "progress_note", None)
+        if note is not None and note() is not None:
+            say(note())
+        return result
 
 
 def student_device(model):
