@@ -92,6 +92,8 @@ def test_distill_messages(teacher, tmp_path):
     shutil.rmtree(copy)
     fails(["distill", "--out", str(out), "--resume", "--steps", "1"], f"the teacher run {copy.resolve()}", "is missing")
     fails(["distill", str(teacher), "--method", "progressive", "--out", str(out)], "already holds a run", "--resume")
+    fails(["distill", str(teacher), "--out", str(out), "--resume"], f"was distilled from {copy.resolve()}",
+          "leave RUN out")
 
 
 def test_the_users_set_wins_over_the_methods_changes(teacher):

@@ -123,6 +123,9 @@ def run_distill(run: str | Path | None, out: str | Path, *, method: str | None =
             if method is not None and method != cfg.distill.method:
                 raise DifflabError(f"{out} was distilled with --method {cfg.distill.method}; resume it with that "
                                    "method (or leave --method out)")
+            if run is not None and Path(run).expanduser().resolve() != Path(cfg.distill.teacher):
+                raise DifflabError(f"{out} was distilled from {cfg.distill.teacher}, not {run}: leave RUN out to "
+                                   "resume it (its teacher is re-loaded from its config)")
             teacher = load_teacher(cfg.distill.teacher, device, out)
         else:
             if run is None or method is None:
