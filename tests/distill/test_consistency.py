@@ -342,6 +342,9 @@ def test_consistency_training_from_scratch_by_set(tmp_path):
                             *[a for s in sets for a in ("--set", s)]])
     assert r.exit_code == 0, r.output
     assert saved_config(out)["model"]["objective"] == "consistency_training"
+    r = runner.invoke(app, ["train", "--out", str(out), "--resume", "--steps", "1"])
+    assert r.exit_code == 0 and "at step 4" in r.output, r.output
+    assert saved_config(out)["model"]["objective_options"] == {"s0": 2, "s1": 8, "total_steps": 3}  # K pinned
     r = runner.invoke(app, ["sample", str(out), "--n", "8", "--class", "1", "--out", str(tmp_path / "s.png")])
     assert r.exit_code == 0 and "8 samples, 1 denoiser evaluations" in r.output, r.output
     r = runner.invoke(app, ["train", "toy2d", "--out", str(tmp_path / "bad"), "--steps", "1", *TINY,

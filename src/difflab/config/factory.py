@@ -140,6 +140,16 @@ def build_objective(cfg: RunConfig):
     return training_objective(dict(cfg.model.objective_options), cfg.train.max_steps)
 
 
+def pin_curriculum(cfg: RunConfig) -> RunConfig:
+    """Consistency training's curriculum length K fixed at a run's first start (train.max_steps then, written
+    into model.objective_options.total_steps and so into every checkpoint's config): a resume with more
+    --steps continues the same curriculum, as the uninterrupted run would have."""
+    m = cfg.model
+    if m.objective != "consistency_training" or "total_steps" in m.objective_options or cfg.train.max_steps is None:
+        return cfg
+    return replace(cfg, model=replace(m, objective_options={**m.objective_options, "total_steps": cfg.train.max_steps}))
+
+
 def build_text_encoder(cfg: ModelConfig, device="cpu"):
     """The frozen text encoder of a text-conditional model (None otherwise)."""
     if cfg.conditioning != "text":
