@@ -56,6 +56,8 @@ def test_a_run_folder_says_its_kind_and_shapes_and_previews_show_reconstructions
     grid = Image.open(kl_run / "reconstructions.png")  # 4 inputs above 4 outputs, 34-pixel tiles at scale 2
     assert grid.size == (4 * 34 * 2, 2 * 34 * 2)
     assert (kl_run / "reconstructions" / "step-0000002.png").is_file()
+    saved = read_config(kl_run / "ckpt-2")["objective"]  # every loss option written out: a later default
+    assert {"disc_norm", "adaptive", "disc_lr", "perceptual_weight"} <= set(saved)  # change keeps the run
 
 
 def test_the_latent_scale_is_one_over_the_std_of_the_ema_latents_in_config_and_weights(kl_run):
@@ -188,7 +190,8 @@ def test_bad_configs_are_refused_before_anything_is_written(tmp_path):
         ("no-such", [], "unknown autoencoder preset 'no-such'; autoencoder presets are: folder-kl, shapes-kl"),
         ("digits", [], "unknown autoencoder preset 'digits'"),
         ("shapes-kl", ["autoencoder.options.colour=1"], "has no option 'colour'; its options are"),
-        ("shapes-kl", ["objective.gan=1"], "unknown autoencoder loss option"),
+        ("shapes-kl", ["objective.gan=1"], r"the autoencoder loss \(objective\) has no option 'gan'"),
+        ("shapes-kl", ["objective.kl_weight=abc"], "option kl_weight: expected a number"),
         ("shapes-kl", ["autoencoder.kind=pca"], "unknown autoencoder kind 'pca'"),
         ("shapes-kl", ["autoencoder.options.in_channels=1"], "set from the run's data"),
     ]

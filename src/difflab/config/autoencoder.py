@@ -27,6 +27,7 @@ from typing import Any
 
 from difflab.autoencoders import Autoencoder
 from difflab.autoencoders.kl import KLAutoencoder
+from difflab.autoencoders.objective import AutoencoderLossConfig, make_autoencoder_objective
 from difflab.autoencoders.vq import VQAutoencoder
 from difflab.config.loader import apply_overrides, read_config_dict
 from difflab.config.schema import DataConfig
@@ -127,9 +128,11 @@ def autoencoder_config_from_dict(data: dict) -> AutoencoderRunConfig:
     one DifflabError each, before any data is read."""
     cfg = from_dict(AutoencoderRunConfig, data)
     options = check_autoencoder_options(cfg.autoencoder.kind, cfg.autoencoder.options)
-    cfg = replace(cfg, autoencoder=replace(cfg.autoencoder, options=options))
-    build_autoencoder_objective(cfg)  # the objective's options are checked here too
-    return cfg
+    # every loss option written out (checked: one message for an unknown one), so the saved config keeps
+    # meaning the same run when a default changes later
+    typed = check_keywords(AutoencoderLossConfig, cfg.objective, "the autoencoder loss (objective)")
+    objective = AutoencoderLossConfig.from_options(typed).to_dict()
+    return replace(cfg, autoencoder=replace(cfg.autoencoder, options=options), objective=objective)
 
 
 def load_autoencoder_config(preset_or_path: str | Path, overrides: list[str] | None = None) -> AutoencoderRunConfig:
@@ -169,8 +172,6 @@ def latent_shape(model: Autoencoder, data_shape: tuple[int, ...]) -> tuple[int, 
 
 def build_autoencoder_objective(cfg: AutoencoderRunConfig):
     """The trainer's MakeObjective for cfg.objective (difflab.autoencoders.objective)."""
-    from difflab.autoencoders.objective import make_autoencoder_objective
-
     return make_autoencoder_objective(dict(cfg.objective))
 
 
