@@ -334,19 +334,23 @@ def test_consistency_distill_then_sample_eval_and_resume(tmp_path):
 
 
 def test_consistency_training_from_scratch_by_set(tmp_path):
+    """--set model.objective=consistency_training alone: the run gets the consistency preconditioning, its
+    curriculum length pinned and the consistency sampler; a resume with more steps keeps K."""
     out = tmp_path / "ct"
-    sets = ["model.preconditioning=consistency", "model.objective=consistency_training",
-            "model.objective_options={s0: 2, s1: 8}", "sample.sampler=consistency", "sample.schedule=karras",
-            "sample.schedule_options={sigma_max: 80.0}", "sample.steps=1"]
+    sets = ["model.objective=consistency_training", "model.objective_options={s0: 2, s1: 8}"]
     r = runner.invoke(app, ["train", "toy2d", "--out", str(out), "--steps", "3", *TINY,
                             *[a for s in sets for a in ("--set", s)]])
     assert r.exit_code == 0, r.output
-    assert saved_config(out)["model"]["objective"] == "consistency_training"
+    cfg = saved_config(out)
+    assert (cfg["model"]["preconditioning"], cfg["sample"]["sampler"], cfg["sample"]["schedule"],
+            cfg["sample"]["schedule_options"]) == ("consistency", "consistency", "karras",
+                                                   {"sigma_max": 80.0, "sigma_min": 0.8})
+    r = runner.invoke(app, ["sample", str(out), "--n", "8", "--class", "1", "--out", str(tmp_path / "s.png")])
+    assert r.exit_code == 0 and "8 samples, 2 denoiser evaluations" in r.output, r.output
     r = runner.invoke(app, ["train", "--out", str(out), "--resume", "--steps", "1"])
     assert r.exit_code == 0 and "at step 4" in r.output, r.output
     assert saved_config(out)["model"]["objective_options"] == {"s0": 2, "s1": 8, "total_steps": 3}  # K pinned
-    r = runner.invoke(app, ["sample", str(out), "--n", "8", "--class", "1", "--out", str(tmp_path / "s.png")])
-    assert r.exit_code == 0 and "8 samples, 1 denoiser evaluations" in r.output, r.output
     r = runner.invoke(app, ["train", "toy2d", "--out", str(tmp_path / "bad"), "--steps", "1", *TINY,
-                            "--set", "model.objective=consistency_training"])
+                            "--set", "model.objective=consistency_training", "--set", "model.preconditioning=edm",
+                            "--set", "model.parameterization=x0"])
     assert r.exit_code != 0 and "set model.preconditioning=consistency" in r.output, r.output

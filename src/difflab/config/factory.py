@@ -15,7 +15,7 @@ from difflab.baselines.base import Baseline
 from difflab.baselines.registry import build_baseline
 from difflab.config.schema import ClassifierRun, DataConfig, LossConfig, ModelConfig, ProcessConfig, RunConfig
 from difflab.data.datasets import build_dataset
-from difflab.distill.consistency import training_objective
+from difflab.distill.consistency import CONSISTENCY_GRID, training_objective
 from difflab.nets.registry import NETWORKS, build_network
 from difflab.objectives import DiffusionLoss, TimeSampler
 from difflab.param import X0, EDMDenoiser, NetworkDenoiser, get_parameterization
@@ -140,14 +140,26 @@ def build_objective(cfg: RunConfig):
     return training_objective(dict(cfg.model.objective_options), cfg.train.max_steps)
 
 
-def pin_curriculum(cfg: RunConfig) -> RunConfig:
-    """Consistency training's curriculum length K fixed at a run's first start (train.max_steps then, written
-    into model.objective_options.total_steps and so into every checkpoint's config): a resume with more
-    --steps continues the same curriculum, as the uninterrupted run would have."""
-    m = cfg.model
-    if m.objective != "consistency_training" or "total_steps" in m.objective_options or cfg.train.max_steps is None:
+def consistency_defaults(cfg: RunConfig) -> RunConfig:
+    """What model.objective=consistency_training implies, fixed at a run's first start (and so written into
+    every checkpoint's config): the consistency preconditioning in place of `none`; the curriculum length
+    K = train.max_steps in model.objective_options.total_steps, so a resume with more --steps continues the
+    same curriculum; and, when the sample section names no sampler, the multistep consistency sampler (2 steps,
+    or the section's if 4 or fewer) on a Karras grid from sigma~ = 80 (difflab.distill.consistency)."""
+    m, s = cfg.model, cfg.sample
+    if m.objective != "consistency_training":
         return cfg
-    return replace(cfg, model=replace(m, objective_options={**m.objective_options, "total_steps": cfg.train.max_steps}))
+    options = dict(m.objective_options)
+    if "total_steps" not in options and cfg.train.max_steps is not None:
+        options["total_steps"] = cfg.train.max_steps
+    m = replace(m, objective_options=options,
+                preconditioning="consistency" if m.preconditioning == "none" else m.preconditioning)
+    if s.sampler == "default":
+        default_grid = s.schedule == "default"
+        s = replace(s, sampler="consistency", steps=s.steps if s.steps <= 4 else 2,
+                    schedule="karras" if default_grid else s.schedule,
+                    schedule_options={**CONSISTENCY_GRID, **s.schedule_options} if default_grid else s.schedule_options)
+    return replace(cfg, model=m, sample=s)
 
 
 def build_text_encoder(cfg: ModelConfig, device="cpu"):

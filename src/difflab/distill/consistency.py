@@ -40,6 +40,8 @@ from difflab.utils.errors import DifflabError, check_choice
 from difflab.utils.tensors import append_dims
 
 f64 = torch.float64
+SAMPLE_SIGMA = 0.8  # the sampler's last evaluated level (2 steps: sigma~ = 80, 0.8); docs/benchmarks.md's sweep
+CONSISTENCY_GRID = {"sigma_max": SIGMA_MAX, "sigma_min": SAMPLE_SIGMA}  # the karras grid's options
 NOISES = ("lognormal", "uniform")
 WEIGHTINGS = ("reciprocal", "uniform")
 METRICS = ("pseudo_huber", "l2")
@@ -235,7 +237,7 @@ def training_objective(options: dict, total_steps: int | None):
 
 
 # ---- the distillation method (difflab distill RUN --method consistency) -----------------------------------
-def _config(teacher_config: dict, *, sample_steps: int = 2, sample_sigma: float = 0.8, **_) -> dict:
+def _config(teacher_config: dict, *, sample_steps: int = 2, sample_sigma: float = SAMPLE_SIGMA, **_) -> dict:
     """The student run: the teacher's network inside the consistency preconditioning, sampled by the
     multistep consistency sampler on a Karras grid from sigma_max (the second level at `sample_sigma`)."""
     return {"model": {"preconditioning": "consistency"},
@@ -246,7 +248,7 @@ def _config(teacher_config: dict, *, sample_steps: int = 2, sample_sigma: float 
 def _build(ctx: DistillContext, *, steps: int = 18, solver: str = "heun", target: str = "ema",
            target_ema: float = 0.95, metric: str = "pseudo_huber", sigma_min: float = SIGMA_MIN,
            sigma_max: float = SIGMA_MAX, rho: float = 7.0, sample_steps: int = 2,
-           sample_sigma: float = 0.8) -> DistillPlan:
+           sample_sigma: float = SAMPLE_SIGMA) -> DistillPlan:
     """CD (Song et al. 2023, Algorithm 2): N fixed, n uniform, lambda = 1; theta- the EMA (target=ema) or
     stop-grad theta (target=stopgrad, iCT)."""
     check_choice("consistency target", target, ("ema", "stopgrad"))
