@@ -41,7 +41,7 @@ class ModelConfig:
     preconditioning: none (NetworkDenoiser, c_noise = 1000 t) | edm (EDMDenoiser, x0 output) | consistency
     (difflab.param.ConsistencyDenoiser around the NetworkDenoiser of `parameterization`: f(x, t_min) = x).
     objective: denoising (the loss section's DiffusionLoss) | consistency_training (iCT from scratch,
-    difflab.distill.consistency; needs preconditioning=consistency), `objective_options` its keywords.
+    difflab.distill.consistency; implies preconditioning=consistency), `objective_options` its keywords.
     autoencoder: None (pixel space) or an autoencoder run folder / diffusers AutoencoderKL folder or hub id:
     latent diffusion, the denoiser trains on the data's cached latents and samples are decoded (jobs.latent).
     """
