@@ -64,8 +64,9 @@ def train_rate(out: Path) -> dict:
     first, last = rows[0], rows[-1]
     images, seconds = last["images_seen"] - first["images_seen"], last["elapsed"] - first["elapsed"]
     steps = last["step"] - first["step"]
-    return {"train_img_s": images / seconds, "train_s_per_step": seconds / steps, "train_steps_timed": steps,
-            "steps": last["step"]}
+    trained_steps = max(int(p.name.split("-")[1]) for p in list_checkpoints(out))
+    return {"train_img_s": images / seconds, "train_s_per_step": seconds / steps,
+            "train_steps_timed": f"{first['step']}-{last['step']}", "steps": trained_steps}
 
 
 def sample_and_score(run: Path, captions: list[str], attributes, *, steps: int, guidance: float, batch: int,
