@@ -112,8 +112,20 @@ def test_folder_latent_caches_both_flips_and_samples_a_class(tmp_path):
     assert np.load(tmp_path / "x.labels.npy").tolist() == [1, 1]
 
 
-def test_editing_a_latent_run_is_refused_with_one_message(latent_run, tmp_path):
+def test_sdedit_and_interpolation_of_a_latent_run_decode_and_inpainting_is_refused(latent_run, tmp_path):
     run, _ = latent_run
-    r = CliRunner().invoke(app, ["interpolate", str(run), "--seeds", "0", "1", "--out", str(tmp_path / "s.png"),
-                                 "--prompt", "a red circle"])
-    assert r.exit_code != 0 and "latent diffusion run: edit, inpaint, invert and interpolate" in r.output
+    picture = tmp_path / "in.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(picture)
+    r = CliRunner().invoke(app, ["edit", str(run), "--image", str(picture), "--strength", "0.5", "--n", "2",
+                                 "--steps", "2", "--prompt", "a red circle", "--out", str(tmp_path / "e.png"),
+                                 "--save-array", str(tmp_path / "e.npy")])
+    assert r.exit_code == 0, r.output
+    assert np.load(tmp_path / "e.npy").shape == (2, 3, 32, 32)
+    assert Image.open(tmp_path / "e.png").size == (4 * 3 * 34, 4 * 34)  # input + 2 edits, 32 px at scale 4
+    r = CliRunner().invoke(app, ["interpolate", str(run), "--seeds", "0", "1", "--frames", "3", "--steps", "2",
+                                 "--out", str(tmp_path / "s.png"), "--prompt", "a red circle"])
+    assert r.exit_code == 0, r.output
+    assert Image.open(tmp_path / "s.png").size == (4 * 3 * 34, 4 * 34)
+    r = CliRunner().invoke(app, ["inpaint", str(run), "--image", str(picture), "--mask", str(picture),
+                                 "--prompt", "a red circle", "--out", str(tmp_path / "i.png")])
+    assert r.exit_code != 0 and "latent diffusion run: inpaint, invert and interpolating between images" in r.output

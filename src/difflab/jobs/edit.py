@@ -64,8 +64,9 @@ def _source(path, flag: str, shape) -> tuple[Path, Tensor | None]:
 
 
 def read_input(path, loaded: LoadedRun) -> tuple[Tensor, tuple[int, int] | None]:
-    """(x (N, *data_shape) in the data range, the image file's pixel size or None for .npy)."""
-    shape = loaded.meta.data_shape
+    """(x (N, *data_shape) in the data range, the image file's pixel size or None for .npy); a latent run's
+    input is a picture of its image shape (LoadedRun.to_latents encodes it)."""
+    shape = loaded.image_shape
     path, array = _source(path, "--image", shape)
     if array is not None:
         return clamp_to_data(array, loaded.meta), None
@@ -107,12 +108,13 @@ def read_mask(path, loaded: LoadedRun, image_size: tuple[int, int] | None) -> Te
 
 
 # ---- settings shared by the commands ---------------------------------------------------------------------
-def _setup(run, device, ema):
+def _setup(run, device, ema, latent_ok: bool = False):
     device = resolve_device(device)
     loaded = load_run(Path(run).expanduser(), ema=ema, device=device)
-    if loaded.autoencoder is not None:  # its inputs would have to be encoded, its masks downsampled by f
-        raise DifflabError(f"{run} is a latent diffusion run: edit, inpaint, invert and interpolate work in pixel "
-                           "space only for now; use a pixel-space run (a config without model.autoencoder)")
+    if loaded.autoencoder is not None and not latent_ok:  # its masks would be downsampled by f, its noises latent
+        raise DifflabError(f"{run} is a latent diffusion run: inpaint, invert and interpolating between images work "
+                           "in pixel space only for now (edit and interpolate --seeds take latent runs); use a "
+                           "pixel-space run (a config without model.autoencoder)")
     return loaded, device
 
 
@@ -157,7 +159,7 @@ def _repeat(x: Tensor, n: int) -> Tensor:
 def _write_pictures(rows: Tensor, out: Path, loaded: LoadedRun, nrow: int) -> Path:
     if len(loaded.meta.data_shape) != 3:
         raise DifflabError("this run's data are vectors: write the result with --save-array X.npy")
-    return save_image_grid(rows, out, nrow=nrow, scale=_scale(loaded.meta.data_shape))
+    return save_image_grid(rows, out, nrow=nrow, scale=_scale(rows.shape[1:]))
 
 
 # ---- the jobs ------------------------------------------------------------------------------------------
@@ -167,15 +169,15 @@ def run_edit(run, *, image, out=None, strength: float = 0.5, n: int = 8, sampler
              device=None, ema: bool = True, options=None, schedule_options=None):
     """SDEdit: n edits of the input at `strength`; the grid shows the input first, then the edits."""
     n = check_count(n)
-    loaded, device = _setup(run, device, ema)
+    loaded, device = _setup(run, device, ema, latent_ok=True)
     out = None if out is None else output_file(out, "--out", IMAGE_OUT)
     x_in, _ = read_input(image, loaded)
     x_in = _repeat(x_in.to(device), n) if x_in.shape[0] == 1 else x_in.to(device)
     name, steps, schedule, grid, kwargs = _sampler(loaded, sampler, steps, schedule, options, schedule_options)
     cond, guide = _condition(loaded, x_in.shape[0], labels, prompt, negative, guidance, device)
-    result = sdedit(loaded.model, x_in, strength, sampler=name, steps=steps, schedule=schedule, schedule_options=grid,
-                    seed=seed, cond=cond, guidance=guide, **kwargs)
-    x = clamp_to_data(result.x, loaded.meta)
+    result = sdedit(loaded.model, loaded.to_latents(x_in), strength, sampler=name, steps=steps, schedule=schedule,
+                    schedule_options=grid, seed=seed, cond=cond, guidance=guide, **kwargs)
+    x = loaded.to_images(clamp_to_data(result.x, loaded.meta))  # a latent run's edits decoded
     written = _outputs(x, x_in[:1], out, save_array_path, loaded)
     _say(f"wrote {', '.join(written)} ({x.shape[0]} edits at strength {strength}, {result.nfe} denoiser evaluations)")
     return x
@@ -263,7 +265,7 @@ def run_interpolate(run, *, out, seeds=None, images=None, frames: int = 8, label
     ends = list(seeds if images is None else images)
     if len(ends) != 2 or (images is None and not all(isinstance(s, int) for s in ends)):
         raise DifflabError(f"--seeds / --images take two values A B; got {ends}")
-    loaded, device = _setup(run, device, ema)
+    loaded, device = _setup(run, device, ema, latent_ok=images is None)
     out = output_file(out, "--out", (".png", ".gif"))
     shape = loaded.meta.data_shape
     if len(shape) != 3:
@@ -291,11 +293,11 @@ def run_interpolate(run, *, out, seeds=None, images=None, frames: int = 8, label
         cond, guide = _condition(loaded, frames, labels, prompts[0] if prompts else None, None, guidance, device)
     result = sample(model, x_T, sampler=name, steps=steps, schedule=schedule, schedule_options=grid, cond=cond,
                     guidance=guide, **kwargs)
-    x = clamp_to_data(result.x, loaded.meta)
+    x = loaded.to_images(clamp_to_data(result.x, loaded.meta))  # a latent run's frames decoded
     if out.suffix.lower() == ".gif":
-        _write_gif(x, out, _scale(shape))
+        _write_gif(x, out, _scale(x.shape[1:]))
     else:
-        save_image_grid(x, out, nrow=frames, scale=_scale(shape))
+        save_image_grid(x, out, nrow=frames, scale=_scale(x.shape[1:]))
     what = "seed" if images is None else "the noise of"
     _say(f"wrote {out} ({frames} frames from {what} {ends[0]} to {what} {ends[1]}, {result.nfe} denoiser evaluations)")
     return x

@@ -123,3 +123,14 @@ def decode_latents(autoencoder, z: Tensor, batch_size: int = DECODE_BATCH) -> Te
     parts = [autoencoder.from_latent(z[i : i + batch_size].to(device=device, dtype=torch.float32)).clamp(-1, 1)
              for i in range(0, len(z), batch_size)]
     return torch.cat(parts).to(z.device)
+
+
+@torch.no_grad()
+def encode_images(autoencoder, x: Tensor, batch_size: int = DECODE_BATCH) -> Tensor:
+    """Latents z = s E(x) of images x (B, C, H, W) in [-1, 1], in batches on the autoencoder's device
+    (H, W multiples of f), returned on x's device: what SDEdit of a latent run starts from."""
+    Autoencoder.check_image_size(autoencoder, x)
+    device = next(iter(autoencoder.parameters())).device
+    parts = [autoencoder.to_latent(x[i : i + batch_size].to(device=device, dtype=torch.float32))
+             for i in range(0, len(x), batch_size)]
+    return torch.cat(parts).to(x.device)

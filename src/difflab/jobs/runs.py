@@ -21,7 +21,7 @@ from difflab.config.factory import build_baseline_model, build_denoiser, build_p
 from difflab.config.loader import config_from_dict
 from difflab.config.schema import RunConfig
 from difflab.jobs.generate import resolve_device
-from difflab.jobs.latent import decode_latents, run_autoencoder
+from difflab.jobs.latent import decode_latents, encode_images, run_autoencoder
 from difflab.train.checkpoint import load_weights, newest_intact_checkpoint, read_config
 from difflab.utils.errors import DifflabError
 from difflab.utils.files import atomic_write_json
@@ -96,6 +96,10 @@ class LoadedRun:
     def to_images(self, x):
         """Samples as pictures: x itself, or a latent run's latents decoded (jobs.latent.decode_latents)."""
         return x if self.autoencoder is None else decode_latents(self.autoencoder, x)
+
+    def to_latents(self, x):
+        """Pictures as what the model denoises: x itself, or a latent run's latents (jobs.latent.encode_images)."""
+        return x if self.autoencoder is None else encode_images(self.autoencoder, x)
 
 
 def sampling_checkpoint(run_dir: Path, ema: bool = True) -> Path:
