@@ -1,19 +1,19 @@
 """Memorization to generalization: a training-set-size sweep of the digits U-Net (issue 15).
 
-    python benchmarks/creativity.py --sizes 10 100 1000 --minutes 5 --out /work/runs/G/sweep \
+    OMP_NUM_THREADS=1 python benchmarks/creativity.py --sizes 10 100 1000 --steps 1000 --out /work/runs/h8-sweep \
         --json sweep.json --markdown sweep.md --figure docs/figures/creativity_sweep.png
 
-For each size N: the first N images of the digits training split are written, each repeated
-ceil(1000 / N) times so every run sees at least 1000 items per epoch (the data distribution is still the
-empirical one of the N images), to a PNG folder; `difflab train folder` trains the digits preset's U-Net
-without attention on it for --minutes (OMP_NUM_THREADS=1); then 100 samples (seeds 0..99, the run's
-sampler) are drawn and compared with the N training images by difflab.metrics.memorization_check
-(pixels, against the float digits; the PNG rounding moves a pixel by at most 1/255; held-out baseline: the digits test split's nearest-training-neighbour distances to the same N
-images). Reported: the ratio median NN distance (samples) / median NN distance (held-out), the
+For each size N: `difflab train digits` on the first N images of the digits training split (data options
+first=N, repeat=ceil(1000 / N): every image listed equally often, so a batch of 128 fits and the data
+distribution is still the empirical one of the N images), the preset's U-Net without attention, the SAME
+number of optimizer steps for every N (--steps; OMP_NUM_THREADS=1); then 100 samples (seeds 0..99, the
+run's sampler) are drawn and compared with the N training images by difflab.metrics.memorization_check
+(pixels; held-out baseline: the 360 digits of the test split, their nearest-training-neighbour distances to
+the same N images). Reported: the ratio median NN distance (samples) / median NN distance (held-out), the
 fraction of samples closer to a training image than the 1% quantile of held-out distances (memorized
-fraction), the same for the ideal score machine of the N images, and the steps each run trained.
-Kamb & Ganguli 2025 and seed 000: a network that learned the ideal score would copy (ratio ~ 0); a
-network that generalizes keeps held-out-like distances (ratio ~ 1).
+fraction: the sample copies a training image), the same for the ideal score machine of the N images, and
+the steps each run trained. Kamb & Ganguli 2025 and seed 000: a network that learned the ideal score
+would copy (ratio ~ 0); a network that generalizes keeps held-out-like distances (ratio ~ 1).
 """
 
 from __future__ import annotations
@@ -26,9 +26,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 
 from difflab.analysis.creativity import build_machine
 from difflab.data.digits import load_digits
@@ -42,20 +40,11 @@ from difflab.viz import save_image_grid
 DIFFLAB = str(Path(sys.executable).with_name("difflab"))
 
 
-def write_folder(images: torch.Tensor, folder: Path, min_items: int = 1000) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    reps = math.ceil(min_items / len(images))
-    pixels = ((images[:, 0].numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
-    for i, p in enumerate(pixels):
-        for r in range(reps):
-            Image.fromarray(p, mode="L").save(folder / f"{i:05d}-{r:03d}.png")
-
-
-def train_run(folder: Path, out: Path, minutes: float) -> None:
+def train_run(out: Path, size: int, steps: int, min_items: int = 1000) -> None:
     if (out / "run.json").is_file():
         return
-    cmd = [DIFFLAB, "train", "digits", "--out", str(out), "--minutes", str(minutes),
-           "--set", f"data=name: folder\noptions: {{root: {folder}, size: 8, mode: L}}",
+    cmd = [DIFFLAB, "train", "digits", "--out", str(out), "--steps", str(steps),
+           "--set", f"data.options.first={size}", "--set", f"data.options.repeat={math.ceil(min_items / size)}",
            "--set", "model.options.attention_resolutions=[]", "--set", "train.sample_every=0"]
     subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
@@ -78,7 +67,7 @@ def measure(run: Path, train: torch.Tensor, held: torch.Tensor, n: int = 100) ->
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000])
-    ap.add_argument("--minutes", type=float, default=5.0)
+    ap.add_argument("--steps", type=int, default=1000, help="optimizer steps, the same for every size")
     ap.add_argument("--out", type=Path, default=Path("runs/creativity-sweep"))
     ap.add_argument("--json", type=Path)
     ap.add_argument("--markdown", type=Path)
@@ -89,11 +78,8 @@ def main() -> None:
     results, pictures = {}, []
     for size in args.sizes:
         train = images[:size]
-        folder = args.out / f"data-{size}"
-        if not folder.is_dir():
-            write_folder(train, folder)
         run = args.out / f"run-{size}"
-        train_run(folder, run, args.minutes)
+        train_run(run, size, args.steps)
         results[size], net = measure(run, train, held)
         nearest = train[torch.cdist(net[:10].reshape(10, -1), train.reshape(size, -1)).argmin(1)]
         pictures += [net[:10], nearest]
@@ -106,7 +92,7 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     if args.json:
-        args.json.write_text(json.dumps({"minutes": args.minutes, "results": results}, indent=1))
+        args.json.write_text(json.dumps({"steps": args.steps, "results": results}, indent=1))
     if args.markdown:
         args.markdown.write_text(table + "\n")
     if args.figure:
