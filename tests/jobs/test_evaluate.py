@@ -258,6 +258,8 @@ def test_metric_choice_and_held_out_split():
         evaluate(x, x, "sw2", heldout=x)
     digits = DataConfig("digits", {"split": "train", "size": 16})
     assert held_out_config(digits).options == {"split": "test", "size": 16}
+    subset = DataConfig("digits", {"split": "train", "first": 10, "repeat": 100})
+    assert held_out_config(subset).options == {"split": "test"}  # the whole test split, not its first 10
     assert held_out_config(DataConfig("digits", {"split": "all"})) is None
     assert held_out_config(DataConfig("toy2d", {"name": "moons"})) is None
     # torch's CPU generator keeps 32 bits of a seed: the seeds of two evaluations must differ there

@@ -49,9 +49,12 @@ def build_data(cfg: DataConfig):
 def held_out_config(data: DataConfig) -> DataConfig | None:
     """The held-out split matching a training-data config (digits split=train -> split=test), else None.
 
-    The one held-out rule of every job (eval's memorization check, the classifier's accuracy, analyze)."""
+    The one held-out rule of every job (eval's memorization check, the classifier's accuracy, analyze).
+    The subset options of the training data (first=N, repeat=k) are not carried over: a run trained on the
+    first 10 digits is judged against the whole test split, not its first 10 images repeated."""
     if data.name == "digits" and data.options.get("split", "train") == "train":
-        return replace(data, options={**data.options, "split": "test"})
+        kept = {k: v for k, v in data.options.items() if k not in ("first", "repeat")}
+        return replace(data, options={**kept, "split": "test"})
     return None
 
 
