@@ -181,3 +181,41 @@ def test_every_sampler_runs_the_machines(param="v"):
         for m in machines[:1] if name == "adaptive" else machines:  # adaptive: ~600 calls, one machine is enough
             x = sample(m, (2, 1, 4, 4), sampler=name, steps=2, seed=0, dtype=f64).x
             assert x.shape == (2, 1, 4, 4) and bool(torch.isfinite(x).all()), (name, type(m).__name__)
+
+
+@pytest.mark.parametrize("padding,broken,P", [("zeros", False, 3), ("zeros", True, 5), ("circular", False, 3)])
+def test_streamed_els_equals_tabulated_els(padding, broken, P):
+    """max_table_elements=0 forces the streamed path (no table, tiny key / query chunks): the same
+    softmax as the deduplicated table and as the brute-force one, to 1e-10."""
+    process = VPSDE()
+    train = (data(7, 2, 5, 6) * 2).round() / 2  # duplicates: the table merges them, the stream does not
+    x, t = noisy(train, process, 0.35, b=3)
+    a, s = float(process.alpha(t[0])), float(process.sigma(t[0]))
+    kw = dict(padding=padding, boundary_broken=broken)
+    table = EquivariantLocalScoreMachine(train, process, P, **kw)
+    stream = EquivariantLocalScoreMachine(train, process, P, **kw, max_elements=37, max_table_elements=0)
+    got = stream.posterior_mean(x, t)
+    assert stream.patch_table(P) is None and table.patch_table(P) is not None
+    assert torch.allclose(got, table.posterior_mean(x, t), rtol=0, atol=1e-10)
+    assert torch.allclose(got, brute_force_els(train, x, a, s, P, padding, broken), rtol=0, atol=1e-10)
+    other = EquivariantLocalScoreMachine(train, process, P + 2 if padding == "zeros" else 1, **kw, max_table_elements=0)
+    assert not torch.allclose(other.posterior_mean(x, t), got, atol=1e-3)  # the comparison can fail
+
+
+def test_chunked_table_merges_duplicates_across_chunks():
+    """The table built 5 (image, location) pairs at a time holds each distinct patch once, with its total count."""
+    train = torch.stack([torch.full((1, 3, 3), v, dtype=f64) for v in (-1.0, 1.0, -1.0, 1.0)])  # 2 distinct images
+    els = EquivariantLocalScoreMachine(train, VPSDE(), 1, max_elements=5)
+    (locs, keys, _, log_count, centre), = els.patch_table(1)
+    assert keys.flatten().tolist() == [-1.0, 1.0] and log_count.exp().tolist() == pytest.approx([18.0, 18.0])
+    assert len(locs) == 9 and centre.flatten().tolist() == [-1.0, 1.0]
+    small = EquivariantLocalScoreMachine(train, VPSDE(), 1, max_table_elements=1)  # 2 distinct keys > 1 float
+    assert small.patch_table(1) is None
+
+
+def test_streamed_els_whole_image_patch_is_ideal():
+    process = RectifiedFlow()
+    train = data(6, 1, 4, 4)
+    x, t = noisy(train, process, 0.5, b=3)
+    els = EquivariantLocalScoreMachine(train, process, 7, boundary_broken=True, max_elements=20, max_table_elements=0)
+    assert torch.allclose(els(x, t), IdealScoreMachine(train, process)(x, t), atol=1e-9)

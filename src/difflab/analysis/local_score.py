@@ -30,6 +30,14 @@ patches of each location group, duplicates merged with their multiplicity added 
 logits, which is exact). The softmax runs over chunks with a running log-sum-exp in float64
 (difflab.analysis.ideal.OnlineSoftmax), so memory stays near `max_elements` logits.
 
+The ELS table is built chunk by chunk (distinct patches merged as they come, never the N H W rows of
+every patch at once) and kept only while it holds at most `max_table_elements` floats. Past that (many
+distinct patches: large P, large N), the ELS machine streams: each call walks the (training image,
+location) pairs in chunks of keys gathered from a strided view of the padded images, meets them with
+chunks of query patches gathered the same way, and folds the logits into a running log-sum-exp. Its
+memory is then O(max_elements) floats (key chunk, query chunk, logit block, each at most
+`max_elements`) plus the (B H W) accumulators, whatever P and N are; the result is the same softmax.
+
 The patch size may depend on the noise level: pass an int or a `PatchSchedule` (calibrated against a
 trained network by difflab.analysis.creativity.calibrate_patch_sizes).
 """
@@ -37,6 +45,7 @@ trained network by difflab.analysis.creativity.calibrate_patch_sizes).
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 
 import torch
@@ -54,6 +63,7 @@ from difflab.process.base import NoiseProcess
 from difflab.utils.errors import DifflabError, check_choice
 
 PADDINGS = ("zeros", "circular")
+DEFAULT_MAX_TABLE_ELEMENTS = 2**25  # float64 distinct-patch table kept per ELS patch size (256 MiB)
 
 
 @dataclass(frozen=True)
@@ -93,6 +103,19 @@ def pad_images(x: Tensor, P: int, padding: str) -> Tensor:
     if r == 0:
         return x
     return F.pad(x, (r, r, r, r), mode="constant" if padding == "zeros" else "circular")
+
+
+def patch_view(x: Tensor, P: int, padding: str) -> Tensor:
+    """Every pixel's patch as a strided view, no copy: (B, C, H, W, P, P); [b, :, i, j] is pixel (i, j)'s
+    patch, flattened (channel, row, column) as F.unfold orders it."""
+    return pad_images(x, P, padding).unfold(2, P, 1).unfold(3, P, 1)
+
+
+def gather_patches(view: Tensor, rows: Tensor, L: int, li: Tensor, lj: Tensor) -> Tensor:
+    """Patches of the flat (image, location) pairs `rows` (image = row // L, location index = row % L,
+    at pixel (li, lj)): (len(rows), C P P), copying only those patches."""
+    n, loc = rows // L, rows % L
+    return view[n, :, li[loc], lj[loc]].reshape(len(rows), -1)
 
 
 def unfold_patches(x: Tensor, P: int, padding: str) -> Tensor:
@@ -199,48 +222,105 @@ class LocalScoreMachine(_PatchMachine):
         return out.permute(1, 2, 0).reshape(B, C, H, W)
 
 
+def merge_counts(keys: Tensor, counts: Tensor) -> tuple[Tensor, Tensor]:
+    """Distinct rows of keys (K, F) with their counts summed (counts (K,) float64)."""
+    uniq, inverse = torch.unique(keys, dim=0, return_inverse=True)
+    return uniq, torch.zeros(len(uniq), dtype=torch.float64, device=keys.device).index_add_(0, inverse, counts)
+
+
 class EquivariantLocalScoreMachine(_PatchMachine):
     """ELS machine: each pixel's E[x0] from the posterior over training patches from every location
     (boundary_broken: only from locations with the same padding pattern; zero padding only).
 
-    The distinct patches of each location group are tabulated once per patch size; a group's queries
-    meet only its own table (one matrix product per group: one group, or at most (P // 2 + 1)^4 border
-    patterns when boundary_broken)."""
+    The distinct patches of each location group are tabulated once per patch size, chunk by chunk,
+    while the table holds at most `max_table_elements` floats; a group's queries meet only its own table
+    (one matrix product per group: one group, or at most (P // 2 + 1)^4 border patterns when
+    boundary_broken). A patch size whose table would be larger is streamed (`stream_posterior_mean`):
+    memory O(max_elements) whatever P and N are, recomputing the patches on every call."""
 
     def __init__(self, train: Tensor, process: NoiseProcess, patch_size: int | PatchSchedule,
                  parameterization: str = "x0", *, padding: str = "zeros", boundary_broken: bool = False,
-                 max_elements: int = DEFAULT_MAX_ELEMENTS):
+                 max_elements: int = DEFAULT_MAX_ELEMENTS, max_table_elements: int = DEFAULT_MAX_TABLE_ELEMENTS):
         super().__init__(train, process, patch_size, parameterization, padding, max_elements)
         if boundary_broken and self.padding != "zeros":
             raise DifflabError("boundary_broken models zero-padded networks; circular padding has no border")
         self.boundary_broken = bool(boundary_broken)
-        self._tables: dict[int, list[tuple[Tensor, ...]]] = {}
+        self.max_table_elements = int(max_table_elements)
+        self._tables: dict[int, list[tuple[Tensor, ...]] | None] = {}
 
-    def patch_table(self, P: int) -> list[tuple[Tensor, Tensor, Tensor, Tensor, Tensor]]:
+    def _groups(self, P: int, device=None) -> list[Tensor]:
+        _, _, H, W = self.train.shape
+        groups = location_groups(H, W, P, self.boundary_broken, device)
+        return [(groups == g).nonzero()[:, 0] for g in torch.unique(groups).tolist()]
+
+    def _key_rows(self, F: int) -> int:
+        """(image, location) pairs per chunk: the key chunk and its logit blocks hold <= max_elements."""
+        return max(1, min(math.isqrt(self.max_elements), self.max_elements // F))
+
+    def patch_table(self, P: int) -> list[tuple[Tensor, Tensor, Tensor, Tensor, Tensor]] | None:
         """Per location group: its locations (L,), distinct keys (U, C P P), half norms (U,), log counts (U,)
-        and centre values (U, C)."""
+        and centre values (U, C); None when the distinct keys exceed max_table_elements floats (stream)."""
         if P not in self._tables:
             N, C, H, W = self.train.shape
-            patches = unfold_patches(self.train, P, self.padding)  # (N, HW, F)
-            groups = location_groups(H, W, P, self.boundary_broken)
-            table = []
-            for g in torch.unique(groups).tolist():
-                locs = (groups == g).nonzero()[:, 0]
-                keys, counts = torch.unique(patches[:, locs].reshape(-1, patches.shape[2]), dim=0, return_counts=True)
-                table.append((locs, keys, 0.5 * (keys**2).sum(1), counts.to(torch.float64).log(),
-                              keys[:, centre_columns(C, P)].contiguous()))
+            F = C * P * P
+            view = patch_view(self.train, P, self.padding)
+            step = max(1, self.max_elements // F)
+            table, size = [], 0
+            for locs in self._groups(P):
+                L = len(locs)
+                keys = torch.empty(0, F, dtype=torch.float64)
+                counts = torch.empty(0, dtype=torch.float64)
+                for lo in range(0, N * L, step):
+                    rows = torch.arange(lo, min(N * L, lo + step))
+                    chunk = gather_patches(view, rows, L, locs // W, locs % W)
+                    keys, counts = merge_counts(torch.cat([keys, chunk]), torch.cat([counts, torch.ones(len(chunk), dtype=torch.float64)]))
+                    if size + keys.numel() > self.max_table_elements:
+                        self._tables[P] = None
+                        return None
+                size += keys.numel()
+                table.append((locs, keys, 0.5 * (keys**2).sum(1), counts.log(), keys[:, centre_columns(C, P)].contiguous()))
             self._tables[P] = table
         return self._tables[P]
+
+    def stream_posterior_mean(self, x: Tensor, alpha: float, sigma: float, P: int) -> Tensor:
+        """E[x0 | x_t] (B, C, H, W) float64 without a table: per location group, key chunks of the
+        (training image, location) pairs against query chunks of the (sample, location) pairs, logits
+        (alpha q.k - alpha^2 |k|^2 / 2) / sigma^2 folded into one OnlineSoftmax per query chunk."""
+        B, C, H, W = x.shape
+        N, F = self.train.shape[0], C * P * P
+        inv = 1.0 / max(sigma**2, SIGMA2_FLOOR)
+        keys_view = patch_view(self.train.to(x.device), P, self.padding)
+        query_view = patch_view(x, P, self.padding)
+        centre = centre_columns(C, P).to(x.device)
+        rows = self._key_rows(F)
+        out = torch.empty(B, H * W, C, dtype=torch.float64, device=x.device)
+        for locs in self._groups(P, x.device):
+            L = len(locs)
+            li, lj = locs // W, locs % W
+            queries = [torch.arange(lo, min(B * L, lo + rows), device=x.device) for lo in range(0, B * L, rows)]
+            accs = [OnlineSoftmax() for _ in queries]
+            for lo in range(0, N * L, rows):
+                keys = gather_patches(keys_view, torch.arange(lo, min(N * L, lo + rows), device=x.device), L, li, lj)
+                bias = (-0.5 * alpha**2 * inv) * (keys**2).sum(1)  # (k,)
+                values = keys[:, centre]  # (k, C)
+                for acc, q in zip(accs, queries, strict=True):
+                    logits = torch.addmm(bias[None], gather_patches(query_view, q, L, li, lj), keys.T, alpha=alpha * inv)
+                    acc.add(logits, lambda w, v=values: w @ v)
+            out[:, locs] = torch.cat([acc.mean() for acc in accs]).reshape(B, L, C)
+        return out.permute(0, 2, 1).reshape(B, C, H, W)
 
     def x0_at(self, x: Tensor, alpha: float, sigma: float, t: float) -> Tensor:
         self._check_x(x)
         P = self.patch_at(t)
+        table = self.patch_table(P)
+        if table is None:
+            return self.stream_posterior_mean(x, alpha, sigma, P)
         B, C, H, W = x.shape
         q = unfold_patches(x, P, self.padding)  # (B, HW, F)
         out = torch.empty(B, H * W, C, dtype=torch.float64, device=x.device)
-        for locs, *table in self.patch_table(P):
+        for locs, *tab in table:
             locs = locs.to(x.device)
             qg = q[:, locs].reshape(1, -1, q.shape[2])  # (1, B L, F)
-            tab = [v.to(x.device)[None] for v in table]
+            tab = [v.to(x.device)[None] for v in tab]
             out[:, locs] = patch_posterior_mean(qg, *tab, alpha, sigma, self.max_elements).reshape(B, len(locs), C)
         return out.permute(0, 2, 1).reshape(B, C, H, W)
