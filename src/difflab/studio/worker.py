@@ -101,7 +101,7 @@ class Worker:
                      "fraction": (part + min(1.0, max(0.0, 1.0 - t))) / parts}
             if calls == 1 or now - last[0] >= PREVIEW_EVERY_S:
                 last[0] = now
-                event["preview"] = data_url(samples_png(x0_hat, "x0_hat"))
+                event["preview"] = data_url(samples_png(loaded.to_images(x0_hat), "x0_hat"))
             job.emit(**event)
 
         kwargs = s.generate_kwargs()
@@ -110,7 +110,7 @@ class Worker:
         result = generate(Watched(loaded.model, s.n, hook), loaded.meta, s.n, text_encoder=loaded.text_encoder,
                           device=self.runs.device, **kwargs)
         wall = time.perf_counter() - t0
-        job.images[f"{part}.png"] = samples_png(result.x, s.label())
+        job.images[f"{part}.png"] = samples_png(loaded.to_images(result.x), s.label())  # a latent run: decoded
         return {"label": s.label(), "nfe": result.nfe, "wall_s": round(wall, 3),
                 "image": f"/api/jobs/{job.id}/{part}.png", "command": s.command(self.runs.path(rid))}
 
