@@ -28,6 +28,7 @@ from torch import Tensor
 
 from difflab.baselines.gan import DCGAN, discriminator_loss, generator_loss, r1_penalty
 from difflab.train.data import derive_seed
+from difflab.train.objective import grad_norm_of
 from difflab.train.settings import TrainConfig, warmup_factor
 from difflab.utils.errors import DifflabError
 
@@ -90,8 +91,7 @@ class GANObjective:
         clip = self.config.grad_clip
         norm = self.accelerator.clip_grad_norm_(params, clip) if clip else None
         if norm is None and need_norm:
-            grads = [p.grad for p in params if p.grad is not None]
-            norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+            norm = grad_norm_of(params)
         optimizer.step()
         scheduler.step()
         return norm

@@ -11,6 +11,13 @@ seed 001's Algorithm 1 generalized by the loss callable:
 A GAN objective (two optimizers, alternating updates) or a distillation objective (a frozen teacher
 beside the student) implements the same three methods: `update`, `state_dict`, `load_state_dict`,
 and exposes `model`, the module whose EMA is kept and whose weights are checkpointed.
+
+An objective may also expose `log_stats() -> dict[str, float]`: the trainer calls it at every log step
+(train/loop.py, on every process) and adds the returned scalars to that step's log record, e.g. an
+autoencoder's rec / kl / d_loss. It returns the means since its previous call and resets them, so each
+record covers the steps since the last one; it should sync the device once (stack, then .tolist()), and
+its names must not reuse the trainer's own keys (step, loss, lr, grad_norm, images_per_s, images_seen,
+elapsed), which they would overwrite. Without the method the record holds the trainer's keys only.
 """
 
 from __future__ import annotations
@@ -44,6 +51,13 @@ class Objective(Protocol):
     def state_dict(self) -> dict: ...
 
     def load_state_dict(self, state: dict) -> None: ...
+
+
+def grad_norm_of(params: list[Tensor]) -> Tensor:
+    """||g||_2 over every parameter that has a gradient: sqrt(sum_p ||g_p||^2), one fused norm per tensor
+    (the figure clip_grad_norm_ reports, for runs without clipping)."""
+    grads = [p.grad for p in params if p.grad is not None]
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
 
 
 class _TrainedDenoiser(Denoiser):
@@ -88,9 +102,6 @@ class DenoisingObjective:
         forward = torch.compile(self.ddp_model) if config.compile else self.ddp_model
         self.trained = _TrainedDenoiser(forward, model)
 
-    def _grad_norm(self) -> Tensor:
-        grads = [p.grad for p in self.params if p.grad is not None]
-        return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
 
     def _backward(self, batches: Batches, generator: torch.Generator) -> Tensor:
         """Accumulate the gradients of grad_accum micro-batches; returns the summed loss (device)."""
@@ -120,7 +131,7 @@ class DenoisingObjective:
             clip = self.config.grad_clip
             grad_norm = self.accelerator.clip_grad_norm_(self.params, clip) if clip else None
             if grad_norm is None and need_norm:
-                grad_norm = self._grad_norm()
+                grad_norm = grad_norm_of(self.params)
             lr = self.scheduler.get_last_lr()[0]
             self.optimizer.step()
             self.scheduler.step()
