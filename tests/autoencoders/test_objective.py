@@ -121,6 +121,10 @@ def test_bad_options_are_one_message():
         make_autoencoder_objective({"disc_wieght": 1.0})
     with pytest.raises(DifflabError, match="GAN loss"):
         AutoencoderLossConfig(disc_loss="wgan")
+    with pytest.raises(DifflabError, match=r"option kl_weight must be >= 0 \(LDM uses 1e-6\); got -1.0"):
+        AutoencoderLossConfig(kl_weight=-1.0)
+    with pytest.raises(DifflabError, match="option disc_start must be an integer >= 0 .*; got 2.5"):
+        AutoencoderLossConfig(disc_start=2.5)
     with pytest.raises(DifflabError, match="perceptual=..."):
         make_autoencoder_objective({"perceptual_weight": 1.0})(_kl(), None, _config(), None)
 
@@ -154,3 +158,19 @@ def test_resuming_with_other_discriminator_settings_is_one_message(tmp_path):
                     objective=make_autoencoder_objective({"disc_weight": 0.0}))
     with pytest.raises(DifflabError, match="resume with the loss options the run was started with"):
         plain.train(resume=True)
+
+
+def test_the_grad_scaler_is_checkpointed_with_the_objective():
+    """Under fp16 the accelerator's grad scaler is part of the objective's state (as DenoisingObjective's):
+    a resumed run starts from the saved scale, not from a fresh scaler's."""
+    from accelerate import Accelerator
+
+    acc = Accelerator()
+    make = make_autoencoder_objective({"disc_weight": 0.5, "disc_layers": 1, "disc_channels": 8})
+    acc.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+    state = make(_kl(), None, _config(), acc).state_dict()
+    acc.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)
+    make(_kl(), None, _config(), acc).load_state_dict(state)
+    assert acc.scaler.get_scale() == 2.0**10
+    acc.scaler = None  # without fp16: no scaler saved, none restored
+    assert make(_kl(), None, _config(), acc).state_dict()["scaler"] is None

@@ -81,14 +81,18 @@ class AutoencoderLossConfig:
         check_choice("reconstruction loss", self.reconstruction, RECONSTRUCTIONS)
         check_choice("GAN loss", self.disc_loss, GAN_LOSSES)
         check_choice("discriminator norm", self.disc_norm, NORMS)
-        rules = [(self.kl_weight >= 0, "kl_weight must be >= 0"),
-                 (self.disc_weight >= 0, "disc_weight must be >= 0 (0 trains without a discriminator)"),
-                 (isinstance(self.disc_start, int) and self.disc_start >= 0, "disc_start must be an integer >= 0"),
-                 (self.disc_lr is None or self.disc_lr > 0, "disc_lr must be positive, or None for the training lr"),
-                 (self.perceptual_weight >= 0, "perceptual_weight must be >= 0")]
-        for ok, message in rules:
+        rules = [(self.kl_weight >= 0, "kl_weight must be >= 0 (LDM uses 1e-6)", self.kl_weight),
+                 (self.disc_weight >= 0, "disc_weight must be >= 0 (0 trains without a discriminator)",
+                  self.disc_weight),
+                 (isinstance(self.disc_start, int) and self.disc_start >= 0,
+                  "disc_start must be an integer >= 0 (optimizer steps)", self.disc_start),
+                 (self.disc_lr is None or self.disc_lr > 0, "disc_lr must be positive, or null for the training lr",
+                  self.disc_lr),
+                 (self.perceptual_weight >= 0, "perceptual_weight must be >= 0 (0 turns the term off)",
+                  self.perceptual_weight)]
+        for ok, message, value in rules:
             if not ok:
-                raise DifflabError(message)
+                raise DifflabError(f"autoencoder loss option {message}; got {value!r}")
 
     @classmethod
     def from_options(cls, options: Mapping | AutoencoderLossConfig | None) -> AutoencoderLossConfig:
@@ -254,9 +258,12 @@ class AutoencoderObjective:
         return out
 
     def state_dict(self) -> dict:
-        """Both optimizers and schedulers, the discriminator's weights, the update count."""
+        """Both optimizers and schedulers, the discriminator's weights, the update count and the mixed-precision
+        grad scaler (None without fp16), as DenoisingObjective saves it: a resumed fp16 run scales as the
+        straight one."""
+        scaler = self.accelerator.scaler
         state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                 "steps": self.steps}
+                 "steps": self.steps, "scaler": scaler.state_dict() if scaler is not None else None}
         if self.disc is not None:
             state.update(disc=self.disc.state_dict(), disc_optimizer=self.disc_optimizer.state_dict(),
                          disc_scheduler=self.disc_scheduler.state_dict())
@@ -270,6 +277,8 @@ class AutoencoderObjective:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.steps = int(state["steps"])
+        if self.accelerator.scaler is not None and state.get("scaler") is not None:  # absent before it was saved
+            self.accelerator.scaler.load_state_dict(state["scaler"])
         if self.disc is not None:
             self.disc.load_state_dict(state["disc"])
             self.disc_optimizer.load_state_dict(state["disc_optimizer"])
