@@ -219,3 +219,15 @@ def test_streamed_els_whole_image_patch_is_ideal():
     x, t = noisy(train, process, 0.5, b=3)
     els = EquivariantLocalScoreMachine(train, process, 7, boundary_broken=True, max_elements=20, max_table_elements=0)
     assert torch.allclose(els(x, t), IdealScoreMachine(train, process)(x, t), atol=1e-9)
+
+
+def test_distinct_rows_is_exact_even_when_the_scalar_key_collides():
+    from difflab.analysis.local_score import distinct_rows
+
+    keys = torch.tensor([[1.0, 2.0], [1.0, 2.0], [0.0, 0.0], [3.0, -1.0]], dtype=f64)
+    uniq, inv = distinct_rows(keys)
+    assert torch.equal(uniq[inv], keys) and len(uniq) == 3
+    w = 1.0 + torch.rand(2, generator=torch.Generator().manual_seed(0), dtype=f64)  # the function's weights
+    clash = torch.tensor([[w[1], 0.0], [0.0, w[0]]], dtype=f64)  # different rows, the same scalar w . row
+    uniq, inv = distinct_rows(clash)
+    assert len(uniq) == 2 and torch.equal(uniq[inv], clash)

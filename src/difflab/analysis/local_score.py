@@ -222,9 +222,24 @@ class LocalScoreMachine(_PatchMachine):
         return out.permute(1, 2, 0).reshape(B, C, H, W)
 
 
+def distinct_rows(keys: Tensor) -> tuple[Tensor, Tensor]:
+    """(distinct rows of keys (K, F), inverse (K,)) with keys == distinct[inverse] exactly.
+
+    Rows are grouped by one scalar, their product with a fixed vector of [1, 2) weights (a 1-D sort,
+    much faster than torch.unique(dim=0)'s lexicographic one); the grouping is then checked row by row
+    and, if two different rows ever shared a scalar, redone with torch.unique(dim=0)."""
+    weights = 1.0 + torch.rand(keys.shape[1], generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    _, inverse = torch.unique(keys @ weights.to(keys.device, keys.dtype), return_inverse=True)
+    first = torch.empty(int(inverse.max()) + 1 if len(keys) else 0, dtype=torch.long, device=keys.device)
+    uniq = keys[first.scatter_(0, inverse, torch.arange(len(keys), device=keys.device))]
+    if not torch.equal(uniq[inverse], keys):
+        uniq, inverse = torch.unique(keys, dim=0, return_inverse=True)
+    return uniq, inverse
+
+
 def merge_counts(keys: Tensor, counts: Tensor) -> tuple[Tensor, Tensor]:
     """Distinct rows of keys (K, F) with their counts summed (counts (K,) float64)."""
-    uniq, inverse = torch.unique(keys, dim=0, return_inverse=True)
+    uniq, inverse = distinct_rows(keys)
     return uniq, torch.zeros(len(uniq), dtype=torch.float64, device=keys.device).index_add_(0, inverse, counts)
 
 
