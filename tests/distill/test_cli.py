@@ -30,6 +30,19 @@ def _config(run):
     return yaml.safe_load((ckpt / "config.yaml").read_text())
 
 
+def sample_eval_resume(out, tmp_path, steps, resumed_at: int) -> None:
+    """A distilled run is used like any run: `sample` at each step count (NFE = steps), `eval`, and
+    `distill --resume` for one more step (which says it resumed and reached step `resumed_at`)."""
+    for n in steps:
+        r = runner.invoke(app, ["sample", str(out), "--steps", n, "--n", "8", "--class", "3",
+                                "--out", str(tmp_path / f"s{n}.png")])
+        assert r.exit_code == 0 and f"8 samples, {n} denoiser evaluations" in r.output, r.output
+    r = runner.invoke(app, ["eval", str(out), "--n", "64", "--json", str(tmp_path / "e.json")])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["distill", "--out", str(out), "--resume", "--steps", "1"])
+    assert r.exit_code == 0 and "resumed from" in r.output and f"at step {resumed_at}" in r.output, r.output
+
+
 def test_progressive_distill_sample_eval_resume(teacher, tmp_path):
     out = tmp_path / "pd"
     r = runner.invoke(app, ["distill", str(teacher), "--method", "progressive", "--out", str(out), "--steps", "2",
@@ -39,14 +52,7 @@ def test_progressive_distill_sample_eval_resume(teacher, tmp_path):
     assert cfg["distill"]["method"] == "progressive" and cfg["distill"]["teacher"] == str(teacher.resolve())
     assert (cfg["sample"]["sampler"], cfg["sample"]["schedule"], cfg["sample"]["steps"]) == ("ddim", "uniform", 1)
     assert cfg["model"] == _config(teacher)["model"]  # the teacher's network: its weights start the student
-    for steps in ("1", "2", "4"):
-        r = runner.invoke(app, ["sample", str(out), "--steps", steps, "--n", "8", "--class", "3",
-                                "--out", str(tmp_path / f"s{steps}.png")])
-        assert r.exit_code == 0 and f"8 samples, {steps} denoiser evaluations" in r.output, r.output
-    r = runner.invoke(app, ["eval", str(out), "--n", "64", "--json", str(tmp_path / "e.json")])
-    assert r.exit_code == 0, r.output
-    r = runner.invoke(app, ["distill", "--out", str(out), "--resume", "--steps", "1"])
-    assert r.exit_code == 0 and "resumed from" in r.output and "at step 3" in r.output, r.output
+    sample_eval_resume(out, tmp_path, ("1", "2", "4"), resumed_at=3)
     short = tmp_path / "short"  # a budget that ends inside the schedule says so
     r = runner.invoke(app, ["distill", str(teacher), "--method", "progressive", "--out", str(short), "--steps", "1",
                             "--set", "distill.options.start_steps=4", "--set", "distill.options.phase_steps=1"])

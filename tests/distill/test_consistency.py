@@ -31,7 +31,7 @@ from difflab.sampling import heun, probability_flow
 from difflab.sampling.edm import euler
 from difflab.train import TensorBatchDataset, TrainConfig, Trainer, read_log
 from difflab.utils.errors import DifflabError
-from tests.distill.test_cli import TINY, runner
+from tests.distill.test_cli import TINY, runner, sample_eval_resume
 from tests.distill.test_cli import _config as saved_config
 
 f64 = torch.float64
@@ -323,14 +323,7 @@ def test_consistency_distill_then_sample_eval_and_resume(tmp_path):
     cfg = saved_config(out)
     assert (cfg["model"]["preconditioning"], cfg["sample"]["sampler"], cfg["sample"]["steps"]) == \
         ("consistency", "consistency", 2)
-    for steps in ("1", "4"):  # (2, the run's own, in eval)
-        r = runner.invoke(app, ["sample", str(out), "--steps", steps, "--n", "8", "--class", "3",
-                                "--out", str(tmp_path / f"s{steps}.png")])
-        assert r.exit_code == 0 and f"8 samples, {steps} denoiser evaluations" in r.output, r.output
-    r = runner.invoke(app, ["eval", str(out), "--n", "64", "--json", str(tmp_path / "e.json")])
-    assert r.exit_code == 0, r.output
-    r = runner.invoke(app, ["distill", "--out", str(out), "--resume", "--steps", "1"])
-    assert r.exit_code == 0 and "resumed from" in r.output and "at step 3" in r.output, r.output
+    sample_eval_resume(out, tmp_path, ("1", "4"), resumed_at=3)  # (2, the run's own, in eval)
 
 
 def test_consistency_training_from_scratch_by_set(tmp_path):
