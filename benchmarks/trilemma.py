@@ -19,6 +19,7 @@ on a loaded machine); a cell is FAMILY:MEASURE with FAMILY diffusion | vae | gan
              diffusion): a baseline's own likelihood (PixelCNN exact, VAE IWAE k=--iwae-k) on all 360
              images; diffusion's continuous ELBO on all 360
     ode      diffusion's probability-flow ODE bits/dim (Hutchinson, 4 probes) on the first --n-ode test images
+    nll100   the nll cell on those first --n-ode test images (every family's likelihood on the ODE's subset)
     modes    (ring runs) mode TV of --n samples: each sample goes to its nearest of the 8 modes, or to an
              'off' bin when farther than 3 std from every mode; TV = 1/2 (sum_k |p_k - 1/8| + p_off); with the
              same figures for --n exact samples (the finite-sample floor)
@@ -130,12 +131,14 @@ def measure(args) -> None:
             value = samples_cell(run, args.n, args.seed)
         elif what == "nll":
             value = nll_cell(run, "elbo" if family == "diffusion" else None, None, args.iwae_k, args.seed)
+        elif what == "nll100":  # the same, on the ODE's images: the likelihoods side by side on one subset
+            value = nll_cell(run, "elbo" if family == "diffusion" else None, args.n_ode, args.iwae_k, args.seed)
         elif what == "ode":
             value = nll_cell(run, "ode", args.n_ode, args.iwae_k, args.seed)
         elif what == "modes":
             value = modes_cell(run, args.n, args.seed)
         else:
-            raise SystemExit(f"unknown measure {what!r} in cell {cell!r}: samples, nll, ode or modes")
+            raise SystemExit(f"unknown measure {what!r} in cell {cell!r}: samples, nll, nll100, ode or modes")
         value.update(budget(run), threads=torch.get_num_threads(), date=str(date.today()),
                      machine=f"{platform.machine()}, torch {torch.__version__}")
         atomic_write_json(out / f"{family}-{what}.json", value)  # one file a cell: processes never collide
@@ -159,23 +162,29 @@ def _f(v, fmt: str) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
 
 
+def _bits(x: dict) -> str:
+    return f"{x['bits_per_dim']:.3f} ± {x['bits_per_dim_se']:.3f} ({x['method']}, n={x['n']})"
+
+
 def table(args) -> None:
     data: dict[str, dict] = {}
     for path in sorted(Path(args.out).glob("*.json")):
         family, _, what = path.stem.rpartition("-")
         data.setdefault(family, {})[what] = json.loads(path.read_text())
-    print("| family | steps | minutes | FDD | precision | recall | coverage | bits/dim | samples/s | NFE/sample |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |")
+    print("| family | steps | minutes | FDD | precision | recall | coverage | bits/dim (test split) | bits/dim "
+          "(first test images) | samples/s | NFE/sample |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | ---: | ---: |")
     rows = [f for f in FAMILIES if f in data] + sorted(k for k in data if k not in FAMILIES and k not in RING)
     for family in rows:  # the four families, then longer-trained copies (e.g. vae-30min)
         cells = data.get(family, {})
-        s, nll, ode = cells.get("samples", {}), cells.get("nll"), cells.get("ode")
+        s, nll, ode, sub = cells.get("samples", {}), cells.get("nll"), cells.get("ode"), cells.get("nll100")
         b = s or nll or ode or {}
-        bits = [f"{x['bits_per_dim']:.3f} ± {x['bits_per_dim_se']:.3f} ({x['method']}, n={x['n']})"
-                for x in (ode, nll) if x] or (["none (no likelihood)"] if family.startswith("gan") else ["-"])
+        none = ["none (no likelihood)"] if family.startswith("gan") else ["-"]
+        bits = "; ".join([_bits(x) for x in (nll,) if x] or none)
+        first = "; ".join([_bits(x) for x in (ode, sub) if x] or none)
         print(f"| {family} | {b.get('steps', '-')} | {b.get('minutes', '-')} | {_f(s.get('fdd'), '.2f')} | "
               f"{_f(s.get('precision'), '.3f')} | {_f(s.get('recall'), '.3f')} | {_f(s.get('class_coverage'), '.1f')} | "
-              f"{'; '.join(bits)} | {_f(s.get('samples_per_s'), '.0f')} | {s.get('nfe_per_sample', '-')} |")
+              f"{bits} | {first} | {_f(s.get('samples_per_s'), '.1f')} | {s.get('nfe_per_sample', '-')} |")
     print()
     print("| ring run | steps | minutes | mode TV | off-mode | modes hit | exact samples' mode TV |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
