@@ -231,3 +231,17 @@ def test_distinct_rows_is_exact_even_when_the_scalar_key_collides():
     clash = torch.tensor([[w[1], 0.0], [0.0, w[0]]], dtype=f64)  # different rows, the same scalar w . row
     uniq, inv = distinct_rows(clash)
     assert len(uniq) == 2 and torch.equal(uniq[inv], clash)
+
+
+@pytest.mark.parametrize("padding,P", [("zeros", 3), ("zeros", 11), ("circular", 5)])
+def test_streamed_ls_equals_tabulated_ls(padding, P):
+    """max_table_elements=0 streams the LS posterior in blocks of locations x images: same as the table."""
+    process = VPSDE()
+    train = data(9, 2, 5, 6)
+    x, t = noisy(train, process, 0.45, b=3)
+    table = LocalScoreMachine(train, process, P, "eps", padding=padding)
+    stream = LocalScoreMachine(train, process, P, "eps", padding=padding, max_elements=60, max_table_elements=0)
+    assert stream.patch_table(P) is None and table.patch_table(P) is not None
+    assert torch.allclose(stream(x, t), table(x, t), rtol=0, atol=1e-10)
+    if P == 11:  # a zero-padded patch covering the whole 5x6 image from every pixel: the ideal machine
+        assert torch.allclose(stream(x, t), IdealScoreMachine(train, process, "eps")(x, t), atol=1e-9)

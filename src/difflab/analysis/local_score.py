@@ -196,27 +196,65 @@ def centre_columns(C: int, P: int) -> Tensor:
 
 class LocalScoreMachine(_PatchMachine):
     """LS machine: each pixel's E[x0] from the posterior over training patches at the same location
-    (one batched matrix product over locations: queries (HW, B, F) against keys (HW, N, F))."""
+    (one batched matrix product over locations: queries (HW, B, F) against keys (HW, N, F)).
+
+    The table (HW, N, F) is kept while it holds at most `max_table_elements` floats; past that the
+    posterior is streamed (`stream_posterior_mean`) over blocks of locations and training images."""
 
     def __init__(self, train: Tensor, process: NoiseProcess, patch_size: int | PatchSchedule,
-                 parameterization: str = "x0", *, padding: str = "zeros", max_elements: int = DEFAULT_MAX_ELEMENTS):
+                 parameterization: str = "x0", *, padding: str = "zeros", max_elements: int = DEFAULT_MAX_ELEMENTS,
+                 max_table_elements: int = DEFAULT_MAX_TABLE_ELEMENTS):
         super().__init__(train, process, patch_size, parameterization, padding, max_elements)
+        self.max_table_elements = int(max_table_elements)
         self._tables: dict[int, tuple[Tensor, ...]] = {}
 
-    def patch_table(self, P: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Per location: keys (HW, N, C P P), half norms (HW, N), log counts (zeros), centres (HW, N, C)."""
+    def patch_table(self, P: int) -> tuple[Tensor, Tensor, Tensor, Tensor] | None:
+        """Per location: keys (HW, N, C P P), half norms (HW, N), log counts (zeros), centres (HW, N, C);
+        None when the keys would exceed max_table_elements floats (stream instead)."""
+        N, C, H, W = self.train.shape
+        if N * H * W * C * P * P > self.max_table_elements:
+            return None
         if P not in self._tables:
-            C = self.train.shape[1]
             keys = unfold_patches(self.train, P, self.padding).transpose(0, 1).contiguous()  # (HW, N, F)
             self._tables[P] = (keys, 0.5 * (keys**2).sum(-1), torch.zeros(keys.shape[:2], dtype=keys.dtype),
                                keys[..., centre_columns(C, P)].contiguous())
         return self._tables[P]
 
+    def stream_posterior_mean(self, x: Tensor, alpha: float, sigma: float, P: int) -> Tensor:
+        """E[x0 | x_t] (B, C, H, W) float64 without a table: blocks of l locations x n training images,
+        keys (l, n, F) and queries (l, B, F) gathered from strided views, each block at most max_elements
+        floats (queries: B F per location at least), logits folded into a running log-sum-exp per block
+        of locations."""
+        B, C, H, W = x.shape
+        N, F = self.train.shape[0], C * P * P
+        inv = 1.0 / max(sigma**2, SIGMA2_FLOOR)
+        keys_view = patch_view(self.train.to(x.device), P, self.padding)  # (N, C, H, W, P, P)
+        query_view = patch_view(x, P, self.padding)
+        centre = centre_columns(C, P).to(x.device)
+        nloc = max(1, min(H * W, self.max_elements // (F * B)))
+        nimg = max(1, min(N, self.max_elements // (nloc * max(F, B))))
+        out = torch.empty(H * W, B, C, dtype=torch.float64, device=x.device)
+        for lo in range(0, H * W, nloc):
+            locs = torch.arange(lo, min(H * W, lo + nloc), device=x.device)
+            li, lj = locs // W, locs % W
+            q = query_view[:, :, li, lj].permute(2, 0, 1, 3, 4).reshape(len(locs), B, F)  # (l, B, F)
+            acc = OnlineSoftmax()
+            for n0 in range(0, N, nimg):
+                keys = keys_view[n0:n0 + nimg, :, li, lj].permute(2, 0, 1, 3, 4).reshape(len(locs), -1, F)  # (l, n, F)
+                bias = (-0.5 * alpha**2 * inv) * (keys**2).sum(-1)  # (l, n)
+                logits = torch.baddbmm(bias[:, None], q, keys.transpose(1, 2), alpha=alpha * inv)  # (l, B, n)
+                acc.add(logits, lambda w, v=keys[..., centre]: torch.bmm(w, v))  # (l, B, C)
+            out[locs] = acc.mean()
+        return out.permute(1, 2, 0).reshape(B, C, H, W)
+
     def x0_at(self, x: Tensor, alpha: float, sigma: float, t: float) -> Tensor:
         self._check_x(x)
         P = self.patch_at(t)
         B, C, H, W = x.shape
-        table = [v.to(x.device) for v in self.patch_table(P)]
+        table = self.patch_table(P)
+        if table is None:
+            return self.stream_posterior_mean(x, alpha, sigma, P)
+        table = [v.to(x.device) for v in table]
         q = unfold_patches(x, P, self.padding).transpose(0, 1)  # (HW, B, F)
         out = patch_posterior_mean(q, *table, alpha, sigma, self.max_elements)  # (HW, B, C)
         return out.permute(1, 2, 0).reshape(B, C, H, W)
