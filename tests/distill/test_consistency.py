@@ -307,9 +307,11 @@ def test_bad_setups_give_one_clear_message():
         ConsistencyLoss(None)
     with pytest.raises(DifflabError, match="set model.preconditioning=consistency"):
         ConsistencyLoss(None, total_steps=4)(RING.denoiser(VPSDE(), "eps"), torch.zeros(2, 2))
-    with pytest.raises(DifflabError, match="model.objective_options"):
-        build_objective(RunConfig(model=ModelConfig(objective="consistency_training", preconditioning="consistency",
-                                                    objective_options={"bogus": 1})))
+    for options, message in (({"bogus": 1}, "has no option 'bogus'; its options are: .*s0, s1"),
+                             ({"s0": "ten"}, "option s0: expected an integer")):
+        with pytest.raises(DifflabError, match=f"model.objective_options for consistency_training {message}"):
+            build_objective(RunConfig(model=ModelConfig(objective="consistency_training",
+                                                        preconditioning="consistency", objective_options=options)))
 
 
 # ---- the commands ------------------------------------------------------------------------------------------

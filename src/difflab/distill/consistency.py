@@ -37,6 +37,7 @@ from difflab.param.consistency import SIGMA_MAX, SIGMA_MIN
 from difflab.param.parameterization import X0, coefficients, get_parameterization
 from difflab.train.objective import DenoisingObjective
 from difflab.utils.errors import DifflabError, check_choice
+from difflab.utils.keywords import check_keywords
 from difflab.utils.tensors import append_dims
 
 f64 = torch.float64
@@ -228,12 +229,9 @@ class ConsistencyObjective(DenoisingObjective):
 def training_objective(options: dict, total_steps: int | None):
     """(loss_fn, MakeObjective) of consistency training from scratch; options are ConsistencyLoss keywords
     (teacher-free), total_steps the curriculum's K unless options name one."""
-    options = {"total_steps": total_steps, **options}
-    try:
-        loss = ConsistencyLoss(None, **options)
-    except TypeError as e:
-        raise DifflabError(f"model.objective_options for consistency_training: {e}") from None
-    return loss, ConsistencyObjective
+    options = check_keywords(ConsistencyLoss, {"total_steps": total_steps, **options},
+                             "model.objective_options for consistency_training", skip=("teacher",))
+    return ConsistencyLoss(None, **options), ConsistencyObjective
 
 
 # ---- the distillation method (difflab distill RUN --method consistency) -----------------------------------
