@@ -75,6 +75,19 @@ def test_weighting_is_truncated_snr():
     assert torch.allclose(x0_weight(proc, t, "snr_plus_one"), snr + 1)
 
 
+def test_the_loss_draws_from_the_global_rng_without_a_generator():
+    """generator=None (a caller outside the trainer) draws j and eps from torch's global RNG, as
+    torch.randint does: reproducible under torch.manual_seed, one loss per sample."""
+    proc = make_process("flow")
+    loss_fn = ProgressiveLoss(ring_mixture().denoiser(proc, "velocity"), student_steps=2)
+    x0 = ring_mixture().sample(8, generator=torch.Generator().manual_seed(0))[0].float()
+    student = _student(hidden=8)
+    torch.manual_seed(4)
+    first = loss_fn(student, x0, None, generator=None)
+    torch.manual_seed(4)
+    assert first.shape == (8,) and torch.equal(first, loss_fn(student, x0, None, generator=None))
+
+
 def test_phase_plan_and_its_messages():
     assert phase_plan(64, 1) == [32, 16, 8, 4, 2, 1]
     assert phase_plan(8, 2) == [4, 2]

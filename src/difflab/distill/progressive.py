@@ -93,7 +93,8 @@ class ProgressiveLoss:
 
     def times(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
         """(t, t', t'') per sample (float64 CPU): j ~ U{0..N-1}, t = grid[2j], t' = grid[2j+1], t'' = grid[2j+2]."""
-        j = torch.randint(0, self.student_steps, (n,), generator=generator, device=generator.device).cpu()
+        device = generator.device if generator is not None else torch.device("cpu")
+        j = torch.randint(0, self.student_steps, (n,), generator=generator, device=device).cpu()
         return self.grid[2 * j], self.grid[2 * j + 1], self.grid[2 * j + 2]
 
     def targets(self, x0: Tensor, cond, generator: torch.Generator):
