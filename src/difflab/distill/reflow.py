@@ -41,6 +41,7 @@ from difflab.train.prepare import Unconditional
 from difflab.utils.errors import DifflabError, check_choice
 from difflab.utils.files import atomic_write, atomic_write_json
 from difflab.utils.seeding import make_generator
+from difflab.utils.tensors import append_dims
 
 PAIRS_DIR = "pairs"
 
@@ -151,7 +152,7 @@ class ReflowLoss:
             t = torch.ones(n, device=x.device, dtype=x.dtype)
         else:
             t = torch.rand(n, generator=generator, device=x.device, dtype=x.dtype)
-        t_ = t.reshape(-1, *([1] * (x.ndim - 1)))
+        t_ = append_dims(t, x.ndim)  # (B, 1, ...)
         x_t = (1 - t_) * x + t_ * z
         k = model.coefficients(x_t, t)
         v = ode_velocity(model.predict(x_t, t, cond or None), k)

@@ -45,6 +45,7 @@ def straightness(denoiser, x_1: Tensor, *, steps: int = 100, cond=None) -> Tenso
             v = ode_velocity(param.to_x0_eps(raw, x, k), k)
             velocities.append(v)
             x = x + (ts[i + 1] - ts[i]) * v
-    dt = (ts[:-1] - ts[1:]).to(x.device)
-    chord = x_1.to(f64) - x  # x_1 - x_0
-    return sum(dt[i] * (chord - v).pow(2).flatten(1).sum(1) for i, v in enumerate(velocities))
+    dt = (ts[:-1] - ts[1:]).to(x.device)  # (steps,)
+    chord = x_1.to(f64) - x  # (B, ...): x_1 - x_0
+    gaps = (chord - torch.stack(velocities)).pow(2).flatten(2).sum(2)  # (steps, B)
+    return dt @ gaps  # (B,): sum_i (t_i - t_{i+1}) ||chord - v_i||^2
