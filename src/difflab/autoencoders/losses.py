@@ -51,6 +51,7 @@ def non_saturating_d_loss(logits_real: Tensor, logits_fake: Tensor) -> Tensor:
 
 
 def discriminator_loss(logits_real: Tensor, logits_fake: Tensor, kind: str = "hinge") -> Tensor:
+    """L_D per sample (B,) of the named kind: hinge_d_loss or non_saturating_d_loss (module docstring)."""
     check_choice("GAN loss", kind, GAN_LOSSES)
     fn = hinge_d_loss if kind == "hinge" else non_saturating_d_loss
     return fn(logits_real, logits_fake)

@@ -150,9 +150,13 @@ class ConsistencyLoss:
         return lognormal_probabilities(sigmas, self.p_mean, self.p_std)
 
     def distance(self, x: Tensor, y: Tensor) -> Tensor:
+        """d(x, y) per sample (B,): pseudo-Huber sqrt(||x - y||^2 + c^2) - c (iCT) or ||x - y||^2 (l2)."""
         return pseudo_huber(x, y, self.huber_c) if self.metric == "pseudo_huber" else (x - y).flatten(1).square().sum(1)
 
     def __call__(self, model, x0: Tensor, cond=None, generator: torch.Generator | None = None) -> Tensor:
+        """(B,) lambda(sigma_n) d(f_theta(x_{n+1}, t_{n+1}), sg[f_theta-(x^_n, t_n)]) (Song et al. 2023, Alg. 2
+        and 3): n ~ p(n), x_{n+1} = alpha(t_{n+1}) (x0 + sigma_{n+1} z), x^_n one teacher step from it (CD) or
+        alpha(t_n) (x0 + sigma_n z) with the same z (CT); module docstring."""
         if get_parameterization(model.parameterization) is not X0:
             raise DifflabError("consistency training fits an x0-predicting consistency function: set "
                                "model.preconditioning=consistency")
@@ -203,6 +207,8 @@ class ConsistencyObjective(DenoisingObjective):
         torch._foreach_lerp_(targets, [p.detach() for p in self.params], 1.0 - self.mu)
 
     def update(self, batches, generator, need_norm, commit):
+        """DenoisingObjective's update at curriculum step k; inside the commit block, after the optimizer step,
+        theta- <- mu theta- + (1 - mu) theta (torch lerp with weight 1 - mu) and k <- k + 1."""
         self.loss_fn.k = self.k
 
         @contextlib.contextmanager

@@ -159,6 +159,8 @@ class ProgressiveObjective(DenoisingObjective):
         self.loss_fn.set_phase(teacher, self.phases[phase])
 
     def update(self, batches, generator, need_norm, commit):
+        """One DenoisingObjective update in phase min(floor(updates / phase_steps), K - 1), entered first when it
+        changed (the student's copy becomes the frozen teacher)."""
         due = min(self.updates // self.phase_steps, len(self.phases) - 1)
         if due != self.phase:
             self._enter(due)

@@ -192,6 +192,7 @@ def config(teacher: dict, *, one_step: bool = False, sample_steps: int = 2, **_)
 
 
 def train_steps(*, train_steps: int = 2000, **_) -> int:
+    """The default budget when the user gives neither --steps nor --minutes: distill.options.train_steps."""
     return train_steps
 
 

@@ -81,6 +81,8 @@ class ConsistencyDenoiser(nn.Module, Denoiser):
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def forward(self, x: Tensor, t: Tensor, cond=None) -> Tensor:
+        """f = c_skip x~ + ((sigma~ - sigma_min) / sigma~) (x0_hat_D - c_skip^EDM x~), x~ = x_t / alpha,
+        sigma~ = sigma / alpha (module docstring): an x0 estimate (B, ...)."""
         t = torch.as_tensor(t, device=x.device).expand(x.shape[0])
         alpha, sigma = self.process.alpha(t), self.process.sigma(t)  # float64
         c_skip, ratio = boundary_coefficients(sigma / alpha, self.sigma_min, self.sigma_data)
