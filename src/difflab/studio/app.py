@@ -10,7 +10,7 @@
     POST /api/runs/{id}/edit         {image, [mask], strength, method, setting} -> {job} (studio/edit.py)
     GET  /api/jobs/{job}/events      text/event-stream: progress (with the live x0_hat), result, error, end
     GET  /api/jobs/{job}/{k}.png     a result picture (download)
-    GET  /api/runs/{id}/inside?t=&seed=   the Inside tab's picture
+    GET  /api/runs/{id}/inside?t=&seed=&prompt=   the Inside tab's picture (prompt: text runs)
 
 Every error is one JSON line {"error": message} with a 4xx status: no traceback reaches the page.
 """
@@ -182,9 +182,10 @@ class StudioAPI:
             seed = int(request.query_params.get("seed", "0"))
         except ValueError:
             raise DifflabError("t must be a number in (0, 1] and seed a whole number") from None
+        prompt = request.query_params.get("prompt") or None  # a text run's strip follows the page's prompt
         loaded = await run_in_threadpool(self.runs.load, rid)
         if len(loaded.meta.data_shape) == 3:
-            png = await run_in_threadpool(strip_png, loaded, seed)
+            png = await run_in_threadpool(strip_png, loaded, seed, prompt=prompt)
         else:
             png = await run_in_threadpool(score_field_png, loaded, t, seed)
         return Response(png, media_type="image/png")

@@ -61,13 +61,17 @@ def score_field_png(loaded, t: float, seed: int = 0, n: int = 256, sampler: str 
 
 
 @torch.no_grad()
-def strip_png(loaded, seed: int = 0, sampler: str = "euler", steps: int = 20, frames: int = 8) -> bytes:
+def strip_png(loaded, seed: int = 0, sampler: str = "euler", steps: int = 20, frames: int = 8,
+              prompt: str | None = None) -> bytes:
+    """The denoising strip of one sample; a text run follows `prompt` (required there: generate() names it)."""
     x0s = []
     model = Watched(loaded.model, 1, lambda calls, t, x0_hat: x0s.append(x0_hat[0]))
     result = generate(model, loaded.meta, 1, sampler=sampler, steps=steps, schedule="default", seed=seed,
-                      return_trajectory=True, text_encoder=loaded.text_encoder)
+                      return_trajectory=True, text_encoder=loaded.text_encoder,
+                      prompts=[prompt] if prompt is not None else None)
     xs = result.sampled.trajectory[:-1, 0]  # x_t at each call's grid time (one call per Euler step)
     idx = np.unique(np.linspace(0, len(x0s) - 1, frames).round().astype(int))
     top = torch.stack([xs[min(i, len(xs) - 1)] for i in idx])
     bottom = torch.stack([x0s[i] for i in idx])
-    return grid_png(torch.cat([top, bottom]).clamp(-1, 1), nrow=len(idx), width=96 * len(idx))
+    pictures = loaded.to_images(torch.cat([top, bottom]))  # a latent run: x_t and x0_hat decoded
+    return grid_png(pictures.clamp(-1, 1), nrow=len(idx), width=96 * len(idx))

@@ -147,7 +147,8 @@ async function drawInside() {
   $("inside-t-value").textContent = t;
   img.removeAttribute("src");
   img.dataset.ready = "";
-  const r = await fetch(`/api/runs/${run.id}/inside?t=${t}&seed=${$("sample-form").seed.value || 0}`);
+  const prompt = run.text ? `&prompt=${encodeURIComponent($("sample-form").prompt.value)}` : "";
+  const r = await fetch(`/api/runs/${run.id}/inside?t=${t}&seed=${$("sample-form").seed.value || 0}${prompt}`);
   if (!r.ok) { say((await r.json().catch(() => ({}))).error || `the server answered ${r.status}`); return; }
   const blob = await r.blob();
   if (`${run.id}:${$("inside-t").value}` !== want) return;  // a newer request replaced this one
