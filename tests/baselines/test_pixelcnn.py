@@ -149,8 +149,10 @@ def test_sampling_is_reproducible_and_conditional_models_take_labels():
     assert lp_y.shape == (3,) and not torch.equal(lp_y, lp_null)
     loss = net(a, {"class_labels": y})  # the trainer's path: -log P / D per image
     assert torch.allclose(loss.double(), -lp_y / 9, rtol=1e-5)
-    with pytest.raises(DifflabError, match="class indices in 0..1"):
+    with pytest.raises(DifflabError, match="class indices in 0..1; got values from 0 to 2"):
         net.log_likelihood(a, labels=torch.tensor([0, 1, 2]))
+    with pytest.raises(DifflabError, match=r"3 class indices in 0..1, one per image; got shape \(2,\)"):
+        net.sample(3, generator=torch.Generator(), labels=torch.tensor([0, 1]))
     with pytest.raises(DifflabError, match="not on the 5 declared levels"):
         net.log_likelihood(a + 0.1)
 

@@ -68,9 +68,12 @@ def check_labels(labels: Tensor | None, num_classes: int | None, n: int) -> None
         return
     if num_classes is None:
         raise DifflabError("this baseline is unconditional: pass no labels, or train it with num_classes set")
-    if labels.shape != (n,) or int(labels.min()) < 0 or int(labels.max()) >= num_classes:
-        raise DifflabError(f"labels must be {n} class indices in 0..{num_classes - 1}; got shape "
+    if labels.shape != (n,):
+        raise DifflabError(f"labels must be {n} class indices in 0..{num_classes - 1}, one per image; got shape "
                            f"{tuple(labels.shape)}")
+    if n and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise DifflabError(f"labels must be {n} class indices in 0..{num_classes - 1}; got values from "
+                           f"{int(labels.min())} to {int(labels.max())}")
 
 
 class Baseline(nn.Module):

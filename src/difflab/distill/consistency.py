@@ -193,7 +193,8 @@ class ConsistencyObjective(DenoisingObjective):
     def __init__(self, model: nn.Module, loss_fn: ConsistencyLoss, config, accelerator,
                  target_ema: float | None = None):
         if not isinstance(loss_fn, ConsistencyLoss):
-            raise DifflabError("ConsistencyObjective trains a ConsistencyLoss")
+            raise DifflabError(f"ConsistencyObjective trains a ConsistencyLoss: pass one as the trainer's loss_fn; "
+                               f"got {type(loss_fn).__name__}")
         if target_ema is not None and not 0 <= target_ema < 1:
             raise DifflabError(f"the target network's EMA rate mu must lie in [0, 1); got {target_ema!r}")
         self.target = None if target_ema is None else copy.deepcopy(model).requires_grad_(False).train(False)
