@@ -254,9 +254,14 @@ class LocalScoreMachine(_PatchMachine):
         table = self.patch_table(P)
         if table is None:
             return self.stream_posterior_mean(x, alpha, sigma, P)
-        table = [v.to(x.device) for v in table]
-        q = unfold_patches(x, P, self.padding).transpose(0, 1)  # (HW, B, F)
-        out = patch_posterior_mean(q, *table, alpha, sigma, self.max_elements)  # (HW, B, C)
+        view = patch_view(x, P, self.padding)
+        nloc = max(1, min(H * W, self.max_elements // (C * P * P * B)))  # query blocks (l, B, F) <= max_elements
+        out = torch.empty(H * W, B, C, dtype=torch.float64, device=x.device)
+        for lo in range(0, H * W, nloc):
+            locs = torch.arange(lo, min(H * W, lo + nloc), device=x.device)
+            q = view[:, :, locs // W, locs % W].permute(2, 0, 1, 3, 4).reshape(len(locs), B, -1)  # (l, B, F)
+            out[locs] = patch_posterior_mean(q, *[v[lo:lo + nloc].to(x.device) for v in table], alpha, sigma,
+                                             self.max_elements)  # (l, B, C)
         return out.permute(1, 2, 0).reshape(B, C, H, W)
 
 
@@ -369,11 +374,15 @@ class EquivariantLocalScoreMachine(_PatchMachine):
         if table is None:
             return self.stream_posterior_mean(x, alpha, sigma, P)
         B, C, H, W = x.shape
-        q = unfold_patches(x, P, self.padding)  # (B, HW, F)
+        view = patch_view(x, P, self.padding)
+        rows = max(1, self.max_elements // (C * P * P))  # query chunks (rows, F) <= max_elements
         out = torch.empty(B, H * W, C, dtype=torch.float64, device=x.device)
         for locs, *tab in table:
             locs = locs.to(x.device)
-            qg = q[:, locs].reshape(1, -1, q.shape[2])  # (1, B L, F)
+            L, li, lj = len(locs), locs // W, locs % W
             tab = [v.to(x.device)[None] for v in tab]
-            out[:, locs] = patch_posterior_mean(qg, *tab, alpha, sigma, self.max_elements).reshape(B, len(locs), C)
+            parts = [patch_posterior_mean(gather_patches(view, torch.arange(lo, min(B * L, lo + rows), device=x.device),
+                                                         L, li, lj)[None], *tab, alpha, sigma, self.max_elements)[0]
+                     for lo in range(0, B * L, rows)]  # rows ordered (sample, location)
+            out[:, locs] = torch.cat(parts).reshape(B, L, C)
         return out.permute(0, 2, 1).reshape(B, C, H, W)
