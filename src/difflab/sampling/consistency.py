@@ -8,8 +8,10 @@ t_0 > t_1 > ... > t_n:
 and the result is the grid's end state alpha(t_n) x0_hat + sigma(t_n) z_n (x0_hat itself at t_n = 0). One
 evaluation per step: steps = 1 is the one-step model, NFE = steps. The fresh noise z_i comes from the
 generator (per-sample generators give per-sample reproducible draws). Song et al. write the re-noising in
-the VE frame, x~ = x0_hat + sqrt(sigma~_i^2 - sigma~_min^2) z; the sigma_min correction is below float32
-resolution for sigma_min = 0.002 and is left out. Any x0 denoiser may be sampled this way (for an ordinary
+the VE frame, x~ = x0_hat + sqrt(sigma~_i^2 - sigma~_min^2) z; the sigma_min correction scales the noise by
+1 - sigma~_min^2 / (2 sigma~_i^2) to first order, 3e-6 at sigma~_i = 0.8 for sigma~_min = 0.002 (far below the
+sample's own noise, though above float32 rounding at the lowest levels), and is left out, so the state is
+exactly the process's x_{t_i}. Any x0 denoiser may be sampled this way (for an ordinary
 diffusion denoiser it is a crude ancestral sampler); a consistency function's grid must start where
 alpha > 0, e.g. schedule karras with sigma_max=80.
 """
