@@ -1,15 +1,5 @@
-"""Baseline tests run their tiny models on one torch thread."""
+"""Baseline tests run their tiny models on one torch thread: the trainer tests' autouse fixture, shared."""
 
 from __future__ import annotations
 
-import pytest
-import torch
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest (and without contention on shared cores) on one thread."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+from tests.train.conftest import one_thread  # noqa: F401  (an autouse fixture: imported, it applies here)
