@@ -20,6 +20,8 @@ on a loaded machine); a cell is FAMILY:MEASURE with FAMILY diffusion | vae | gan
              images; diffusion's continuous ELBO on all 360
     ode      diffusion's probability-flow ODE bits/dim (Hutchinson, 4 probes) on the first --n-ode test images
     nll100   the nll cell on those first --n-ode test images (every family's likelihood on the ODE's subset)
+    speed    samples/s of one batch of 500 alone (run the families' speed cells in one process, in turn, so
+             they share one load; the table prefers it to the samples cell's figure)
     modes    (ring runs) mode TV of --n samples: each sample goes to its nearest of the 8 modes, or to an
              'off' bin when farther than 3 std from every mode; TV = 1/2 (sum_k |p_k - 1/8| + p_off); with the
              same figures for --n exact samples (the finite-sample floor)
@@ -89,6 +91,20 @@ def samples_cell(run: Path, n: int, seed: int) -> dict:
             "eval_seconds": round(total, 1)}
 
 
+def speed_cell(run: Path, seed: int) -> dict:
+    """Samples/s of one batch of SPEED_BATCH (after one warm-up batch of 8): run every family's cell in one
+    process, one after another, so that they share the machine's load."""
+    loaded = load_run(run)
+    s = loaded.config.sample
+    times = []
+    for n in (8, SPEED_BATCH):
+        t0 = time.perf_counter()
+        r = generate(loaded.model, loaded.meta, n, sampler=s.sampler, steps=s.steps, schedule=s.schedule, seed=seed,
+                     options=s.options, schedule_options=s.schedule_options)
+        times.append(time.perf_counter() - t0)
+    return {"samples_per_s": SPEED_BATCH / times[-1], "nfe_per_sample": r.nfe, "n": SPEED_BATCH}
+
+
 def nll_cell(run: Path, method: str | None, n: int | None, iwae_k: int, seed: int) -> dict:
     loaded = load_run(run)
     probes = iwae_k if getattr(loaded.model, "family", None) == "vae" else None
@@ -135,10 +151,12 @@ def measure(args) -> None:
             value = nll_cell(run, "elbo" if family == "diffusion" else None, args.n_ode, args.iwae_k, args.seed)
         elif what == "ode":
             value = nll_cell(run, "ode", args.n_ode, args.iwae_k, args.seed)
+        elif what == "speed":
+            value = speed_cell(run, args.seed)
         elif what == "modes":
             value = modes_cell(run, args.n, args.seed)
         else:
-            raise SystemExit(f"unknown measure {what!r} in cell {cell!r}: samples, nll, nll100, ode or modes")
+            raise SystemExit(f"unknown measure {what!r} in cell {cell!r}: samples, nll, nll100, ode, speed or modes")
         value.update(budget(run), threads=torch.get_num_threads(), date=str(date.today()),
                      machine=f"{platform.machine()}, torch {torch.__version__}")
         atomic_write_json(out / f"{family}-{what}.json", value)  # one file a cell: processes never collide
@@ -178,13 +196,14 @@ def table(args) -> None:
     for family in rows:  # the four families, then longer-trained copies (e.g. vae-30min)
         cells = data.get(family, {})
         s, nll, ode, sub = cells.get("samples", {}), cells.get("nll"), cells.get("ode"), cells.get("nll100")
+        speed = cells.get("speed", s)
         b = s or nll or ode or {}
         none = ["none (no likelihood)"] if family.startswith("gan") else ["-"]
         bits = "; ".join([_bits(x) for x in (nll,) if x] or none)
         first = "; ".join([_bits(x) for x in (ode, sub) if x] or none)
         print(f"| {family} | {b.get('steps', '-')} | {b.get('minutes', '-')} | {_f(s.get('fdd'), '.2f')} | "
               f"{_f(s.get('precision'), '.3f')} | {_f(s.get('recall'), '.3f')} | {_f(s.get('class_coverage'), '.1f')} | "
-              f"{bits} | {first} | {_f(s.get('samples_per_s'), '.1f')} | {s.get('nfe_per_sample', '-')} |")
+              f"{bits} | {first} | {_f(speed.get('samples_per_s'), '.1f')} | {speed.get('nfe_per_sample', '-')} |")
     print()
     print("| ring run | steps | minutes | mode TV | off-mode | modes hit | exact samples' mode TV |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
