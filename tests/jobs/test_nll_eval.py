@@ -19,10 +19,9 @@ from difflab.jobs.train import run_train
 from difflab.objectives.vlb import discretized_gaussian_nll
 from difflab.process import VPSDE
 from difflab.utils.errors import DifflabError
+from tests.jobs.test_evaluate import TINY  # the tiny digits U-Net of the eval tests
 
 runner = CliRunner()
-TINY_UNET = "model.options={base_channels: 8, channel_mult: [1], num_res_blocks: 1, attention_resolutions: [], num_heads: 1}"
-TINY = [TINY_UNET, "train.batch_size=32", "train.sample_every=0", "train.ckpt_every=2", "train.warmup_steps=1"]
 PROCESS = VPSDE()
 
 
