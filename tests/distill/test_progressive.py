@@ -106,16 +106,17 @@ def _student(seed=0, hidden=64):
 
 
 def test_trained_student_reproduces_two_teacher_steps():
-    """A tiny MLP trained briefly (200 steps of 256) on the exact ring teacher, N = 2 student steps from 4
+    """A tiny MLP trained briefly (100 steps of 256) on the exact ring teacher, N = 2 student steps from 4
     teacher steps: its first step (t = 1 -> 0.5) lands within RMSE 0.06 of the teacher's two steps (measured
-    0.021), where the teacher's own single DDIM step is 0.265 away (the gap must stay above 4x)."""
+    0.039, the same under 1 and 2 threads), where the teacher's own single DDIM step is 0.265 away (the gap
+    must stay above 4x)."""
     proc = make_process("flow")
     teacher = ring_mixture().denoiser(proc, "velocity")
     loss_fn = ProgressiveLoss(teacher, student_steps=2)
     student = _student(hidden=32)
     opt = torch.optim.Adam(student.parameters(), lr=3e-3)
     g = torch.Generator().manual_seed(1)
-    for _ in range(200):
+    for _ in range(100):
         x0, _ = ring_mixture().sample(256, generator=g)
         loss = loss_fn(student, x0.float(), None, generator=g).mean()
         opt.zero_grad()
