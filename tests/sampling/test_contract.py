@@ -151,7 +151,7 @@ def test_options_reach_the_sampler():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"sampler": "dpm++"}, "valid samplers are: adaptive, ddim"),
+        ({"sampler": "dpm++"}, "valid samplers are: adaptive, consistency, ddim"),
         ({"schedule": "cosine"}, "valid schedules are:"),
         ({"steps": 0}, "steps must be an integer >= 1"),
         ({"sampler": "ddim", "eta": 1.5}, "eta must be a number in [0, 1]"),
