@@ -174,3 +174,15 @@ def test_the_grad_scaler_is_checkpointed_with_the_objective():
     assert acc.scaler.get_scale() == 2.0**10
     acc.scaler = None  # without fp16: no scaler saved, none restored
     assert make(_kl(), None, _config(), acc).state_dict()["scaler"] is None
+
+
+def test_resuming_with_another_critic_architecture_is_one_message(tmp_path):
+    """A checkpoint whose critic was built with other options (here disc_norm, whose default changed once)
+    is refused with the option to set, not a state-dict RuntimeError."""
+    options = {"disc_weight": 0.5, "disc_layers": 1, "disc_channels": 8}
+    Trainer(_kl(), None, _images(), _config(max_steps=1), tmp_path,
+            objective=make_autoencoder_objective({**options, "disc_norm": "group"})).train()
+    other = Trainer(_kl(), None, _images(), _config(max_steps=2), tmp_path,
+                    objective=make_autoencoder_objective({**options, "disc_norm": "batch"}))
+    with pytest.raises(DifflabError, match="objective.disc_norm=group"):
+        other.train(resume=True)

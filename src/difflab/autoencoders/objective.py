@@ -280,7 +280,12 @@ class AutoencoderObjective:
         if self.accelerator.scaler is not None and state.get("scaler") is not None:  # absent before it was saved
             self.accelerator.scaler.load_state_dict(state["scaler"])
         if self.disc is not None:
-            self.disc.load_state_dict(state["disc"])
+            try:
+                self.disc.load_state_dict(state["disc"])
+            except RuntimeError:  # another critic architecture (e.g. a disc_norm default that changed)
+                raise DifflabError("the checkpoint's discriminator does not fit this run's critic options "
+                                   "(disc_layers, disc_channels, disc_norm): resume with the loss options the "
+                                   "run was started with, e.g. --set objective.disc_norm=group") from None
             self.disc_optimizer.load_state_dict(state["disc_optimizer"])
             self.disc_scheduler.load_state_dict(state["disc_scheduler"])
 

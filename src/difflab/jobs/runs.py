@@ -72,6 +72,10 @@ def read_meta(run_dir: Path) -> RunMeta:
         raise DifflabError(f"{run_dir} is not a difflab run (no run.json); train one with `difflab train`")
     try:
         d = json.loads(path.read_text())
+        if isinstance(d, dict) and d.get("kind") == "autoencoder":
+            raise DifflabError(f"{run_dir} is an autoencoder run, not a diffusion run: look at its reconstructions "
+                               f"with `difflab reconstruct {run_dir} --images DIR --out grid.png` or `difflab eval "
+                               f"{run_dir}`, or train a latent run on it with --set model.autoencoder={run_dir}")
         return RunMeta(tuple(int(n) for n in d["data_shape"]), d["num_classes"], d["context_dim"],
                        d.get("class_names"), _value_range(d.get("value_range", "auto")), d.get("latent"))
     except (OSError, ValueError, KeyError, TypeError) as e:
