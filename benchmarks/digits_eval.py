@@ -32,20 +32,22 @@ from difflab.utils.files import atomic_write_json, atomic_write_text
 
 #: (sampler, steps): the default sampler at 5/10/20 NFE, first-order Euler, DPM-Solver++(2M), and two
 #: stochastic samplers (ancestral DDPM; DPM-Solver++(2M) SDE; Euler-Maruyama needs t_max < 1 under flow)
-ROWS = [(DEFAULT_SAMPLER, 5), (DEFAULT_SAMPLER, 10), (DEFAULT_SAMPLER, 20), ("euler", 10), ("euler", 50),
-        ("dpmpp_2m", 10), ("ddpm", 50), ("dpmpp_2m_sde", 20)]
+ROWS = [(DEFAULT_SAMPLER, 5, {}), (DEFAULT_SAMPLER, 10, {}), (DEFAULT_SAMPLER, 20, {}), ("euler", 10, {}),
+        ("euler", 50, {}), ("dpmpp_2m", 10, {}), ("ddpm", 50, {}), ("dpmpp_2m_sde", 20, {})]
 COLUMNS = [("FDD", "fdd", ".3f"), ("coverage", "class_coverage", ".2f"), ("confidence", "mean_confidence", ".3f"),
            ("precision", "precision", ".3f"), ("recall", "recall", ".3f"), ("memorization", "memorization_ratio", ".3f")]
 
 
-def parse_rows(text: str) -> list[tuple[str, int]]:
-    """'unipc:5,euler:50' -> [('unipc', 5), ('euler', 50)]."""
+def parse_rows(text: str) -> list[tuple[str, int, dict]]:
+    """'unipc:5,euler:50,adaptive:1:rtol=1e-5:atol=1e-5' -> [('unipc', 5, {}), ('euler', 50, {}),
+    ('adaptive', 1, {'rtol': 1e-05, 'atol': 1e-05})]: sampler:steps, then the sampler's own options."""
     rows = []
     for item in filter(None, (s.strip() for s in text.split(","))):
-        name, _, steps = item.partition(":")
-        if not steps.isdigit():
-            raise argparse.ArgumentTypeError(f"a row is sampler:steps (e.g. euler:50); got {item!r}")
-        rows.append((name, int(steps)))
+        name, steps, *pairs = item.split(":")
+        if not steps.isdigit() or not all("=" in p for p in pairs):
+            raise argparse.ArgumentTypeError(f"a row is sampler:steps[:key=value...] (e.g. euler:50); got {item!r}")
+        options = {k: float(v) if k in ("rtol", "atol", "eta") else v for k, v in (p.split("=", 1) for p in pairs)}
+        rows.append((name, int(steps), options))
     return rows
 
 
@@ -81,13 +83,14 @@ def main(argv=None) -> int:
     if data_kind(loaded.meta.data_shape, loaded.config.data.name) != "digits":
         raise DifflabError(f"{a.run} was not trained on digits; score it with `difflab eval {a.run}`")
     rows = []
-    for sampler, steps in a.rows:
+    for sampler, steps, options in a.rows:
         start = time.perf_counter()
         report = evaluate_loaded(loaded, n=a.n, sampler=sampler, steps=steps, schedule="default", seed=a.seed,
-                                 batch_size=a.batch_size, device=device, progress=True)
+                                 batch_size=a.batch_size, device=device, progress=True, options=options)
         seconds = time.perf_counter() - start
         st = report.settings
-        rows.append({"sampler": st["sampler"], "schedule": st["schedule"], "steps": steps, "nfe": st["nfe"],
+        rows.append({"sampler": st["sampler"] + "".join(f" {k}={v}" for k, v in options.items()),
+                     "schedule": st["schedule"], "steps": steps, "nfe": st["nfe"],
                      "seconds": seconds, "results": report.results})
         print(f"{st['sampler']} {steps} steps: FDD {report.results['fdd']:.3f} ({seconds:.0f} s)", file=sys.stderr)
     floor = evaluate_split(loaded, batch_size=a.batch_size, seed=a.seed, device=device)
