@@ -56,7 +56,7 @@ def tiny_run(seed=0):
     return LoadedRun(cfg, RunMeta((1, 8, 8), None, None), model, Path("ckpt-0"), None)
 
 
-def test_creativity_study_on_a_tiny_run(tmp_path):
+def test_creativity_study_on_a_tiny_run(tmp_path, capsys):
     images, _ = load_digits("train")
     held, _ = load_digits("test")
     train = images[:40].double()
@@ -76,6 +76,11 @@ def test_creativity_study_on_a_tiny_run(tmp_path):
     assert rep["black_white"]["fraction_farther_than_0.1_rms_from_both"]["ideal"] == 0.0
     assert rep["black_white"]["fraction_farther_than_0.1_rms_from_both"]["ls_P1"] > 0.5  # mosaics
     assert json.loads((tmp_path / "creativity.json").read_text())["metric"].startswith("Pearson")
+    # n = 4 seeds: the console's median is the JSON's (interpolated between the middle two), not the lower one
+    per_seed = torch.tensor(res["agreement_per_seed"]["els"], dtype=torch.float64)
+    middle = per_seed.sort().values[1:3].mean()
+    assert abs(res["agreement"]["els"]["median"] - float(middle)) < 1e-5  # per-seed values are rounded to 1e-5
+    assert f"els {res['agreement']['els']['median']:.3f}" in " ".join(capsys.readouterr().out.split())
 
 
 def test_creativity_command_bad_input(tmp_path):

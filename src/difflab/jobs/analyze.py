@@ -225,11 +225,12 @@ def _study_run(name: str, ld: LoadedRun, train: Tensor, held: Tensor | None, ide
     strips = {"network": x0_strip(ld.model, x_T[:k].float(), strip_times, **how)[0],
               "els": x0_strip(machines["els"], x_T[:k], strip_times, **how)[0]}
     rows = {"network": net, "els": samples["els"], "ls": samples["ls"], "ideal": ideal, "nearest training": nearest}
+    agreement = {k: _stats(v) for k, v in per_seed.items()}  # one median (interpolated) for console and JSON
     console.print(f"{name} (step {checkpoint_step(ld.checkpoint)}): median agreement with the network "
-                  + ", ".join(f"{k} {v.median():.3f}" for k, v in per_seed.items()))
+                  + ", ".join(f"{k} {v['median']:.3f}" for k, v in agreement.items()))
     return {
         "checkpoint": str(ld.checkpoint), "steps_trained": checkpoint_step(ld.checkpoint),
-        "agreement": {k: _stats(v) for k, v in per_seed.items()},
+        "agreement": agreement,
         "agreement_per_seed": {k: [round(float(a), 5) for a in v] for k, v in per_seed.items()},
         "rmse_to_network": {k: _stats(v) for k, v in rmse.items()},
         "els_closer_than_ideal": float((rmse["els"] < rmse["ideal"]).double().mean()),
