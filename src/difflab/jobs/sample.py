@@ -113,6 +113,7 @@ def run_sample(run: str | Path, *, out: str | Path | None = None, n: int | None 
         if result.labels is not None:
             written.append(str(save_array(result.labels, labels_path(array_path))))
     setup = f"; its grid was fitted once with {times.fit_nfe} calls" if isinstance(times, FittedGrid) else ""
-    console.print(f"wrote {', '.join(written)} ({n} samples, {result.nfe} denoiser evaluations{setup}) "
+    calls = "denoiser" if loaded.config.family == "diffusion" else "network"  # a baseline has no denoiser
+    console.print(f"wrote {', '.join(written)} ({n} samples, {result.nfe} {calls} evaluations{setup}) "
                   f"from {loaded.checkpoint}", markup=False, highlight=False, soft_wrap=True)
     return result
