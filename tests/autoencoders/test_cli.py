@@ -39,6 +39,8 @@ def run(tmp_path_factory):
 def test_train_resume_reconstruct_and_eval(run, tmp_path):
     _refused(["train-autoencoder", "shapes-kl", "--out", str(run), "--steps", "1", *TINY], "already holds a run")
     _refused(["sample", str(run), "--n", "2", "--out", str(tmp_path / "s.png")], "is an autoencoder run, not a diffusion run")
+    r = runner.invoke(app, ["sample", str(run), "--n", "2"])
+    assert "is damaged" not in " ".join(r.output.split()), r.output  # not wrapped in the damaged-file advice
     text = _ok(["train-autoencoder", "--out", str(run), "--resume", "--steps", "1"])
     assert "resumed from" in text and "at step 2" in text
     from PIL import Image

@@ -70,17 +70,23 @@ def read_meta(run_dir: Path) -> RunMeta:
     path = run_dir / "run.json"
     if not path.is_file():
         raise DifflabError(f"{run_dir} is not a difflab run (no run.json); train one with `difflab train`")
+    def damaged(e: Exception) -> DifflabError:
+        return DifflabError(f"{path} is damaged ({type(e).__name__}: {e}); `difflab train --out {run_dir} --resume "
+                            "--steps 1` writes it again from the data")
+
     try:
         d = json.loads(path.read_text())
-        if isinstance(d, dict) and d.get("kind") == "autoencoder":
-            raise DifflabError(f"{run_dir} is an autoencoder run, not a diffusion run: look at its reconstructions "
-                               f"with `difflab reconstruct {run_dir} --images DIR --out grid.png` or `difflab eval "
-                               f"{run_dir}`, or train a latent run on it with --set model.autoencoder={run_dir}")
+    except (OSError, ValueError) as e:
+        raise damaged(e) from None
+    if isinstance(d, dict) and d.get("kind") == "autoencoder":  # outside the try: DifflabError is a ValueError
+        raise DifflabError(f"{run_dir} is an autoencoder run, not a diffusion run: look at its reconstructions "
+                           f"with `difflab reconstruct {run_dir} --images DIR --out grid.png` or `difflab eval "
+                           f"{run_dir}`, or train a latent run on it with --set model.autoencoder={run_dir}")
+    try:
         return RunMeta(tuple(int(n) for n in d["data_shape"]), d["num_classes"], d["context_dim"],
                        d.get("class_names"), _value_range(d.get("value_range", "auto")), d.get("latent"))
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise DifflabError(f"{path} is damaged ({type(e).__name__}: {e}); `difflab train --out {run_dir} --resume "
-                           "--steps 1` writes it again from the data") from None
+    except (ValueError, KeyError, TypeError) as e:
+        raise damaged(e) from None
 
 
 @dataclass
