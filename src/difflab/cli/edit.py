@@ -86,6 +86,8 @@ def inpaint(
     negative: str = NEGATIVE,
     guidance: float = GUIDANCE,
     save_array: Path = typer.Option(None, "--save-array", help="Also write the completions as .npy."),
+    paste: bool = typer.Option(True, "--paste/--no-paste", help="Latent runs: paste the kept pixels back from the "
+                               "input (exactly the user's); --no-paste keeps the decoded picture whole."),
     device: str = DEVICE,
     ema: bool = EMA,
     threads: int = THREADS,
@@ -96,7 +98,8 @@ def inpaint(
     _run(threads, run_inpaint, expand(run), image=expand(image), mask=expand(mask), out=expand(out), method=method,
          jump_length=jump_length, resample=resample, n=n, sampler=sampler, steps=steps, schedule=schedule, seed=seed,
          labels=class_ or None, prompt=prompt, negative=negative, guidance=guidance,
-         save_array_path=expand(save_array), device=device, ema=ema, options=option, schedule_options=schedule_option)
+         save_array_path=expand(save_array), paste=paste, device=device, ema=ema, options=option,
+         schedule_options=schedule_option)
 
 
 @app.command()

@@ -5,15 +5,24 @@ Inputs: an image file (PNG, JPEG, ...; resized, centre-cropped and converted to 
 difflab.data.images, as training images are) or a .npy array (N, *data_shape) in the data range (any
 run, vector runs included). Masks: an image of the input's pixel size, white (>= 128) = regenerate, or a
 .npy array of 0/1 of the data shape.
+
+A latent run (model.autoencoder) is edited in its latent space, where its model lives: the input picture
+(a .npy input and mask: of the image shape, in pixels) is encoded once by LoadedRun.to_latents (z = s E(x):
+a KL autoencoder's posterior mean, a VQ one's quantized code), difflab.editing works on z unchanged, and the
+result is decoded by LoadedRun.to_images, the one decode. Inpainting maps the pixel mask to the latent grid
+(latent_mask) and pastes the kept pixels back (paste_known); inversion writes the latent noise and reports
+the pixel PSNR beside the autoencoder's own.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 from rich.console import Console
 from torch import Tensor
@@ -85,8 +94,9 @@ def read_input(path, loaded: LoadedRun) -> tuple[Tensor, tuple[int, int] | None]
 
 
 def read_mask(path, loaded: LoadedRun, image_size: tuple[int, int] | None) -> Tensor:
-    """The regeneration mask (1, *data_shape) of {0, 1}: white = regenerate."""
-    shape = loaded.meta.data_shape
+    """The regeneration mask (1, *image_shape) of {0, 1}: white = regenerate (a latent run's too is in pixels:
+    latent_mask takes it to the latent grid)."""
+    shape = loaded.image_shape
     path, m = _source(path, "--mask", shape)
     if m is not None:
         if not bool(((m == 0) | (m == 1)).all()):
@@ -108,14 +118,32 @@ def read_mask(path, loaded: LoadedRun, image_size: tuple[int, int] | None) -> Te
 
 
 # ---- settings shared by the commands ---------------------------------------------------------------------
-def _setup(run, device, ema, latent_ok: bool = False):
+def _setup(run, device, ema):
     device = resolve_device(device)
-    loaded = load_run(Path(run).expanduser(), ema=ema, device=device)
-    if loaded.autoencoder is not None and not latent_ok:  # its masks would be downsampled by f, its noises latent
-        raise DifflabError(f"{run} is a latent diffusion run: inpaint, invert and interpolating between images work "
-                           "in pixel space only for now (edit and interpolate --seeds take latent runs); use a "
-                           "pixel-space run (a config without model.autoencoder)")
-    return loaded, device
+    return load_run(Path(run).expanduser(), ema=ema, device=device), device
+
+
+# ---- a latent run's mask and kept pixels ------------------------------------------------------------------
+def latent_mask(mask: Tensor, latent_shape) -> Tensor:
+    """The pixel mask (B, C, H, W) of {0, 1} on the latent grid (B, c, H/f, W/f): a latent cell is regenerated
+    when any pixel of its f x f block, in any channel, is, i.e. the channel maximum max-pooled over the
+    blocks (f = H / h). Max rather than mean or nearest: every regenerated pixel then lies in a regenerated
+    cell (the regenerated region covers the mask), and a cell that keeps its encoded latent holds only kept
+    pixels, so the latent is never asked to keep what the user asked to replace. The cells along the
+    boundary regenerate some kept pixels too; paste_known restores those."""
+    c, h, w = latent_shape
+    H, W = mask.shape[-2:]
+    f = H // h
+    if f < 1 or H != f * h or W != f * w:
+        raise DifflabError(f"a {H}x{W} mask does not fit this run's {h}x{w} latent grid: give a mask of the image's size")
+    cells = F.max_pool2d(mask.amax(dim=1, keepdim=True), kernel_size=f, stride=f)
+    return cells.expand(mask.shape[0], c, h, w).contiguous()
+
+
+def paste_known(decoded: Tensor, image: Tensor, mask: Tensor) -> Tensor:
+    """x = m decoded + (1 - m) image at pixel resolution: the kept pixels are the input's exactly (run_inpaint's
+    docstring: why this is the default, and when --no-paste is right)."""
+    return mask * decoded + (1 - mask) * image
 
 
 def _sampler(loaded: LoadedRun, sampler, steps, schedule, options, schedule_options):
@@ -169,7 +197,7 @@ def run_edit(run, *, image, out=None, strength: float = 0.5, n: int = 8, sampler
              device=None, ema: bool = True, options=None, schedule_options=None):
     """SDEdit: n edits of the input at `strength`; the grid shows the input first, then the edits."""
     n = check_count(n)
-    loaded, device = _setup(run, device, ema, latent_ok=True)
+    loaded, device = _setup(run, device, ema)
     out = None if out is None else output_file(out, "--out", IMAGE_OUT)
     x_in, _ = read_input(image, loaded)
     x_in = _repeat(x_in.to(device), n) if x_in.shape[0] == 1 else x_in.to(device)
@@ -187,8 +215,17 @@ def run_edit(run, *, image, out=None, strength: float = 0.5, n: int = 8, sampler
 def run_inpaint(run, *, image, mask, out=None, method: str = "replace", jump_length: int = 5, resample: int = 5,
                 n: int = 8, sampler=None, steps=None, schedule=None, seed: int = 0, labels=None, prompt=None,
                 negative=None, guidance=None, save_array_path=None, device=None, ema: bool = True, options=None,
-                schedule_options=None):
-    """n completions of the masked region; the grid shows the input, the kept part, then the completions."""
+                schedule_options=None, paste: bool = True):
+    """n completions of the masked region; the grid shows the input, the kept part, then the completions.
+
+    A latent run: inpaint_loaded (encode once, the mask max-pooled to the latent grid, the library's
+    inpainting on the latents, decode) and then, with paste (the default), the kept pixels pasted back from
+    the input, x = m D(z) + (1 - m) x_in: without it the kept region would be the autoencoder's
+    reconstruction of the user's pixels, not the pixels (Rombach et al. 2022 and diffusers'
+    StableDiffusionInpaintPipeline keep the decoded result; diffusers pastes only with padding_mask_crop).
+    paste=False (--no-paste) keeps the decoded picture whole, which is the better choice when the
+    autoencoder's reconstruction differs visibly from the input (a weak or mismatched autoencoder): the
+    decoded picture is consistent across the mask's edge, the pasted one can show a seam there."""
     n = check_count(n)
     loaded, device = _setup(run, device, ema)
     out = None if out is None else output_file(out, "--out", IMAGE_OUT)
@@ -197,14 +234,30 @@ def run_inpaint(run, *, image, mask, out=None, method: str = "replace", jump_len
     x_in = _repeat(x_in.to(device), n) if x_in.shape[0] == 1 else x_in.to(device)
     name, steps, schedule, grid, kwargs = _sampler(loaded, sampler, steps, schedule, options, schedule_options)
     cond, guide = _condition(loaded, x_in.shape[0], labels, prompt, negative, guidance, device)
-    result = inpaint(loaded.model, x_in, m, method=method, jump_length=jump_length, resample=resample, sampler=name,
-                     steps=steps, schedule=schedule, schedule_options=grid, seed=seed, cond=cond, guidance=guide,
-                     **kwargs)
-    x = clamp_to_data(result.x, loaded.meta)
+    x, nfe = inpaint_loaded(loaded, x_in, m, paste=paste, method=method, jump_length=jump_length, resample=resample,
+                            sampler=name, steps=steps, schedule=schedule, schedule_options=grid, seed=seed, cond=cond,
+                            guidance=guide, **kwargs)
     kept = x_in[:1] * (1 - m)  # the regenerated region shown as 0 (mid grey)
     written = _outputs(x, torch.cat([x_in[:1], kept]), out, save_array_path, loaded)
-    _say(f"wrote {', '.join(written)} ({x.shape[0]} completions by {method}, {result.nfe} denoiser evaluations)")
+    _say(f"wrote {', '.join(written)} ({x.shape[0]} completions by {method}, {nfe} denoiser evaluations)")
     return x
+
+
+def inpaint_loaded(loaded: LoadedRun, x_in: Tensor, m: Tensor, *, paste: bool = True, **inpaint_options):
+    """(completions in the data range, denoiser evaluations) of x_in (B, *image_shape) where the pixel mask m
+    is 1, by difflab.editing.inpaint: in pixel space directly; a latent run's image encoded once
+    (LoadedRun.to_latents, rows that repeat one input encoded once), the known latents re-noised by the
+    library at every step inside latent_mask(m), the result decoded and, with paste, the kept pixels pasted
+    back (paste_known)."""
+    if loaded.autoencoder is None:
+        result = inpaint(loaded.model, x_in, m, **inpaint_options)
+        return clamp_to_data(result.x, loaded.meta), result.nfe
+    same = x_in.shape[0] > 1 and bool((x_in == x_in[:1]).all())
+    z_in = loaded.to_latents(x_in[:1] if same else x_in)
+    z_in = _repeat(z_in, x_in.shape[0])
+    result = inpaint(loaded.model, z_in, latent_mask(m, z_in.shape[1:]), **inpaint_options)
+    x = loaded.to_images(clamp_to_data(result.x, loaded.meta))
+    return (paste_known(x, x_in, m.to(x.dtype)) if paste else x), result.nfe
 
 
 def _outputs(x: Tensor, head: Tensor, out, save_array_path, loaded) -> list[str]:
@@ -224,33 +277,64 @@ def psnr(x: Tensor, y: Tensor, peak: float = 2.0) -> float:
     return math.inf if mse == 0 else 10 * math.log10(peak**2 / mse)
 
 
+class Inversion(NamedTuple):
+    """What run_invert returns. noise: x_T (a latent run's: of the latent shape); reconstruction: x_T
+    sampled back down the grid, as pictures (decoded), or None; psnr: its PSNR against the input in the
+    picture's units (pixels), or None; autoencoder_psnr: a latent run's PSNR of decode(encode(x)) against x,
+    the part of the error that is the autoencoder's, or None; latent_rms: the RMS error of the round trip
+    z -> x_T -> z in what the model denoises (the inversion's own error), or None."""
+
+    noise: Tensor
+    reconstruction: Tensor | None
+    psnr: float | None
+    autoencoder_psnr: float | None = None
+    latent_rms: float | None = None
+
+
+def _rms(a: Tensor, b: Tensor) -> float:
+    return float((a.double() - b.double()).square().mean().sqrt())
+
+
 @torch.no_grad()
 def run_invert(run, *, image, out, reconstruct_too: bool = False, sampler: str = "ddim", steps=None, schedule=None,
                labels=None, prompt=None, guidance=None, device=None, ema: bool = True, schedule_options=None):
-    """Write the noise x_T of the input (.npy); with reconstruct_too also its reconstruction (OUT.png beside
-    the array) and the PSNR. Returns (x_T, reconstruction or None, psnr or None)."""
+    """Write the noise x_T of the input (.npy; a latent run's: the probability-flow inversion of its encoded
+    latents, of the latent shape); with reconstruct_too also its reconstruction (OUT.reconstruction.png
+    beside the array, decoded) and the PSNR in pixels against the input, a latent run's beside the
+    autoencoder's own decode(encode(x)) PSNR. Returns an Inversion."""
     loaded, device = _setup(run, device, ema)
     out = output_file(out, "--out", (".npy",))
     x_in, _ = read_input(image, loaded)
     x_in = x_in.to(device)
+    z_in = loaded.to_latents(x_in)
     name, steps, schedule, grid, _ = _sampler(loaded, sampler, steps, schedule, None, schedule_options)
     cond, guide = _condition(loaded, x_in.shape[0], labels, prompt, None, guidance, device)
-    inv = invert(loaded.model, x_in, sampler=name, steps=steps, schedule=schedule, schedule_options=grid, cond=cond,
+    inv = invert(loaded.model, z_in, sampler=name, steps=steps, schedule=schedule, schedule_options=grid, cond=cond,
                  guidance=guide)
     written = [str(save_array(inv.x, out))]
-    rec, quality = None, None
+    report = Inversion(inv.x, None, None)
     if reconstruct_too:
-        rec = clamp_to_data(reconstruct(loaded.model, inv.x, inv.times, sampler=name, cond=cond, guidance=guide).x,
-                            loaded.meta)
-        quality = psnr(rec, x_in)
-        if len(loaded.meta.data_shape) == 3:
+        z_rec = clamp_to_data(reconstruct(loaded.model, inv.x, inv.times, sampler=name, cond=cond, guidance=guide).x,
+                              loaded.meta)
+        rec = loaded.to_images(z_rec)
+        ae = None if loaded.autoencoder is None else psnr(loaded.to_images(z_in), x_in)
+        report = Inversion(inv.x, rec, psnr(rec, x_in), ae, _rms(z_rec, z_in))
+        if len(loaded.image_shape) == 3:
             pic = out.with_suffix(".reconstruction.png")
             written.append(str(_write_pictures(torch.cat([x_in, rec]), pic, loaded, nrow=x_in.shape[0])))
         else:
             written.append(str(save_array(rec, out.with_suffix(".reconstruction.npy"))))
-    note = f", reconstruction PSNR {quality:.2f} dB" if quality is not None else ""
-    _say(f"wrote {', '.join(written)} ({steps} {name} steps, {inv.nfe} denoiser evaluations{note})")
-    return inv.x, rec, quality
+    _say(f"wrote {', '.join(written)} ({steps} {name} steps, {inv.nfe} denoiser evaluations{_quality(report)})")
+    return report
+
+
+def _quality(r: Inversion) -> str:
+    if r.psnr is None:
+        return ""
+    if r.autoencoder_psnr is None:
+        return f", reconstruction PSNR {r.psnr:.2f} dB"
+    return (f", reconstruction PSNR {r.psnr:.2f} dB in pixels; the autoencoder alone, decode(encode(x)): "
+            f"{r.autoencoder_psnr:.2f} dB, so the rest is the inversion's (latent round-trip RMS {r.latent_rms:.3g})")
 
 
 @torch.no_grad()
@@ -259,13 +343,14 @@ def run_interpolate(run, *, out, seeds=None, images=None, frames: int = 8, label
                     schedule_options=None):
     """A strip (PNG) or animation (GIF) of `frames` samples whose noises slerp from seed A's to seed B's (or
     from the inverted noise of image A to that of image B: deterministic sampler, the inversion's grid); two
-    classes or two prompts also move the condition from the first to the second (MixedCondition)."""
+    classes or two prompts also move the condition from the first to the second (MixedCondition). A latent
+    run's images are encoded first, their latent noises slerped, the frames decoded."""
     if (seeds is None) == (images is None):
         raise DifflabError("give --seeds A B or --images A B (the ends of the path), not both")
     ends = list(seeds if images is None else images)
     if len(ends) != 2 or (images is None and not all(isinstance(s, int) for s in ends)):
         raise DifflabError(f"--seeds / --images take two values A B; got {ends}")
-    loaded, device = _setup(run, device, ema, latent_ok=images is None)
+    loaded, device = _setup(run, device, ema)
     out = output_file(out, "--out", (".png", ".gif"))
     shape = loaded.meta.data_shape
     if len(shape) != 3:
@@ -278,8 +363,8 @@ def run_interpolate(run, *, out, seeds=None, images=None, frames: int = 8, label
     else:
         if name not in ("ddim", "euler", "heun"):
             name, kwargs = "ddim", {}
-        inverted = [invert(model, read_input(p, loaded)[0][:1].to(device), sampler=name, steps=steps,
-                           schedule=schedule, schedule_options=grid) for p in ends]
+        inverted = [invert(model, loaded.to_latents(read_input(p, loaded)[0][:1].to(device)), sampler=name,
+                           steps=steps, schedule=schedule, schedule_options=grid) for p in ends]  # latents: encoded
         z, schedule, grid = [inv.x for inv in inverted], inverted[0].times, None
     x_T = slerp_frames(z[0], z[1], frames).reshape(frames, *shape)
     if (labels is not None and len(labels) == 2) or (prompts is not None and len(prompts) == 2):
