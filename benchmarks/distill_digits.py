@@ -17,9 +17,12 @@ the 2-rectified flow's.
 
 A method is one METHODS entry (H7 adds "consistency"):
     "name": {"method": <distill method>, "set": [--set overrides], "steps": <optimizer steps>,
-             "rows": [(label, nfe, checkpoint step or None = newest, sampler steps)]}
+             "rows": [(label, nfe, checkpoint step or None = newest, sampler steps[, sample])]}
 Rows with a checkpoint step score that checkpoint (progressive: the student of the phase that ends there);
-an entry's optional "teacher" names the part whose run is its teacher (default: the copied teacher).
+a row's optional `sample` dict (sampler, schedule, options, schedule_options) replaces those fields of the
+run's own sample config for that row (a named field replaces the run's whole value, so another grid does not
+inherit the run's grid options); an entry's optional "teacher" names the part whose run is its teacher
+(default: the copied teacher). The picture shows, for each model and NFE, the row of lowest FDD.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import platform
 import shutil
 import sys
 import time
+from collections import Counter
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
@@ -50,27 +54,35 @@ from difflab.viz import save_image_grid
 TEACHER_NFE = (1, 2, 4, 10, 20)
 #: the teacher's solvers (1 NFE per step each); at 1 NFE they are all the one Euler / DDIM step
 TEACHER_SOLVERS = ("euler", "dpmpp_2m", "unipc")
-PHASE = 110  # optimizer steps per progressive phase
+PHASE = 200  # optimizer steps per progressive phase
 TRAIN = ["train.batch_size=64", "train.lr=3e-4", "train.warmup_steps=20", "train.sample_every=0",
          "train.log_every=20"]
+#: the consistency student's 1/2/4-step grid uniform in t from sigma~ = 80 (t = 80/81 on the flow process):
+#: sigma~ = 80, 2.9, 0.97, 0.33 at 4 steps, 80, 0.99 at 2 (the run's own Karras grid puts its second of 4 levels at
+#: sigma~ = 23.5, where re-noising forgets x_T)
+UNIFORM_FROM_80 = {"sampler": "consistency", "schedule": "uniform", "schedule_options": {"t_max": 80 / 81}}
 METHODS = {
-    # 16 teacher DDIM steps -> 8 -> 4 -> 2 -> 1 student steps, PHASE steps a phase; the 4-, 2- and 1-step
-    # students are the checkpoints at the ends of phases 2, 3 and 4
-    "progressive": {"method": "progressive", "steps": 4 * PHASE,
-                    "set": [*TRAIN, "distill.options.start_steps=16", "distill.options.final_steps=1",
+    # 64 teacher DDIM steps -> 32 -> 16 -> 8 -> 4 -> 2 -> 1 student steps, PHASE steps a phase; the 4-, 2- and
+    # 1-step students are the checkpoints at the ends of phases 4, 5 and 6
+    "progressive": {"method": "progressive", "steps": 6 * PHASE,
+                    "set": [*TRAIN, "distill.options.start_steps=64", "distill.options.final_steps=1",
                             f"distill.options.phase_steps={PHASE}", f"train.ckpt_every={PHASE}", "train.keep_last=null"],
-                    "rows": [("4 steps", 4, 2 * PHASE, 4), ("2 steps", 2, 3 * PHASE, 2), ("1 step", 1, 4 * PHASE, 1)]},
-    # 2-rectified flow on 2000 pairs of the teacher's UniPC 10-step ODE; Euler at 1, 2, 4 steps
-    "reflow": {"method": "reflow", "steps": 300,
-               "set": [*TRAIN, "distill.options.pairs=2000", "distill.options.pair_sampler=unipc",
-                       "distill.options.pair_steps=10", "train.ckpt_every=300"],
-               "rows": [("4 steps", 4, None, 4), ("2 steps", 2, None, 2), ("1 step", 1, None, 1)]},
-    # consistency distillation (H7): N = 18 Karras levels, Heun teacher steps, EMA target mu = 0.95, pseudo-Huber;
-    # the multistep consistency sampler on the run's Karras grid from sigma~ = 80 (second level 0.8)
-    "consistency": {"method": "consistency", "steps": 600,
-                    "set": [*TRAIN, "distill.options.steps=18", "distill.options.target_ema=0.95",
-                            "train.ckpt_every=200"],
-                    "rows": [("4 steps", 4, None, 4), ("2 steps", 2, None, 2), ("1 step", 1, None, 1)]},
+                    "rows": [("4 steps", 4, 4 * PHASE, 4), ("2 steps", 2, 5 * PHASE, 2), ("1 step", 1, 6 * PHASE, 1)]},
+    # 2-rectified flow on 10000 pairs of the teacher's UniPC 16-step ODE; Euler at 1, 2, 4 steps, UniPC at 4
+    "reflow": {"method": "reflow", "steps": 1500,
+               "set": [*TRAIN, "distill.options.pairs=10000", "distill.options.pair_sampler=unipc",
+                       "distill.options.pair_steps=16", "train.ckpt_every=500"],
+               "rows": [("4 steps", 4, None, 4), ("2 steps", 2, None, 2), ("1 step", 1, None, 1),
+                        ("4 steps, unipc", 4, None, 4, {"sampler": "unipc"})]},
+    # consistency distillation with iCT's target: N = 18 Karras levels, Heun teacher steps, theta- = stop-grad of
+    # the student (no EMA), pseudo-Huber; the multistep consistency sampler on the run's Karras grid from
+    # sigma~ = 80 (second level 0.8) and on the grid uniform in t from sigma~ = 80
+    "consistency": {"method": "consistency", "steps": 1200,
+                    "set": [*TRAIN, "distill.options.steps=18", "distill.options.target=stopgrad",
+                            "distill.options.solver=heun", "train.ckpt_every=400"],
+                    "rows": [("4 steps", 4, None, 4), ("2 steps", 2, None, 2), ("1 step", 1, None, 1),
+                             ("4 steps, uniform t", 4, None, 4, UNIFORM_FROM_80),
+                             ("2 steps, uniform t", 2, None, 2, UNIFORM_FROM_80)]},
     # Liu et al.'s one-step distillation of that 2-rectified flow: 2000 pairs of its own Euler 4-step ODE,
     # trained at t = 1 only (run after "reflow": its teacher is OUT/reflow)
     "reflow-1step": {"method": "reflow", "steps": 200, "teacher": "reflow",
@@ -106,12 +118,33 @@ def at_checkpoint(loaded: LoadedRun, run: Path, step: int | None) -> LoadedRun:
     return replace(loaded, model=model.eval().requires_grad_(False), checkpoint=ckpt)
 
 
-def score(loaded: LoadedRun, n: int, sampler: str | None, steps: int, schedule: str | None) -> dict:
+SAMPLE_FIELDS = ("sampler", "schedule", "options", "schedule_options")
+
+
+def with_sample(loaded: LoadedRun, sample: dict | None) -> LoadedRun:
+    """The run with the fields of `sample` (SAMPLE_FIELDS) replacing its sample config's; None: unchanged.
+    A named field replaces the run's value whole (schedule_options are not merged with the run's)."""
+    if not sample:
+        return loaded
+    unknown = sorted(set(sample) - set(SAMPLE_FIELDS))
+    if unknown:
+        raise DifflabError(f"a METHODS row's sample dict takes {', '.join(SAMPLE_FIELDS)}; got {unknown}")
+    changes = dict(sample)
+    if "schedule" in changes:
+        changes.setdefault("schedule_options", {})
+    if "sampler" in changes:
+        changes.setdefault("options", {})
+    return replace(loaded, config=replace(loaded.config, sample=replace(loaded.config.sample, **changes)))
+
+
+def score(loaded: LoadedRun, n: int, sampler: str | None, steps: int, schedule: str | None, seed: int = 0) -> dict:
     start = time.perf_counter()
-    report = evaluate_loaded(loaded, n=n, sampler=sampler, steps=steps, schedule=schedule, seed=0,
+    report = evaluate_loaded(loaded, n=n, sampler=sampler, steps=steps, schedule=schedule, seed=seed,
                              metrics=["fdd", "class_coverage"], batch_size=500)
-    st = report.settings
+    st, s = report.settings, loaded.config.sample
     return {"sampler": st["sampler"], "schedule": st["schedule"], "steps": steps, "nfe": st["nfe"],
+            "options": s.options if sampler is None else {},
+            "schedule_options": s.schedule_options if schedule is None else {},
             "fdd": report.results["fdd"], "class_coverage": report.results["class_coverage"],
             "checkpoint": str(loaded.checkpoint), "seconds": time.perf_counter() - start}
 
@@ -127,20 +160,28 @@ def teacher_part(teacher: Path, n: int) -> dict:
     return {"rows": rows}
 
 
-def method_part(name: str, teacher: Path, out: Path, n: int) -> dict:
+def method_part(name: str, teacher: Path, out: Path, n: int, rescore: bool = False) -> dict:
+    """Distil (or resume) OUT/<name> and score its rows; rescore: only score the rows again, keeping the
+    distillation cost recorded in OUT/<name>.json."""
     entry = METHODS[name]
     run = out / name
-    start_wall, start_cpu = time.perf_counter(), time.process_time()
-    resume = newest_intact_checkpoint(run)[0] is not None
-    teacher = out / entry["teacher"] if "teacher" in entry else teacher
-    result = run_distill(None if resume else teacher, run, method=entry["method"], resume=resume,
-                         steps=None if resume else entry["steps"], overrides=[] if resume else entry["set"])
-    cost = {"steps": result.step, "train_seconds": result.elapsed, "wall_seconds": time.perf_counter() - start_wall,
-            "cpu_seconds": time.process_time() - start_cpu}
+    if rescore:
+        saved = out / f"{name}.json"
+        if not saved.is_file():
+            raise DifflabError(f"--rescore {name}: {saved} holds no distillation to rescore; run the part first")
+        cost = json.loads(saved.read_text())["cost"]
+    else:
+        start_wall, start_cpu = time.perf_counter(), time.process_time()
+        resume = newest_intact_checkpoint(run)[0] is not None
+        teacher = out / entry["teacher"] if "teacher" in entry else teacher
+        result = run_distill(None if resume else teacher, run, method=entry["method"], resume=resume,
+                             steps=None if resume else entry["steps"], overrides=[] if resume else entry["set"])
+        cost = {"steps": result.step, "train_seconds": result.elapsed,
+                "wall_seconds": time.perf_counter() - start_wall, "cpu_seconds": time.process_time() - start_cpu}
     loaded = load_run(run)
     rows = []
-    for label, _nfe, step, steps in entry["rows"]:
-        row = score(at_checkpoint(loaded, run, step), n, None, steps, None)
+    for label, _nfe, step, steps, *sample in entry["rows"]:
+        row = score(with_sample(at_checkpoint(loaded, run, step), sample[0] if sample else None), n, None, steps, None)
         rows.append({"label": label, **row})
         print(f"{name} {label}: FDD {row['fdd']:.3f} (nfe {row['nfe']})", file=sys.stderr)
     return {"rows": rows, "cost": cost, "set": entry["set"]}
@@ -167,15 +208,10 @@ def report(out: Path, figure: Path | None, parts: list[str], n: int) -> str:
         cost = d.get("cost")
         cost_text = "" if cost is None else (f"{cost['steps']} steps, {cost['cpu_seconds'] / 60:.1f} CPU min "
                                              f"({cost['wall_seconds'] / 60:.1f} min wall)")
-        best = {}
+        best, count = best_rows(d["rows"]), Counter(r["nfe"] for r in d["rows"])
         for r in d["rows"]:
-            if name == "teacher":
-                best.setdefault(r["nfe"], r)
-                if r["fdd"] < best[r["nfe"]]["fdd"]:
-                    best[r["nfe"]] = r
-        for r in d["rows"]:
-            mark = " (best)" if name == "teacher" and best[r["nfe"]] is r and r["nfe"] > 1 else ""
-            lines.append(f"| {name} | {r['sampler']} ({r['schedule']}) | {r['nfe']} | {r['fdd']:.3f}{mark} | "
+            mark = " (best)" if best[r["nfe"]] is r and count[r["nfe"]] > 1 else ""
+            lines.append(f"| {name} | {r['sampler']} ({grid_text(r)}) | {r['nfe']} | {r['fdd']:.3f}{mark} | "
                          f"{r['class_coverage']:.2f} | {cost_text if r is d['rows'][0] else ''} |")
     table = "\n".join(lines) + "\n"
     if bent is not None:
@@ -188,25 +224,41 @@ def report(out: Path, figure: Path | None, parts: list[str], n: int) -> str:
     return table
 
 
+def grid_text(row: dict) -> str:
+    """The row's grid as the table shows it: its name and any grid options (e.g. "uniform, t_max=0.9877")."""
+    opts = row.get("schedule_options") or {}
+    return ", ".join([row["schedule"], *(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                         for k, v in opts.items())])
+
+
+def best_rows(rows: list[dict]) -> dict[int, dict]:
+    """For each NFE, the row of lowest FDD (the first of equals)."""
+    best: dict[int, dict] = {}
+    for r in rows:
+        if r["nfe"] not in best or r["fdd"] < best[r["nfe"]]["fdd"]:
+            best[r["nfe"]] = r
+    return best
+
+
+def _samples(loaded: LoadedRun, row: dict):
+    return generate(loaded.model, loaded.meta, 10, sampler=row["sampler"], steps=row["steps"], seed=0,
+                    schedule=row["schedule"], options=row.get("options") or {},
+                    schedule_options=row.get("schedule_options") or {}).x
+
+
 def picture(out: Path, figure: Path, data: dict) -> None:
-    """One row of 10 samples (seed 0) per model and NFE: the teacher's best solver, then each method."""
+    """One row of 10 samples (seed 0) per model and NFE (1, 2, 4): the row of lowest FDD of the teacher and of
+    each method, each sampled exactly as it was scored (its checkpoint, sampler, grid and options)."""
     rows, captions = [], []
-    teacher = load_run(out / "teacher")
-    for nfe in (1, 2, 4):
-        cands = [r for r in data.get("teacher", {}).get("rows", []) if r["nfe"] == nfe]
-        if cands:
-            r = min(cands, key=lambda r: r["fdd"])
-            rows.append(generate(teacher.model, teacher.meta, 10, sampler=r["sampler"], steps=nfe, seed=0,
-                                 schedule="default").x)
-            captions.append(f"teacher {r['sampler']} {nfe}")
-    for name in (p for p in data if p != "teacher"):
-        loaded = load_run(out / name)
-        for _label, nfe, step, steps in METHODS[name]["rows"][::-1]:
-            m = at_checkpoint(loaded, out / name, step)
-            s = m.config.sample
-            rows.append(generate(m.model, m.meta, 10, sampler=s.sampler, steps=steps, seed=0, schedule=s.schedule,
-                                 options=s.options, schedule_options=s.schedule_options).x)
-            captions.append(f"{name} {nfe}")
+    for name, d in data.items():
+        base = load_run(out / name)
+        best = best_rows(d["rows"])
+        for nfe in (1, 2, 4):
+            if nfe in best:
+                r = best[nfe]
+                step = int(Path(r["checkpoint"]).name.split("-")[1])
+                rows.append(_samples(at_checkpoint(base, out / name, step), r))
+                captions.append(f"{name} {r['sampler']} {nfe}")
     caption = "rows: " + "; ".join(captions) + " (NFE)"
     save_image_grid(torch.cat(rows), figure, nrow=10, scale=8, caption=caption)
 
@@ -217,6 +269,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--parts", nargs="*", default=[], help="teacher and/or METHODS names to run")
     parser.add_argument("--n", type=int, default=1000, help="samples per row")
+    parser.add_argument("--rescore", action="store_true",
+                        help="method parts: score the rows of the distilled run again, keeping its recorded cost")
     parser.add_argument("--report", type=Path, nargs="?", const=None, default=False,
                         help="merge OUT/*.json into the table (and write the picture at this path)")
     parser.add_argument("--markdown", type=Path, help="write the table here")
@@ -230,7 +284,8 @@ def main(argv=None) -> int:
         if part == "straightness":
             d = straightness_part(a.out)
         else:
-            d = teacher_part(teacher, a.n) if part == "teacher" else method_part(part, teacher, a.out, a.n)
+            d = teacher_part(teacher, a.n) if part == "teacher" else method_part(part, teacher, a.out, a.n,
+                                                                                 a.rescore)
         d.setdefault("n", a.n)
         d.update(part=part, wall_seconds=time.perf_counter() - start_wall,
                  cpu_seconds=time.process_time() - start_cpu, threads=torch.get_num_threads(),

@@ -134,7 +134,7 @@ def test_trained_student_reproduces_two_teacher_steps():
     assert base > 4 * rmse
 
 
-def _train(out, steps, resume=False):
+def _train(out, steps, resume=False, phase_steps=3):
     proc = make_process("flow")
     teacher = ring_mixture().denoiser(proc, "velocity")
     g = torch.Generator().manual_seed(0)
@@ -142,7 +142,7 @@ def _train(out, steps, resume=False):
     cfg = TrainConfig(lr=1e-3, batch_size=32, max_steps=steps, log_every=1, ckpt_every=0, ema=500, p_uncond=0.0)
 
     def objective(model, loss_fn, config, accelerator):
-        return ProgressiveObjective(model, loss_fn, config, accelerator, phases=[4, 2, 1], phase_steps=3,
+        return ProgressiveObjective(model, loss_fn, config, accelerator, phases=[4, 2, 1], phase_steps=phase_steps,
                                     teacher0=teacher)
 
     trainer = Trainer(_student(hidden=16), ProgressiveLoss(teacher, 4), data, cfg, out, objective=objective)
@@ -163,3 +163,24 @@ def test_phases_advance_and_resume_exactly(tmp_path):
     ta, tb = whole.objective.phase_teacher.state_dict(), split.objective.phase_teacher.state_dict()
     assert all(torch.equal(ta[k], tb[k]) for k in ta)
     assert math.isclose(whole.objective.loss_fn.grid[1].item(), 0.5)
+
+
+def test_phases_of_their_own_lengths(tmp_path):
+    """phase_steps=[2, 3, 1]: the phases end after 2, 5 and 6 updates (the 4-step student for updates 0-1, the
+    2-step one for 2-4, the 1-step one from 5 on); the budget is their sum, the EMA half-life 1/8 of the
+    shortest phase; a list of the wrong length or a count below 1 is one message."""
+    for steps, phase, student in ((2, 0, 4), (3, 1, 2), (5, 1, 2), (6, 2, 1)):
+        trainer = _train(tmp_path / f"s{steps}", steps, phase_steps=[2, 3, 1])
+        objective = trainer.objective
+        assert (objective.updates, objective.phase, objective.student_steps) == (steps, phase, student), steps
+        assert objective.loss_fn.student_steps == student
+    method = DISTILL_METHODS["progressive"]
+    options = method.check_options({"start_steps": 8, "phase_steps": [2, 3, 1]})
+    assert options["phase_steps"] == [2, 3, 1]
+    assert method.train_steps(**options) == 6 and method.train_steps(start_steps=8, phase_steps=4) == 12
+    assert method.config({"train": {"batch_size": 64}}, **options)["train"]["ema"] == 1 * 64 // 8
+    assert method.config({"train": {"batch_size": 64}}, start_steps=8, phase_steps=[40, 16, 24])["train"]["ema"] == 128
+    with pytest.raises(DifflabError, match="lists 2 phase lengths for 3 phases"):
+        method.train_steps(start_steps=8, phase_steps=[2, 3])
+    with pytest.raises(DifflabError, match="must be >= 1 optimizer steps per phase"):
+        method.train_steps(start_steps=8, phase_steps=[2, 0, 1])

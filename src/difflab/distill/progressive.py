@@ -14,17 +14,20 @@ paper's weighting of the x0 error: 'truncated_snr' w = max(SNR(t), 1) (sec. 4, "
 default) or 'snr_plus_one' w = SNR(t) + 1 (which is the v-prediction loss ||v - v_hat||^2 on a VP process).
 
 Phases: phase k (k = 0..K-1) trains the student of N_k = start_steps / 2^(k+1) steps for phase_steps
-optimizer steps; its teacher is the loaded teacher for k = 0 and a frozen copy of the student at the end of
+optimizer steps (one count for every phase, or a list of K counts, one per phase: the early phases, whose
+student of many steps starts close to its teacher's 2N steps, may take fewer than the last ones); its teacher is the loaded teacher for k = 0 and a frozen copy of the student at the end of
 phase k - 1 afterwards (the paper's "student becomes the teacher"). The phase counter and the phase
 teacher's weights live in the objective's state_dict, so a resumed run continues the same phase exactly.
 The optimizer runs on across phases (its Adam moments carry over; the paper restarts the student from the
 teacher, which it already is). The EMA the trainer keeps spans phases: `config` sets the run's EMA
-half-life to phase_steps / 8 steps of images, so the sampled (EMA) student is the last phase's.
+half-life to 1/8 of the shortest phase (in steps of images), so the sampled (EMA) student is the last phase's.
 """
 
 from __future__ import annotations
 
+import bisect
 import copy
+import itertools
 import math
 
 import torch
@@ -135,13 +138,16 @@ def _frozen_copy(model: nn.Module) -> nn.Module:
 
 
 class ProgressiveObjective(DenoisingObjective):
-    """DenoisingObjective on ProgressiveLoss that moves to the next phase every `phase_steps` updates: the
-    student's current weights become the (frozen) teacher and the student's step count halves."""
+    """DenoisingObjective on ProgressiveLoss that moves to the next phase when the current one's updates are
+    done (`phase_steps`: one count for every phase, or one per phase): the student's current weights become the
+    (frozen) teacher and the student's step count halves."""
 
     def __init__(self, model, loss_fn: ProgressiveLoss, config, accelerator, *, phases: list[int],
-                 phase_steps: int, teacher0):
+                 phase_steps: int | list[int], teacher0):
         super().__init__(model, loss_fn, config, accelerator)
-        self.phases, self.phase_steps, self.teacher0 = list(phases), int(phase_steps), teacher0
+        self.phases, self.teacher0 = list(phases), teacher0
+        self.phase_steps = _phase_steps(phase_steps, len(self.phases))
+        self.ends = list(itertools.accumulate(self.phase_steps))  # the update count at which each phase ends
         self.updates, self.phase = 0, 0
         self.phase_teacher: nn.Module | None = None  # the frozen student copy teaching phases k >= 1
 
@@ -159,9 +165,9 @@ class ProgressiveObjective(DenoisingObjective):
         self.loss_fn.set_phase(teacher, self.phases[phase])
 
     def update(self, batches, generator, need_norm, commit):
-        """One DenoisingObjective update in phase min(floor(updates / phase_steps), K - 1), entered first when it
-        changed (the student's copy becomes the frozen teacher)."""
-        due = min(self.updates // self.phase_steps, len(self.phases) - 1)
+        """One DenoisingObjective update in the phase whose span holds `updates` (the last phase after the
+        schedule), entered first when it changed (the student's copy becomes the frozen teacher)."""
+        due = min(bisect.bisect_right(self.ends, self.updates), len(self.phases) - 1)
         if due != self.phase:
             self._enter(due)
         out = super().update(batches, generator, need_norm, commit)
@@ -175,7 +181,7 @@ class ProgressiveObjective(DenoisingObjective):
     def progress_note(self) -> str | None:
         """A line for the user when the run stopped before its last phase ended (its sample config names the
         final step count, which the student has not learnt yet); None once the schedule is done."""
-        done = len(self.phases) * self.phase_steps
+        done = self.ends[-1]
         if self.updates >= done:
             return None
         return (f"progressive distillation stopped in phase {self.phase + 1} of {len(self.phases)} (a "
@@ -196,41 +202,47 @@ class ProgressiveObjective(DenoisingObjective):
 
 
 # ---- the method ------------------------------------------------------------------------------------
-def _phase_steps(phase_steps: int) -> int:
-    if phase_steps < 1:
+def _phase_steps(phase_steps: int | list[int], phases: int) -> list[int]:
+    """The optimizer steps of each of the `phases` phases: one count for all, or a list of one count per phase."""
+    steps = [phase_steps] * phases if isinstance(phase_steps, int) else list(phase_steps)
+    if len(steps) != phases:
+        raise DifflabError(f"distill.options.phase_steps lists {len(steps)} phase lengths for {phases} phases "
+                           f"(start_steps halved down to final_steps): give {phases} counts, or one for every phase")
+    if not all(isinstance(k, int) and k >= 1 for k in steps):
         raise DifflabError(f"distill.options.phase_steps must be >= 1 optimizer steps per phase; got {phase_steps}")
-    return phase_steps
+    return steps
 
 
-def build(ctx: DistillContext, *, start_steps: int = 64, final_steps: int = 1, phase_steps: int = 500,
+def build(ctx: DistillContext, *, start_steps: int = 64, final_steps: int = 1, phase_steps: int | list[int] = 500,
           weighting: str = "truncated_snr") -> DistillPlan:
     """Progressive distillation of ctx.teacher into ctx.student: halving from start_steps teacher DDIM steps
-    (uniform in t) to final_steps student steps, phase_steps optimizer steps per phase, with the paper's
-    weighting (truncated_snr or snr_plus_one)."""
-    phases, steps = phase_plan(start_steps, final_steps), _phase_steps(phase_steps)
+    (uniform in t) to final_steps student steps, phase_steps optimizer steps per phase (or a list, one count per
+    phase), with the paper's weighting (truncated_snr or snr_plus_one)."""
+    phases = phase_plan(start_steps, final_steps)
+    steps = _phase_steps(phase_steps, len(phases))
     loss = ProgressiveLoss(ctx.teacher, phases[0], weighting)
 
     def objective(model, loss_fn, config, accelerator):
         return ProgressiveObjective(model, loss_fn, config, accelerator, phases=phases, phase_steps=steps,
                                     teacher0=ctx.teacher)
 
-    return DistillPlan(loss, objective, notes=[f"phases (student steps): {phases}, {steps} optimizer steps each"])
+    return DistillPlan(loss, objective, notes=[f"phases (student steps): {phases}, optimizer steps: {steps}"])
 
 
-def config(teacher: dict, *, start_steps: int = 64, final_steps: int = 1, phase_steps: int = 500,
+def config(teacher: dict, *, start_steps: int = 64, final_steps: int = 1, phase_steps: int | list[int] = 500,
            weighting: str = "truncated_snr") -> dict:
     """The student run's sampler (DDIM on the uniform grid it was distilled on, final_steps steps) and an EMA
-    half-life of phase_steps / 8 steps of images, so the sampled student is the last phase's."""
-    phase_plan(start_steps, final_steps)
+    half-life of 1/8 of the shortest phase in steps of images, so the sampled student is the last phase's."""
+    shortest = min(_phase_steps(phase_steps, len(phase_plan(start_steps, final_steps))))
     batch = int(teacher.get("train", {}).get("batch_size", 128))
     return {"sample": {"sampler": "ddim", "schedule": "uniform", "steps": final_steps, "options": {},
                        "schedule_options": {}},
-            "train": {"ema": float(max(1, _phase_steps(phase_steps) * batch // 8)), "ema_rampup": None}}
+            "train": {"ema": float(max(1, shortest * batch // 8)), "ema_rampup": None}}
 
 
-def train_steps(*, start_steps: int = 64, final_steps: int = 1, phase_steps: int = 500, **_) -> int:
-    """Every phase's steps: len(phases) x phase_steps."""
-    return len(phase_plan(start_steps, final_steps)) * _phase_steps(phase_steps)
+def train_steps(*, start_steps: int = 64, final_steps: int = 1, phase_steps: int | list[int] = 500, **_) -> int:
+    """Every phase's steps: their sum (len(phases) x phase_steps for one count)."""
+    return sum(_phase_steps(phase_steps, len(phase_plan(start_steps, final_steps))))
 
 
 PROGRESSIVE = DistillMethod("progressive", config, build, train_steps,
