@@ -66,16 +66,28 @@ def multistep_weights(
     return [phi1 + k0 / r0, -k0 / r0 + k1 / r1, -k1 / r1]
 
 
-def _multistep(run: Run, order: int, lower_order_final: bool, eta: float = 0.0, published: bool = False) -> LinearPlan:
+def _multistep(
+    run: Run, order: int, lower_order_final: bool, eta: float = 0.0, published: bool = False, phi2_warmup: bool = False
+) -> LinearPlan:
+    """The multistep plan; with eta > 0 the SDE form (dpmpp_3m_sde's docstring): the phi's are taken at
+    H = (1 + eta) h while the step ratios r stay those of h (they are the same for h and H). phi2_warmup: a
+    second-order step is phi1 x0_i + phi2(H) D1, D1 = (x0_i - x0_{i-1}) / r (k-diffusion's 3M SDE warm-up),
+    instead of the midpoint form phi1 (x0_i + D1 / 2)."""
     h, lam, alpha, sigma = _steps(run)
     orders = multistep_orders(h, order)
+    h_phi = [(1 + eta) * v for v in h] if eta > 0 else h
     a, w, c = [], [], []
     for i in range(run.n):
         p = min(orders[i], run.n - i) if lower_order_final else orders[i]
         eta_h = eta * h[i] if eta > 0 else 0.0  # 0 * inf would be NaN on the final jump
         a.append(sigma[i + 1] / sigma[i] * math.exp(-eta_h))
         phi1 = -alpha[i + 1] * math.expm1(-h[i] - eta_h)
-        w.append(multistep_weights(h, i, p, phi1, alpha[i + 1], published))
+        if p == 2 and phi2_warmup:
+            r, big_h = h[i - 1] / h[i], h_phi[i]
+            phi2 = alpha[i + 1] * (math.expm1(-big_h) / big_h + 1)
+            w.append([phi1 + phi2 / r, -phi2 / r])
+        else:
+            w.append(multistep_weights(h_phi, i, p, phi1, alpha[i + 1], published))
         c.append(sigma[i + 1] * math.sqrt(-math.expm1(-2 * eta_h)) if eta_h > 0 else 0.0)
     return LinearPlan(a, w, c if eta > 0 else None)
 
@@ -124,6 +136,42 @@ def dpmpp_2m_sde(denoiser, x: Tensor, ts, *, cond=None, generator=None, callback
     eta = check_unit_interval("eta", eta)
     run = Run(denoiser, x, ts, cond=cond, generator=generator, callback=callback)
     return run_linear(run, _multistep(run, 2, False, eta))
+
+
+def dpmpp_3m_sde(
+    denoiser,
+    x: Tensor,
+    ts,
+    *,
+    cond=None,
+    generator=None,
+    callback=None,
+    eta: float = 1.0,
+    lower_order_final: bool = False,
+    published: bool = False,
+) -> Tensor:
+    """SDE-DPM-Solver++(3M) (Lu et al. 2022, DPM-Solver++ sec. 5, the SDE variant; k-diffusion
+    `sample_dpmpp_3m_sde`, diffusers' sde-dpmsolver++ with solver_order=3): third-order multistep in the data
+    prediction with the SDE noise term. 1 NFE per step.
+
+    With H = (1 + eta) h the exact step of the reverse SDE (eta = 1) or of its eta-family is
+
+    x_{i+1} = sigma_{i+1}/sigma_i e^{-eta h} x_i + alpha_{i+1} (1 + eta) int_0^h e^{-(1+eta)(h-u)} x0(lambda_i + u) du
+              + sigma_{i+1} sqrt(1 - e^{-2 eta h}) z,
+
+    and substituting v = (1 + eta) u turns the integral into the ODE's with h -> H and the same D1 = h x0',
+    D2 = h^2 x0'': alpha_{i+1} [(1 - e^-H) x0_i + phi2(H) D1 + phi3(H) D2], phi2(H) = expm1(-H)/H + 1,
+    phi3(H) = 1/2 - (expm1(-H) + H)/H^2, with D1, D2 from the past estimates exactly as in dpmpp_3m
+    (`multistep_weights`, warm-up through orders 1 and 2). eta = 0 is dpmpp_3m itself.
+
+    published=True is k-diffusion's sample_dpmpp_3m_sde step for step (tests/sampling/test_dpmpp_3m_sde.py):
+    its D2 carries half the x0'' term (as in dpmpp_3m(published=True)) and its second-order warm-up step is
+    phi1 x0_i + phi2(H) (x0_i - x0_{i-1}) / r rather than the midpoint form. (diffusers' order-3 SDE update
+    has the D2 coefficient alpha ((1 - e^-H - H)/H^2 - 1/2), of order 1 instead of H/6.)
+    """
+    eta = check_unit_interval("eta", eta)
+    run = Run(denoiser, x, ts, cond=cond, generator=generator, callback=callback)
+    return run_linear(run, _multistep(run, 3, lower_order_final, eta, published, phi2_warmup=published))
 
 
 def _ancestral(sig_from: float, sig_to: float, eta: float) -> tuple[float, float]:

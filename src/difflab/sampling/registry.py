@@ -11,7 +11,7 @@ from difflab.sampling.adaptive import probability_flow
 from difflab.sampling.consistency import consistency
 from difflab.sampling.ddpm import ddim, ddpm
 from difflab.sampling.deis import deis, ipndm, lms, plms
-from difflab.sampling.dpm_solver import dpmpp_2m, dpmpp_2m_sde, dpmpp_3m, dpmpp_sde
+from difflab.sampling.dpm_solver import dpmpp_2m, dpmpp_2m_sde, dpmpp_3m, dpmpp_3m_sde, dpmpp_sde
 from difflab.sampling.edm import euler, heun
 from difflab.sampling.sde import euler_maruyama, predictor_corrector
 from difflab.sampling.unipc import unipc
@@ -24,6 +24,7 @@ SAMPLERS: dict[str, Callable[..., Tensor]] = {
     "dpmpp_2m": dpmpp_2m,
     "dpmpp_3m": dpmpp_3m,
     "dpmpp_2m_sde": dpmpp_2m_sde,
+    "dpmpp_3m_sde": dpmpp_3m_sde,
     "dpmpp_sde": dpmpp_sde,
     "unipc": unipc,
     "deis": deis,
@@ -36,7 +37,7 @@ SAMPLERS: dict[str, Callable[..., Tensor]] = {
     "consistency": consistency,
 }
 #: the samplers that draw noise with their default options; every other one is a deterministic function of x_T
-_DRAW_NOISE = {ddpm, dpmpp_2m_sde, dpmpp_sde, euler_maruyama, predictor_corrector, consistency}
+_DRAW_NOISE = {ddpm, dpmpp_2m_sde, dpmpp_3m_sde, dpmpp_sde, euler_maruyama, predictor_corrector, consistency}
 DETERMINISTIC = tuple(name for name, fn in SAMPLERS.items() if fn not in _DRAW_NOISE)
 STOCHASTIC = tuple(name for name, fn in SAMPLERS.items() if fn in _DRAW_NOISE)
 
