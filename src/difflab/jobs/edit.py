@@ -334,7 +334,8 @@ def _quality(r: Inversion) -> str:
     if r.autoencoder_psnr is None:
         return f", reconstruction PSNR {r.psnr:.2f} dB"
     return (f", reconstruction PSNR {r.psnr:.2f} dB in pixels; the autoencoder alone, decode(encode(x)): "
-            f"{r.autoencoder_psnr:.2f} dB, so the rest is the inversion's (latent round-trip RMS {r.latent_rms:.3g})")
+            f"{r.autoencoder_psnr:.2f} dB, the ceiling of a latent round trip; the inversion's own error, the "
+            f"latent round-trip RMS: {r.latent_rms:.3g}")
 
 
 @torch.no_grad()
@@ -342,9 +343,11 @@ def run_interpolate(run, *, out, seeds=None, images=None, frames: int = 8, label
                     steps=None, schedule=None, guidance=None, device=None, ema: bool = True, options=None,
                     schedule_options=None):
     """A strip (PNG) or animation (GIF) of `frames` samples whose noises slerp from seed A's to seed B's (or
-    from the inverted noise of image A to that of image B: deterministic sampler, the inversion's grid); two
-    classes or two prompts also move the condition from the first to the second (MixedCondition). A latent
-    run's images are encoded first, their latent noises slerped, the frames decoded."""
+    from the inverted noise of image A to that of image B: deterministic sampler, the inversion's grid, each
+    image inverted under the condition and guidance its end frame is sampled with, so the end frames are the
+    images' reconstructions); two classes or two prompts also move the condition from the first to the second
+    (MixedCondition). A latent run's images are encoded first, their latent noises slerped, the frames
+    decoded."""
     if (seeds is None) == (images is None):
         raise DifflabError("give --seeds A B or --images A B (the ends of the path), not both")
     ends = list(seeds if images is None else images)
@@ -357,25 +360,32 @@ def run_interpolate(run, *, out, seeds=None, images=None, frames: int = 8, label
         raise DifflabError("interpolation strips are pictures: this run's data are vectors")
     name, steps, schedule, grid, kwargs = _sampler(loaded, sampler, steps, schedule, options, schedule_options)
     model = loaded.model
+    two = (labels is not None and len(labels) == 2) or (prompts is not None and len(prompts) == 2)
+    if two:
+        if guidance not in (None, 1.0):
+            raise DifflabError("interpolating between two conditions takes no guidance weight: drop --guidance")
+        pairs = [(labels[i:i + 1] if labels else None, [prompts[i]] if prompts else None) for i in range(2)]
+        conds = [build_cond(model, loaded.meta, frames, lab, pr, loaded.text_encoder, device) for lab, pr in pairs]
+        end_conds = [build_cond(model, loaded.meta, 1, lab, pr, loaded.text_encoder, device) for lab, pr in pairs]
+        model = MixedCondition(model, conds[0], conds[1], torch.linspace(0, 1, frames, dtype=torch.float64))
+        cond, guide, end_guide = None, None, None
+    else:
+        prompt = prompts[0] if prompts else None
+        cond, guide = _condition(loaded, frames, labels, prompt, None, guidance, device)
+        end_cond, end_guide = _condition(loaded, 1, labels, prompt, None, guidance, device)
+        end_conds = [end_cond, end_cond]
     if images is None:
-        std = model.process.prior_std()
+        std = loaded.model.process.prior_std()
         z = [torch.randn(shape, generator=make_generator(s, device), device=device) * std for s in ends]
     else:
         if name not in ("ddim", "euler", "heun"):
             name, kwargs = "ddim", {}
-        inverted = [invert(model, loaded.to_latents(read_input(p, loaded)[0][:1].to(device)), sampler=name,
-                           steps=steps, schedule=schedule, schedule_options=grid) for p in ends]  # latents: encoded
+        # each end inverted under the condition and guidance its frame is sampled with, so the ends come back
+        inverted = [invert(loaded.model, loaded.to_latents(read_input(p, loaded)[0][:1].to(device)), sampler=name,
+                           steps=steps, schedule=schedule, schedule_options=grid, cond=c, guidance=end_guide)
+                    for p, c in zip(ends, end_conds, strict=True)]  # a latent run's images encoded
         z, schedule, grid = [inv.x for inv in inverted], inverted[0].times, None
     x_T = slerp_frames(z[0], z[1], frames).reshape(frames, *shape)
-    if (labels is not None and len(labels) == 2) or (prompts is not None and len(prompts) == 2):
-        pairs = [(labels[i:i + 1] if labels else None, [prompts[i]] if prompts else None) for i in range(2)]
-        conds = [build_cond(model, loaded.meta, frames, lab, pr, loaded.text_encoder, device) for lab, pr in pairs]
-        model = MixedCondition(model, conds[0], conds[1], torch.linspace(0, 1, frames, dtype=torch.float64))
-        cond, guide = None, None
-        if guidance not in (None, 1.0):
-            raise DifflabError("interpolating between two conditions takes no guidance weight: drop --guidance")
-    else:
-        cond, guide = _condition(loaded, frames, labels, prompts[0] if prompts else None, None, guidance, device)
     result = sample(model, x_T, sampler=name, steps=steps, schedule=schedule, schedule_options=grid, cond=cond,
                     guidance=guide, **kwargs)
     x = loaded.to_images(clamp_to_data(result.x, loaded.meta))  # a latent run's frames decoded
