@@ -82,7 +82,7 @@ def figure(path: Path, x, kept, results: dict, attributes, colour, reads: dict, 
 
     k = min(k, len(x))
     rows = [("original", x, None), ("kept (grey = regenerated)", kept, None)]
-    rows += [(f"{m} (prompt: other colour)", results[m], reads[m]) for m in results]
+    rows += [(m, results[m], reads[m]) for m in results]
     fig, axes = plt.subplots(len(rows), k, figsize=(1.3 * k, 1.55 * len(rows)), squeeze=False)
     for j in range(k):
         a = attributes[j].tolist()
@@ -99,7 +99,8 @@ def figure(path: Path, x, kept, results: dict, attributes, colour, reads: dict, 
                 ok = c == int(colour[j]) and s == a[0]
                 label = "empty" if c < 0 else f"{COLOURS[c]} {SHAPES[s]}"
                 ax.set_xlabel(("OK " if ok else "no ") + label, fontsize=7, color="green" if ok else "red")
-    fig.suptitle("inpainting the cell with a prompt naming another colour; under each completion: its exact readout",
+    fig.suptitle("inpainting the cell with a prompt naming another colour (rows 3-: completions); under each: its "
+                 "exact readout",
                  fontsize=8)
     fig.tight_layout()
     save_figure(fig, path)
