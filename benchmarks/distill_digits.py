@@ -28,6 +28,7 @@ inherit the run's grid options); an entry's optional "teacher" names the part wh
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import platform
 import shutil
@@ -52,9 +53,15 @@ from difflab.utils.files import atomic_write_json, atomic_write_text
 from difflab.viz import save_image_grid
 
 TEACHER_NFE = (1, 2, 4, 10, 20)
-#: the teacher's solvers (1 NFE per step each); at 1 NFE they are all the one Euler / DDIM step
-TEACHER_SOLVERS = ("euler", "dpmpp_2m", "unipc")
-PHASE = 200  # optimizer steps per progressive phase
+#: the teacher's solvers at each NFE (1 NFE per step each): at 1 NFE they are all the one Euler / DDIM step, at 2
+#: NFE all three take the same two first-order steps (docs/benchmarks.md's earlier table: equal FDD), and Euler,
+#: first order, is never the best at 10 and 20
+TEACHER_SOLVERS = {1: ("euler",), 2: ("euler",), 4: ("euler", "dpmpp_2m", "unipc"), 10: ("dpmpp_2m", "unipc"),
+                   20: ("dpmpp_2m", "unipc")}
+#: optimizer steps of the progressive phases (students of 32, 16, 8, 4, 2, 1 steps): the first phases, whose
+#: students of many steps start close to their teacher's 2N steps, get fewer
+PHASES = [10, 10, 20, 50, 50, 50]
+ENDS = list(itertools.accumulate(PHASES))  # the step at which each phase ends
 TRAIN = ["train.batch_size=64", "train.lr=3e-4", "train.warmup_steps=20", "train.sample_every=0",
          "train.log_every=20"]
 #: the consistency student's 1/2/4-step grid uniform in t from sigma~ = 80 (t = 80/81 on the flow process):
@@ -62,24 +69,24 @@ TRAIN = ["train.batch_size=64", "train.lr=3e-4", "train.warmup_steps=20", "train
 #: sigma~ = 23.5, where re-noising forgets x_T)
 UNIFORM_FROM_80 = {"sampler": "consistency", "schedule": "uniform", "schedule_options": {"t_max": 80 / 81}}
 METHODS = {
-    # 64 teacher DDIM steps -> 32 -> 16 -> 8 -> 4 -> 2 -> 1 student steps, PHASE steps a phase; the 4-, 2- and
+    # 64 teacher DDIM steps -> 32 -> 16 -> 8 -> 4 -> 2 -> 1 student steps, PHASES steps each; the 4-, 2- and
     # 1-step students are the checkpoints at the ends of phases 4, 5 and 6
-    "progressive": {"method": "progressive", "steps": 6 * PHASE,
+    "progressive": {"method": "progressive", "steps": ENDS[-1],
                     "set": [*TRAIN, "distill.options.start_steps=64", "distill.options.final_steps=1",
-                            f"distill.options.phase_steps={PHASE}", f"train.ckpt_every={PHASE}", "train.keep_last=null"],
-                    "rows": [("4 steps", 4, 4 * PHASE, 4), ("2 steps", 2, 5 * PHASE, 2), ("1 step", 1, 6 * PHASE, 1)]},
-    # 2-rectified flow on 10000 pairs of the teacher's UniPC 16-step ODE; Euler at 1, 2, 4 steps, UniPC at 4
-    "reflow": {"method": "reflow", "steps": 1500,
-               "set": [*TRAIN, "distill.options.pairs=10000", "distill.options.pair_sampler=unipc",
-                       "distill.options.pair_steps=16", "train.ckpt_every=500"],
+                            f"distill.options.phase_steps={PHASES}", "train.ckpt_every=10", "train.keep_last=null"],
+                    "rows": [("4 steps", 4, ENDS[3], 4), ("2 steps", 2, ENDS[4], 2), ("1 step", 1, ENDS[5], 1)]},
+    # 2-rectified flow on 4000 pairs of the teacher's UniPC 10-step ODE; Euler at 1, 2, 4 steps, UniPC at 4
+    "reflow": {"method": "reflow", "steps": 500,
+               "set": [*TRAIN, "distill.options.pairs=4000", "distill.options.pair_sampler=unipc",
+                       "distill.options.pair_steps=10", "train.ckpt_every=250"],
                "rows": [("4 steps", 4, None, 4), ("2 steps", 2, None, 2), ("1 step", 1, None, 1),
                         ("4 steps, unipc", 4, None, 4, {"sampler": "unipc"})]},
     # consistency distillation with iCT's target: N = 18 Karras levels, Heun teacher steps, theta- = stop-grad of
     # the student (no EMA), pseudo-Huber; the multistep consistency sampler on the run's Karras grid from
     # sigma~ = 80 (second level 0.8) and on the grid uniform in t from sigma~ = 80
-    "consistency": {"method": "consistency", "steps": 1200,
+    "consistency": {"method": "consistency", "steps": 300,
                     "set": [*TRAIN, "distill.options.steps=18", "distill.options.target=stopgrad",
-                            "distill.options.solver=heun", "train.ckpt_every=400"],
+                            "distill.options.solver=heun", "train.ckpt_every=150"],
                     "rows": [("4 steps", 4, None, 4), ("2 steps", 2, None, 2), ("1 step", 1, None, 1),
                              ("4 steps, uniform t", 4, None, 4, UNIFORM_FROM_80),
                              ("2 steps, uniform t", 2, None, 2, UNIFORM_FROM_80)]},
@@ -153,7 +160,7 @@ def teacher_part(teacher: Path, n: int) -> dict:
     loaded = load_run(teacher)
     rows = []
     for nfe in TEACHER_NFE:
-        for solver in TEACHER_SOLVERS[:1] if nfe == 1 else TEACHER_SOLVERS:
+        for solver in TEACHER_SOLVERS[nfe]:
             row = score(loaded, n, solver, nfe, "default")
             rows.append({"label": f"{solver}, {nfe} steps", **row})
             print(f"teacher {solver} {nfe}: FDD {row['fdd']:.3f}", file=sys.stderr)
