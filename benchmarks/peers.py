@@ -32,7 +32,7 @@ import torch
 
 from difflab.analysis import GaussianMixture, image_like_mixture, ring_mixture
 from difflab.process import DiscreteVP
-from difflab.sampling import SAMPLERS, make_grid, probability_flow
+from difflab.sampling import SAMPLERS, fit_grid, make_grid, probability_flow
 from difflab.utils.files import atomic_write_text
 
 f64 = torch.float64
@@ -145,6 +145,12 @@ def _final_tilde_sigma(sched) -> float:
 
 
 def run_diffusers(cls_name: str, options: dict, space: str, steps: int, z: torch.Tensor, D, refs: References):
+    calls, out, ref = diffusers_endpoint(cls_name, options, space, steps, z, D, refs)
+    return calls, rmse(out, ref)
+
+
+def diffusers_endpoint(cls_name: str, options: dict, space: str, steps: int, z: torch.Tensor, D, refs: References):
+    """(calls, the run's endpoint in VP scale, its exact reference)."""
     import diffusers
 
     sched = getattr(diffusers, cls_name)(**BETAS, **options)
@@ -162,8 +168,7 @@ def run_diffusers(cls_name: str, options: dict, space: str, steps: int, z: torch
         x = sched.step(eps, tau, x).prev_sample
     s1 = _final_tilde_sigma(sched)
     x_vp1 = x / math.sqrt(1 + s1**2) if space == "sigma" else x
-    ref = refs(x_vp0, t_of_tilde_sigma(s0), t_of_tilde_sigma(s1))
-    return model.calls, rmse(x_vp1, ref)
+    return model.calls, x_vp1, refs(x_vp0, t_of_tilde_sigma(s0), t_of_tilde_sigma(s1))
 
 
 def diffusers_steps(cls_name: str, nfe: int) -> int:
@@ -192,18 +197,31 @@ def difflab_steps(sampler: str, nfe: int) -> int:
     return nfe
 
 
-def run_difflab(sampler: str, options: dict, grid: tuple[str, dict], steps: int, z: torch.Tensor, D, refs):
-    ts = make_grid(PROCESS, grid[0], steps, **grid[1])
+def run_difflab(sampler: str, options: dict, grid, steps: int, z: torch.Tensor, D, refs):
+    """grid: (name, options) of a fixed grid, or the times of a fitted one."""
+    calls, out, ref = difflab_endpoint(sampler, options, grid, steps, z, D, refs)
+    return calls, rmse(out, ref)
+
+
+def difflab_endpoint(sampler: str, options: dict, grid, steps: int, z: torch.Tensor, D, refs):
+    """(calls, the run's endpoint, its exact reference)."""
+    ts = grid if isinstance(grid, torch.Tensor) else make_grid(PROCESS, grid[0], steps, **grid[1])
     model = Counter(D)
     model.parameterization, model.process = D.parameterization, D.process
     x = z  # x_T = z at t = 1 (sigma(1) = 0.99998), the x_vp every diffusers run starts from
     out = SAMPLERS[sampler](model, x, ts, **options)
-    return model.calls, rmse(out, refs(x, float(ts[0]), float(ts[-1])))
+    return model.calls, out, refs(x, float(ts[0]), float(ts[-1]))
 
 
 # ---------------------------------------------------------------- the run
+def fitted_grid(sampler: str, options: dict, steps: int, D, dim: int, pilot: int):
+    """difflab.sampling.fit_grid on its own pilot batch (seed 1, independent of the measured z); every call
+    of the fit is in the returned grid's fit_nfe, reported as a one-time set-up beside the sampling NFE."""
+    return fit_grid(D, steps, sampler, shape=(dim,), options=options, pilot=pilot, seed=1, dtype=f64)
+
+
 def run_case(name: str, nfes=NFES, log=print, peers: bool = True, leading: bool = True,
-             tol: float = 1e-9) -> list[dict]:
+             tol: float = 1e-9, fitted: tuple[str, ...] = (), pilot: int = 256, fixed: bool = True) -> list[dict]:
     make, n = CASES[name]
     mixture = make()
     D = mixture.denoiser(PROCESS, "eps")
@@ -211,7 +229,7 @@ def run_case(name: str, nfes=NFES, log=print, peers: bool = True, leading: bool 
     z = torch.randn(n, mixture.dim, generator=torch.Generator().manual_seed(0), dtype=f64)
     rows = []
 
-    def record(library, label, nfe, fn, *args):
+    def record(library, label, nfe, fn, *args, **extra):
         start = time.perf_counter()
         try:
             calls, err = fn(*args)
@@ -220,14 +238,22 @@ def run_case(name: str, nfes=NFES, log=print, peers: bool = True, leading: bool 
             return
         if calls <= nfe and math.isfinite(err):
             rows.append({"case": name, "library": library, "config": label, "nfe_budget": nfe, "nfe": calls,
-                         "rmse": err})
+                         "rmse": err, **extra})
         log(f"{name} {library} {label} budget {nfe}: {calls} calls, rmse {err:.4g} ({time.perf_counter() - start:.1f}s)")
 
     for nfe in nfes:
-        for label, (sampler, options) in DIFFLAB_SAMPLERS.items():
+        for label, (sampler, options) in DIFFLAB_SAMPLERS.items() if fixed else ():
             for g, grid in DIFFLAB_GRIDS.items():
                 steps = difflab_steps(sampler, nfe)
                 record("difflab", f"{label}/{g}", nfe, run_difflab, sampler, options, grid, steps, z, D, refs)
+        for label in fitted:
+            sampler, options = DIFFLAB_SAMPLERS[label]
+            steps = difflab_steps(sampler, nfe)
+            start = time.perf_counter()
+            fg = fitted_grid(sampler, options, steps, D, mixture.dim, pilot)
+            log(f"{name} fitted {label} NFE {nfe}: fit {fg.fit_nfe} calls x {pilot} ({time.perf_counter() - start:.0f}s)")
+            record("difflab-fitted", f"{label}/fitted", nfe, run_difflab, sampler, options, fg.times, steps, z, D,
+                   refs, fit_nfe=fg.fit_nfe, pilot=pilot)
         if peers:
             for label, cls_name, options, space in diffusers_configs(leading):
                 steps = diffusers_steps(cls_name, nfe)
@@ -242,12 +268,17 @@ def summary(rows: list[dict]) -> str:
         for nfe in sorted({r["nfe_budget"] for r in rows if r["case"] == case}):
             sub = [r for r in rows if r["case"] == case and r["nfe_budget"] == nfe]
             ours = [r for r in sub if r["library"] == "difflab"]
-            peer = [r for r in sub if r["library"] != "difflab"]
+            peer = [r for r in sub if not r["library"].startswith("difflab")]
             if not ours or not peer:
                 continue
             a, b = min(ours, key=lambda r: r["rmse"]), min(peer, key=lambda r: r["rmse"])
             lines.append(f"| {case} | {nfe} | {a['config']} ({a['nfe']}) | {a['rmse']:.3g} | {b['config']} ({b['nfe']}) "
                          f"| {b['rmse']:.3g} | {b['rmse'] / a['rmse']:.2f} |")
+    fitted = [r for r in rows if r["library"] == "difflab-fitted"]
+    if fitted:
+        lines += ["", "| case | NFE | fitted grid | RMSE | its set-up (calls x pilot) |", "|---|---|---|---|---|"]
+        lines += [f"| {r['case']} | {r['nfe_budget']} | {r['config']} ({r['nfe']}) | {r['rmse']:.3g} | "
+                  f"{r['fit_nfe']} x {r['pilot']} |" for r in fitted]
     return "\n".join(lines) + "\n"
 
 
@@ -261,13 +292,18 @@ def main(argv=None) -> int:
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument("--no-leading", action="store_true", help="leave out diffusers' 'leading' spacing")
     parser.add_argument("--tol", type=float, default=1e-9, help="tolerance of the reference ODE solves")
+    parser.add_argument("--fitted", nargs="*", default=[], choices=list(DIFFLAB_SAMPLERS),
+                        help="difflab samplers to also run on a grid fitted by fit_grid (set-up reported)")
+    parser.add_argument("--pilot", type=int, default=256, help="the fitted grids' pilot batch")
+    parser.add_argument("--no-fixed", action="store_true", help="leave out difflab's fixed grids")
     a = parser.parse_args(argv)
     torch.set_num_threads(1)
     start = time.perf_counter()
     rows = []
     for case in a.cases:
         rows += run_case(case, a.nfes, log=(lambda m: None) if a.quiet else (lambda m: print(m, flush=True)),
-                         peers=not a.no_peers, leading=not a.no_leading, tol=a.tol)
+                         peers=not a.no_peers, leading=not a.no_leading, tol=a.tol, fitted=tuple(a.fitted),
+                         pilot=a.pilot, fixed=not a.no_fixed)
         if a.json:
             atomic_write_text(a.json, json.dumps(rows, indent=1))
     report = (f"Peers benchmark ({time.perf_counter() - start:.0f} s, torch {torch.__version__}, "

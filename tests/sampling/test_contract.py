@@ -77,6 +77,7 @@ EXPECTED_NFE = {  # steps = N on a log-SNR grid of VP, which ends at sigma = 0
     "dpmpp_2m": lambda n: n,
     "dpmpp_3m": lambda n: n,
     "dpmpp_2m_sde": lambda n: n,
+    "dpmpp_3m_sde": lambda n: n,
     "unipc": lambda n: n,
     "euler_maruyama": lambda n: n,
     "heun": lambda n: 2 * n - 1,  # no correction on the step into sigma = 0

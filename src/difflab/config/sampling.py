@@ -13,7 +13,7 @@ import torch
 
 from difflab.config.factory import build_process
 from difflab.config.schema import RunConfig
-from difflab.sampling.api import DEFAULT, DEFAULT_SAMPLER, SPECIAL_SCHEDULES, default_schedule
+from difflab.sampling.api import DEFAULT, SPECIAL_SCHEDULES, default_schedule, resolve_sampler
 from difflab.sampling.grids import GRIDS
 from difflab.sampling.registry import SAMPLERS
 from difflab.utils.errors import check_choice
@@ -35,21 +35,23 @@ def check_options(fn, options: dict | None, what: str) -> dict:
                           keyword_only=True)
 
 
-def sampler_name(sampler: str) -> str:
-    """The sampler a config names ('default': difflab.sampling's default), checked against the registry."""
-    return DEFAULT_SAMPLER if sampler == DEFAULT else check_choice("sampler", sampler, SAMPLERS)
+def sampler_name(sampler: str, process, steps: int | None) -> str:
+    """The sampler a config names ('default': difflab.sampling's default for this process and number of steps),
+    checked against the registry."""
+    return resolve_sampler(sampler, process, steps)
 
 
 def grid_options(process, sampler: str, schedule, schedule_options: dict | None,
-                 source: str = "--schedule-option") -> dict:
+                 source: str = "--schedule-option", steps: int | None = None) -> dict:
     """The schedule options, checked, plus t_max = SDE_T_MAX when a reverse-SDE sampler would otherwise start
     where the process's drift is infinite (alpha(1) = 0: rectified flow) on a grid that has a t_max.
     schedule: a grid name, 'default', 'optimized', or anything sample() takes (times, a fitted grid),
-    whose options are left to sample(); source names the options in messages."""
+    whose options are left to sample(); source names the options in messages; steps: the number of steps
+    ('default' on a discrete table depends on it)."""
     options = dict(schedule_options or {})
     if not isinstance(schedule, str):
         return options
-    name = default_schedule(process) if schedule == DEFAULT else schedule
+    name = default_schedule(process, sampler, steps) if schedule == DEFAULT else schedule
     if name in GRIDS:
         options = check_options(GRIDS[name], options, f"schedule {name!r} ({source})")
     singular = not bool(torch.isfinite(process.drift_coef(torch.ones(1, dtype=torch.float64))).all())
@@ -63,8 +65,9 @@ def grid_options(process, sampler: str, schedule, schedule_options: dict | None,
 def check_sample_config(cfg: RunConfig) -> RunConfig:
     """cfg with its `sample` section checked against the sampler and grid it names (one DifflabError if not)."""
     s = cfg.sample
-    name = sampler_name(s.sampler)
+    process = build_process(cfg.process)
+    name = sampler_name(s.sampler, process, s.steps)
     check_options(SAMPLERS[name], s.options, f"sampler {name!r} (sample.options)")
     check_choice("schedule", s.schedule, (*GRIDS, *SCHEDULE_WORDS))
-    grid_options(build_process(cfg.process), name, s.schedule, s.schedule_options, "sample.schedule_options")
+    grid_options(process, name, s.schedule, s.schedule_options, "sample.schedule_options", s.steps)
     return cfg

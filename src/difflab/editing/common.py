@@ -48,12 +48,14 @@ def snap_time(process: NoiseProcess, t: float) -> float:
     return max(1, round(t * process.T)) / process.T
 
 
-def base_grid(process: NoiseProcess, schedule, steps: int, schedule_options: dict | None) -> Tensor:
-    """The descending grid of `steps` steps that difflab.sample would walk ('default' resolved as there)."""
+def base_grid(process: NoiseProcess, schedule, steps: int, schedule_options: dict | None,
+              sampler: str | None = None) -> Tensor:
+    """The descending grid of `steps` steps that difflab.sample would walk for `sampler` ('default' resolved as
+    there)."""
     if isinstance(schedule, FittedGrid):
         return schedule.times.to(f64)
     if isinstance(schedule, str) and schedule == DEFAULT_SCHEDULE:
-        schedule = default_schedule(process)
+        schedule = default_schedule(process, sampler, steps)
     if isinstance(schedule, str) and schedule == "optimized":
         raise DifflabError("editing takes a fixed grid: fit one with `difflab fit-schedule` and pass it, "
                            "or use a named schedule (uniform, logsnr, karras, ...)")

@@ -27,7 +27,7 @@ from torch import Tensor
 from difflab.editing.common import EditResult, base_grid, check_image, generator_for, randn_like
 from difflab.param.denoiser import Denoiser
 from difflab.param.parameterization import X0, get_parameterization
-from difflab.sampling import DEFAULT_SAMPLER, DEFAULT_SCHEDULE, DEFAULT_STEPS, sample
+from difflab.sampling import DEFAULT, DEFAULT_SCHEDULE, DEFAULT_STEPS, resolve_sampler, sample
 from difflab.utils.errors import DifflabError, check_choice
 from difflab.utils.tensors import append_dims, f64
 
@@ -72,7 +72,7 @@ class KnownRegion(Denoiser):
 
 
 def inpaint(denoiser, image: Tensor, mask: Tensor, *, method: str = "replace", jump_length: int = 10,
-            resample: int = 10, sampler: str = DEFAULT_SAMPLER, steps: int = DEFAULT_STEPS,
+            resample: int = 10, sampler: str = DEFAULT, steps: int = DEFAULT_STEPS,
             schedule=DEFAULT_SCHEDULE, schedule_options: dict | None = None, seed: int | None = None,
             generator: torch.Generator | None = None, cond=None, guidance=None, **options) -> EditResult:
     """Regenerate image where mask = 1 by the replacement method or RePaint (module doc); guidance (a
@@ -86,12 +86,13 @@ def inpaint(denoiser, image: Tensor, mask: Tensor, *, method: str = "replace", j
                 raise DifflabError(f"RePaint's {name} must be an integer >= 1; got {v!r}")
     else:
         resample = 1
+    sampler = resolve_sampler(sampler, denoiser.process, steps)  # once: RePaint's blocks have fewer steps
     if sampler == "adaptive":
         raise DifflabError("the adaptive ODE solver cannot inpaint: the known region is re-noised with fresh noise "
                            "at every call, which its step-size control cannot follow; use a fixed-step sampler")
     inner = guidance(denoiser) if guidance is not None else denoiser
     process = denoiser.process
-    ts = base_grid(process, schedule, steps, schedule_options)
+    ts = base_grid(process, schedule, steps, schedule_options, sampler)
     if get_parameterization(denoiser.parameterization).needs_signal and float(process.alpha(ts[:1])) == 0.0:
         raise DifflabError("an eps-prediction model cannot inpaint from t = 1 of rectified flow (alpha = 0): "
                            "set schedule_options t_max=0.999")

@@ -53,7 +53,7 @@ def invert(denoiser, x0: Tensor, *, sampler: str = "ddim", steps: int = 50, sche
     model = guidance(denoiser) if guidance is not None else denoiser
     counted = CountingDenoiser(model)
     process = denoiser.process
-    ts = base_grid(process, schedule, steps, schedule_options)
+    ts = base_grid(process, schedule, steps, schedule_options, sampler)
     up = torch.flip(ts, [0])  # ascending: data end first
     alpha, sigma = floats(process.alpha(up)), floats(process.sigma(up))
     ev = Evaluator(counted, up, x0, cond)

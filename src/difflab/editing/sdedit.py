@@ -23,18 +23,19 @@ from difflab.editing.common import (
     randn_like,
     snap_time,
 )
-from difflab.sampling import DEFAULT_SAMPLER, DEFAULT_SCHEDULE, DEFAULT_STEPS, sample
+from difflab.sampling import DEFAULT, DEFAULT_SCHEDULE, DEFAULT_STEPS, resolve_sampler, sample
 from difflab.utils.tensors import f64
 
 
-def sdedit(denoiser, x_in: Tensor, strength: float, *, sampler: str = DEFAULT_SAMPLER, steps: int = DEFAULT_STEPS,
+def sdedit(denoiser, x_in: Tensor, strength: float, *, sampler: str = DEFAULT, steps: int = DEFAULT_STEPS,
            schedule=DEFAULT_SCHEDULE, schedule_options: dict | None = None, seed: int | None = None,
            generator: torch.Generator | None = None, cond=None, guidance=None, **options) -> EditResult:
     """Noise x_in to t = strength and denoise it with `sampler` (any of difflab.sampling.SAMPLERS, with its
     options) on the cut grid; guidance as in difflab.sample."""
     x_in = check_image(x_in)
     s = snap_time(denoiser.process, check_strength(strength))
-    ts = base_grid(denoiser.process, schedule, steps, schedule_options)
+    sampler = resolve_sampler(sampler, denoiser.process, steps)  # once: the cut grid has fewer steps
+    ts = base_grid(denoiser.process, schedule, steps, schedule_options, sampler)
     if s == 0.0:
         return EditResult(x_in.clone(), 0, torch.tensor([0.0], dtype=f64))
     g = generator_for(seed, generator, x_in.device)

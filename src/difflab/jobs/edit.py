@@ -148,11 +148,12 @@ def paste_known(decoded: Tensor, image: Tensor, mask: Tensor) -> Tensor:
 
 def _sampler(loaded: LoadedRun, sampler, steps, schedule, options, schedule_options):
     s = loaded.config.sample
-    name = sampler_name(s.sampler if sampler is None else sampler)
+    steps = s.steps if steps is None else steps
+    name = sampler_name(s.sampler if sampler is None else sampler, loaded.model.process, steps)
     kwargs = check_options(SAMPLERS[name], {**s.options, **(options or {})}, f"sampler {name!r} (--option)")
     schedule = s.schedule if schedule is None else schedule
-    grid = grid_options(loaded.model.process, name, schedule, {**s.schedule_options, **(schedule_options or {})})
-    steps = s.steps if steps is None else steps
+    grid = grid_options(loaded.model.process, name, schedule, {**s.schedule_options, **(schedule_options or {})},
+                        steps=steps)
     return name, steps, schedule, grid, kwargs
 
 

@@ -38,7 +38,7 @@ from difflab.jobs.runs import LoadedRun, load_run
 from difflab.metrics import EvalOptions, describe_sw2_ratio, evaluate, resolve_inception_weights
 from difflab.metrics.folders import ImageFolderBatches, check_same_images
 from difflab.metrics.specs import AUTO, FEATURES, MODEL_METRICS, data_kind, resolve_metrics
-from difflab.sampling import DEFAULT, DEFAULT_SAMPLER, default_schedule
+from difflab.sampling import DEFAULT, default_schedule, resolve_sampler
 from difflab.utils.errors import DifflabError
 from difflab.utils.files import atomic_write_json
 from difflab.utils.progress import Progress
@@ -243,12 +243,14 @@ def evaluate_loaded(loaded: LoadedRun, *, n: int = DEFAULT_N, sampler: str | Non
                                         progress=progress, **(nll_options or {}))
         results.update(nll_results)
     own = loaded.model.family if isinstance(loaded.model, Baseline) else None  # a baseline's own sampler
+    process = None if own else loaded.model.process
+    resolved = None if own else resolve_sampler(sample["sampler"], process, sample["steps"])
     settings = {
         "run": str(loaded.checkpoint.parent), "checkpoint": str(loaded.checkpoint),
         # the names generate() resolves DEFAULT to, so a report says which sampler and grid ran
-        "sampler": own or (DEFAULT_SAMPLER if sample["sampler"] == DEFAULT else sample["sampler"]),
-        "schedule": None if own else (default_schedule(loaded.model.process) if sample["schedule"] == DEFAULT
-                                      else sample["schedule"]),
+        "sampler": own or resolved,
+        "schedule": None if own else (default_schedule(process, resolved, sample["steps"])
+                                      if sample["schedule"] == DEFAULT else sample["schedule"]),
         "steps": None if own else sample["steps"], "nfe": fake.nfe, "n": n, "seed": seed,
         "sample_seeds": f"({sample_seeds(seed, 0, 1)[0]} + i) mod 2**32", "guidance": sample["guidance"],
         "options": sample["options"], "schedule_options": sample["schedule_options"],

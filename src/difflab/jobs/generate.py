@@ -232,9 +232,9 @@ def generate(model, meta, n: int, *, sampler: str, steps: int, schedule: str, se
     uncond = negative_cond(negative, n, text_encoder, device) if guidance != 1.0 else None
     guide = guidance_chain(guidance, uncond, classifier if by_classifier else None, classifier_scale,
                            labels_to_network=class_model)
-    name = sampler_name(sampler)
+    name = sampler_name(sampler, model.process, steps)
     kwargs = check_options(SAMPLERS[name], options, f"sampler {name!r} (--option)")
-    kwargs["schedule_options"] = grid_options(model.process, name, schedule, schedule_options)
+    kwargs["schedule_options"] = grid_options(model.process, name, schedule, schedule_options, steps=steps)
     with Progress(steps, f"sample {n}", "step", enabled=progress) as bar:
         result = sample(model, (n, *meta.data_shape), sampler=name, steps=steps, schedule=schedule, seed=seed, cond=cond,
                         guidance=guide, device=device, return_trajectory=return_trajectory,

@@ -9,14 +9,16 @@ from difflab.sampling.api import (
     DEFAULT_STEPS,
     CountingDenoiser,
     SampleResult,
+    default_sampler,
     default_schedule,
+    resolve_sampler,
     sample,
 )
 from difflab.sampling.brownian import BrownianNoise
 from difflab.sampling.core import GaussianNoise, NoiseSource, Step
 from difflab.sampling.ddpm import ddim, ddpm
 from difflab.sampling.deis import deis, ipndm, lms, plms
-from difflab.sampling.dpm_solver import dpmpp_2m, dpmpp_2m_sde, dpmpp_3m, dpmpp_sde
+from difflab.sampling.dpm_solver import dpmpp_2m, dpmpp_2m_sde, dpmpp_3m, dpmpp_3m_sde, dpmpp_sde
 from difflab.sampling.edm import euler, heun
 from difflab.sampling.fitted import FittedGrid
 from difflab.sampling.grids import (
@@ -58,11 +60,13 @@ __all__ = [
     "ddim",
     "ddpm",
     "deis",
+    "default_sampler",
     "default_schedule",
     "discrete",
     "dpmpp_2m",
     "dpmpp_2m_sde",
     "dpmpp_3m",
+    "dpmpp_3m_sde",
     "dpmpp_sde",
     "euler",
     "euler_maruyama",
@@ -73,6 +77,7 @@ __all__ = [
     "lms",
     "make_grid",
     "plms",
+    "resolve_sampler",
     "predictor_corrector",
     "probability_flow",
     "sample",

@@ -30,10 +30,14 @@ from difflab.utils.seeding import make_generator
 
 NOISES = ("gaussian", "brownian")
 DEFAULT = "default"  # the one word for "the library's default" (sampler and schedule), in code and configs
-DEFAULT_SAMPLER = "unipc"
+DEFAULT_SAMPLER = "unipc"  # on continuous processes; a discrete table has its own (default_sampler)
 DEFAULT_SCHEDULE = DEFAULT
 DEFAULT_STEPS = 20
 SPECIAL_SCHEDULES = (DEFAULT, "optimized")
+#: On a discrete table (DDPM's T steps): DEIS (order 3, time polynomial) on the time-quadratic grid below this
+#: many steps, LMS (order 4 in sigma) on the 'linspace' spacing from it (docs/benchmarks.md, "A default for
+#: discrete tables").
+DISCRETE_MANY_STEPS = 100
 
 
 class SampleResult(NamedTuple):
@@ -49,11 +53,36 @@ class SampleResult(NamedTuple):
     fit_nfe: int = 0
 
 
-def default_schedule(process) -> str:
+def _many_steps(process, steps: int | None) -> bool:
+    return bool(getattr(process, "is_discrete", False)) and steps is not None and steps >= DISCRETE_MANY_STEPS
+
+
+def default_sampler(process, steps: int | None = None) -> str:
+    """The default sampler: UniPC (order 2 with its corrector) on continuous processes; on a discrete table
+    `deis` below DISCRETE_MANY_STEPS steps and `lms` from there. On the DDPM table the best fixed
+    configuration changes with the budget (docs/benchmarks.md, "A default for discrete tables": over the
+    three exact mixtures at 10-100 NFE this pair is the steadiest measured, geometric mean 0.79x the best
+    diffusers scheduler's error, where UniPC on uniform log-SNR is 4.8-47x behind at 30-100 NFE)."""
+    if getattr(process, "is_discrete", False):
+        return "lms" if _many_steps(process, steps) else "deis"
+    return DEFAULT_SAMPLER
+
+
+def resolve_sampler(sampler: str, process, steps: int | None = None) -> str:
+    """`sampler` checked against the registry, 'default' resolved by default_sampler."""
+    return default_sampler(process, steps) if sampler == DEFAULT else check_choice("sampler", sampler, SAMPLERS)
+
+
+def default_schedule(process, sampler: str | None = None, steps: int | None = None) -> str:
     """The default grid: uniform in t when the process starts from pure noise (alpha(1) = 0, rectified flow: seed 003's
-    grid; its log-SNR range is unbounded), else uniform in log-SNR. Both are the best fixed grids of the
-    benchmark for those processes (docs/benchmarks.md)."""
-    return "uniform" if process.starts_from_pure_noise else "logsnr"
+    grid; its log-SNR range is unbounded); on a discrete table the time-quadratic grid `polynomial` (rho = 2,
+    DDIM's 'quad'), or the 'linspace' spacing for `lms` from DISCRETE_MANY_STEPS steps; else uniform in
+    log-SNR. Each is the best fixed grid of the benchmark for its process (docs/benchmarks.md)."""
+    if process.starts_from_pure_noise:
+        return "uniform"
+    if getattr(process, "is_discrete", False):
+        return "linspace" if sampler == "lms" and _many_steps(process, steps) else "polynomial"
+    return "logsnr"
 
 
 def _grid(denoiser, schedule, steps, schedule_options, sampler, options, sample_shape, cond, dtype, device) -> Tensor:
@@ -63,7 +92,7 @@ def _grid(denoiser, schedule, steps, schedule_options, sampler, options, sample_
             raise DifflabError("a fitted grid takes no schedule_options (its times are fixed)")
         return schedule.check_use(denoiser.process, sampler, steps, options)
     if isinstance(schedule, str) and schedule == DEFAULT:
-        schedule = default_schedule(denoiser.process)
+        schedule = default_schedule(denoiser.process, sampler, steps)
     if isinstance(schedule, str) and schedule == "optimized":
         return fit_grid(denoiser, steps, sampler, shape=sample_shape, options=options, cond=cond, dtype=dtype,
                         device=device, **(schedule_options or {})).times
@@ -115,7 +144,7 @@ def sample(
     denoiser,
     shape_or_x_T,
     *,
-    sampler: str = DEFAULT_SAMPLER,
+    sampler: str = DEFAULT,
     steps: int = DEFAULT_STEPS,
     schedule: str | Sequence[float] | Tensor | FittedGrid = DEFAULT_SCHEDULE,
     schedule_options: dict | None = None,
@@ -144,16 +173,17 @@ def sample(
     from a Brownian tree (same path for every step count; needs a seed). Remaining keywords go to the
     sampler (e.g. eta, order, s_churn); unknown ones are rejected with the list of valid ones.
 
-    Default: UniPC (order 2, with its corrector, which costs no NFE) on the default grid with 20 steps, chosen
-    from the benchmark in difflab.analysis.sampler_benchmark (docs/benchmarks.md): at 20 NFE it is the
-    most accurate of 32 fixed-grid configurations on three of the four cases (2-D ring under VP and flow,
-    64-D mixture under flow) and within 1.25x of the best on the fourth. A fitted grid lowers the RMSE at
+    Default (sampler='default'): UniPC (order 2, with its corrector, which costs no NFE) on the default grid with
+    20 steps on continuous processes, chosen from the benchmark in difflab.analysis.sampler_benchmark
+    (docs/benchmarks.md): at 20 NFE it is the most accurate of 32 fixed-grid configurations on three of the
+    four cases (2-D ring under VP and flow, 64-D mixture under flow) and within 1.25x of the best on the
+    fourth. On a discrete table, DEIS / LMS by the number of steps (`default_sampler`). A fitted grid lowers the RMSE at
     a given sampling NFE (1.1-4.5x at 5 NFE in the benchmark) but its fit costs hundreds of calls: it pays
     only when it is fitted once and reused for many batches.
     """
-    sampler = DEFAULT_SAMPLER if sampler == DEFAULT else check_choice("sampler", sampler, SAMPLERS)
-    check_choice("noise", noise, NOISES)
     check_steps(steps)
+    sampler = resolve_sampler(sampler, denoiser.process, steps)
+    check_choice("noise", noise, NOISES)
     unknown = sorted(set(options) - sampler_options(sampler))
     if unknown:
         valid = ", ".join(sorted(sampler_options(sampler))) or "none"
