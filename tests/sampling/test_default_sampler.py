@@ -6,9 +6,17 @@ import pytest
 import torch
 
 from difflab.analysis import ring_mixture
-from difflab.config.sampling import grid_options, sampler_name
+from difflab.config.sampling import grid_options
 from difflab.process import VPSDE, DiscreteVP, RectifiedFlow
-from difflab.sampling import DEFAULT, default_sampler, default_schedule, make_grid, probability_flow, sample
+from difflab.sampling import (
+    DEFAULT,
+    default_sampler,
+    default_schedule,
+    make_grid,
+    probability_flow,
+    resolve_sampler,
+    sample,
+)
 from difflab.sampling.api import DISCRETE_MANY_STEPS
 
 f64 = torch.float64
@@ -26,7 +34,7 @@ f64 = torch.float64
 ])
 def test_default_per_process_family(process, steps, sampler, schedule):
     assert default_sampler(process, steps) == sampler
-    assert sampler_name(DEFAULT, process, steps) == sampler
+    assert resolve_sampler(DEFAULT, process, steps) == sampler
     assert default_schedule(process, sampler, steps) == schedule
 
 
@@ -36,7 +44,7 @@ def test_an_explicit_sampler_keeps_the_family_grid():
     assert default_schedule(table, "unipc", 200) == "polynomial"
     assert default_schedule(table, "lms", 20) == "polynomial"
     assert default_schedule(table) == "polynomial"
-    assert sampler_name("ddim", table, 20) == "ddim"
+    assert resolve_sampler("ddim", table, 20) == "ddim"
 
 
 @pytest.mark.parametrize(("steps", "sampler", "schedule"), [(12, "deis", "polynomial"), (100, "lms", "linspace")])

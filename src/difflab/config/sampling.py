@@ -35,12 +35,6 @@ def check_options(fn, options: dict | None, what: str) -> dict:
                           keyword_only=True)
 
 
-def sampler_name(sampler: str, process, steps: int | None) -> str:
-    """The sampler a config names ('default': difflab.sampling's default for this process and number of steps),
-    checked against the registry."""
-    return resolve_sampler(sampler, process, steps)
-
-
 def grid_options(process, sampler: str, schedule, schedule_options: dict | None,
                  source: str = "--schedule-option", steps: int | None = None) -> dict:
     """The schedule options, checked, plus t_max = SDE_T_MAX when a reverse-SDE sampler would otherwise start
@@ -66,7 +60,7 @@ def check_sample_config(cfg: RunConfig) -> RunConfig:
     """cfg with its `sample` section checked against the sampler and grid it names (one DifflabError if not)."""
     s = cfg.sample
     process = build_process(cfg.process)
-    name = sampler_name(s.sampler, process, s.steps)
+    name = resolve_sampler(s.sampler, process, s.steps)
     check_options(SAMPLERS[name], s.options, f"sampler {name!r} (sample.options)")
     check_choice("schedule", s.schedule, (*GRIDS, *SCHEDULE_WORDS))
     grid_options(process, name, s.schedule, s.schedule_options, "sample.schedule_options", s.steps)

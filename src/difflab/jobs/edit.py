@@ -27,7 +27,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from rich.console import Console
 from torch import Tensor
 
-from difflab.config.sampling import check_options, grid_options, sampler_name
+from difflab.config.sampling import check_options, grid_options
 from difflab.data.images import decode_image, to_unit_range
 from difflab.editing import MixedCondition, inpaint, invert, reconstruct, sdedit, slerp_frames
 from difflab.jobs.generate import (
@@ -40,7 +40,7 @@ from difflab.jobs.generate import (
 )
 from difflab.jobs.runs import LoadedRun, load_run
 from difflab.jobs.sample import output_file, save_array
-from difflab.sampling import sample
+from difflab.sampling import resolve_sampler, sample
 from difflab.sampling.registry import SAMPLERS
 from difflab.utils.errors import DifflabError
 from difflab.utils.files import atomic_write
@@ -149,7 +149,7 @@ def paste_known(decoded: Tensor, image: Tensor, mask: Tensor) -> Tensor:
 def _sampler(loaded: LoadedRun, sampler, steps, schedule, options, schedule_options):
     s = loaded.config.sample
     steps = s.steps if steps is None else steps
-    name = sampler_name(s.sampler if sampler is None else sampler, loaded.model.process, steps)
+    name = resolve_sampler(s.sampler if sampler is None else sampler, loaded.model.process, steps)
     kwargs = check_options(SAMPLERS[name], {**s.options, **(options or {})}, f"sampler {name!r} (--option)")
     schedule = s.schedule if schedule is None else schedule
     grid = grid_options(loaded.model.process, name, schedule, {**s.schedule_options, **(schedule_options or {})},

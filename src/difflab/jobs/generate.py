@@ -16,12 +16,12 @@ import torch
 from torch import Tensor
 
 from difflab.baselines.base import Baseline
-from difflab.config.sampling import check_options, grid_options, sampler_name
+from difflab.config.sampling import check_options, grid_options
 from difflab.data.datasets import default_value_range
 from difflab.guidance.cfg import classifier_free
 from difflab.guidance.classifier import ClassifierGuidance
 from difflab.param.denoiser import Denoiser
-from difflab.sampling import sample
+from difflab.sampling import resolve_sampler, sample
 from difflab.sampling.api import SampleResult
 from difflab.sampling.registry import SAMPLERS
 from difflab.utils.cond import Cond
@@ -232,7 +232,7 @@ def generate(model, meta, n: int, *, sampler: str, steps: int, schedule: str, se
     uncond = negative_cond(negative, n, text_encoder, device) if guidance != 1.0 else None
     guide = guidance_chain(guidance, uncond, classifier if by_classifier else None, classifier_scale,
                            labels_to_network=class_model)
-    name = sampler_name(sampler, model.process, steps)
+    name = resolve_sampler(sampler, model.process, steps)
     kwargs = check_options(SAMPLERS[name], options, f"sampler {name!r} (--option)")
     kwargs["schedule_options"] = grid_options(model.process, name, schedule, schedule_options, steps=steps)
     with Progress(steps, f"sample {n}", "step", enabled=progress) as bar:

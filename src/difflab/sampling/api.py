@@ -62,7 +62,8 @@ def default_sampler(process, steps: int | None = None) -> str:
     `deis` below DISCRETE_MANY_STEPS steps and `lms` from there. On the DDPM table the best fixed
     configuration changes with the budget (docs/benchmarks.md, "A default for discrete tables": over the
     three exact mixtures at 10-100 NFE this pair is the steadiest measured, geometric mean 0.79x the best
-    diffusers scheduler's error, where UniPC on uniform log-SNR is 4.8-47x behind at 30-100 NFE)."""
+    diffusers scheduler's error, where UniPC on uniform log-SNR is 4.8-47x behind at 30-100 NFE on the 64-D and
+    256-D mixtures)."""
     if getattr(process, "is_discrete", False):
         return "lms" if _many_steps(process, steps) else "deis"
     return DEFAULT_SAMPLER
