@@ -13,8 +13,8 @@ from difflab.distill.reflow import PairDataset, PairPrepare, ReflowLoss, cached_
 from difflab.distill.straightness import straightness
 from difflab.nets.mlp import MLPNet
 from difflab.param import NetworkDenoiser
-from difflab.process import make_process
-from difflab.sampling import sample
+from difflab.process import DiscreteVP, make_process
+from difflab.sampling import make_grid, sample
 from difflab.utils.errors import DifflabError
 
 f64 = torch.float64
@@ -133,3 +133,11 @@ def test_the_student_of_a_vp_teacher_is_a_velocity_flow_and_a_flow_teacher_is_ke
     assert (vp["sample"]["sampler"], vp["sample"]["schedule"], vp["sample"]["steps"]) == ("euler", "uniform", 3)
     flow = config({"process": {"name": "flow"}}, one_step=True)
     assert set(flow) == {"sample"} and flow["sample"]["steps"] == 1
+
+
+def test_pair_grid_default_follows_the_pairs_sampler_and_steps():
+    """'default' is difflab.sample's grid for the same sampler and steps: lms from 100 steps on a DDPM table
+    takes 'linspace', deis the time-quadratic grid (difflab.sampling.default_schedule)."""
+    table = DiscreteVP()
+    assert torch.equal(pair_grid(table, 100, sampler="lms"), make_grid(table, "linspace", 100))
+    assert torch.equal(pair_grid(table, 20, sampler="deis"), make_grid(table, "polynomial", 20))

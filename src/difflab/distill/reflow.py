@@ -47,9 +47,11 @@ PAIRS_DIR = "pairs"
 
 
 # ---- pairs -----------------------------------------------------------------------------------------
-def pair_grid(process, steps: int, schedule: str = "default", schedule_options: dict | None = None) -> Tensor:
-    """The teacher's ODE grid for the pairs ('default': difflab.sampling's default grid for the process)."""
-    name = default_schedule(process) if schedule == DEFAULT else schedule
+def pair_grid(process, steps: int, schedule: str = "default", schedule_options: dict | None = None,
+              sampler: str | None = None) -> Tensor:
+    """The teacher's ODE grid for the pairs ('default': difflab.sampling's default grid for the process,
+    the pairs' sampler and steps)."""
+    name = default_schedule(process, sampler, steps) if schedule == DEFAULT else schedule
     return make_grid(process, name, steps, **(schedule_options or {}))
 
 
@@ -172,7 +174,7 @@ def build(ctx: DistillContext, *, pairs: int = 10_000, pair_sampler: str = "unip
                            f"{ctx.student.process.name!r} (leave the process to the method)")
     if pairs < 1:
         raise DifflabError(f"distill.options.pairs must be >= 1; got {pairs}")
-    ts = pair_grid(ctx.teacher.process, pair_steps, pair_schedule)
+    ts = pair_grid(ctx.teacher.process, pair_steps, pair_schedule, sampler=pair_sampler)
     z, x, labels = cached_pairs(ctx, pairs, pair_sampler, ts, pair_batch)
     return DistillPlan(ReflowLoss(one_step), data=PairDataset(z.float(), x.float(), labels),
                        wrap_prepare=PairPrepare, notes=[f"{pairs} pairs from the teacher's ODE ({pair_sampler}, {pair_steps} steps)"])
