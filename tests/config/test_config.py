@@ -45,6 +45,19 @@ def test_unknown_preset_and_missing_file(tmp_path):
         load_config(bad)
 
 
+def test_a_folder_named_like_a_preset_does_not_hide_it(tmp_path, monkeypatch):
+    # `difflab train digits --out digits` creates the folder `digits` before the config is read
+    preset = load_config("digits")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "digits").mkdir()
+    assert load_config("digits") == preset
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(DifflabError, match="mine is not a file; presets are: digits"):
+        load_config("mine")
+    (tmp_path / "toy2d").write_text("train: {lr: 0.5}\n")  # a file of that name is the user's own config
+    assert load_config("toy2d").train.lr == 0.5
+
+
 def test_factory_builds_what_the_config_names():
     cfg = load_config("digits", ["model.conditioning=class"])
     process = build_process(cfg.process)

@@ -32,6 +32,14 @@ def test_train_sample_resume(tmp_path):
     assert r.exit_code == 2 and "resume" in r.output
 
 
+def test_out_folder_named_like_the_preset(tmp_path, monkeypatch):
+    # `train toy2d --out toy2d` in the current folder: the run folder must not hide the preset
+    monkeypatch.chdir(tmp_path)
+    r = runner.invoke(app, ["train", "toy2d", "--out", "toy2d", "--steps", "2", *TINY])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "toy2d" / "ckpt-2" / "model.safetensors").is_file()
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

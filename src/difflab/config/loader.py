@@ -33,13 +33,17 @@ def _read_yaml(text: str, origin: str) -> dict:
 
 
 def read_config_dict(preset_or_path: str | Path) -> dict:
-    """The raw dict of a preset name or a YAML file path."""
+    """The raw dict of a preset name or a YAML file path.
+
+    A file wins; a preset name wins over a folder of that name (`difflab train digits --out digits` makes the
+    folder `digits` before the config is read)."""
     path = Path(preset_or_path).expanduser()
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        if not path.is_file():
-            raise DifflabError(f"config file {path} does not exist; presets are: {', '.join(preset_names())}")
-        return _read_yaml(path.read_text(), str(path))
     name = str(preset_or_path)
+    if path.is_file():
+        return _read_yaml(path.read_text(), str(path))
+    if path.suffix in (".yaml", ".yml") or (path.exists() and name not in preset_names()):
+        what = "is not a file" if path.exists() else "does not exist"
+        raise DifflabError(f"config file {path} {what}; presets are: {', '.join(preset_names())}")
     if name not in preset_names():
         raise DifflabError(f"unknown preset {name!r}; presets are: {', '.join(preset_names())} (or give a .yaml path)")
     text = (resources.files("difflab.config") / "presets" / f"{name}.yaml").read_text()
