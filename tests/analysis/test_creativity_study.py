@@ -14,7 +14,7 @@ from difflab.cli.main import app
 from difflab.config.factory import build_denoiser, build_process
 from difflab.config.loader import load_config
 from difflab.data.digits import load_digits
-from difflab.jobs.analyze import creativity_study
+from difflab.jobs.analyze import creativity_study, training_images
 from difflab.jobs.runs import LoadedRun, RunMeta
 from difflab.process import RectifiedFlow
 from difflab.utils.errors import DifflabError
@@ -113,3 +113,15 @@ def test_zero_steps_and_even_patches_are_refused_before_any_sampling(tmp_path, o
     with pytest.raises(DifflabError, match=message):
         creativity_study({"a": tiny_run(0)}, images[:8].double(), None, tmp_path, n=2, calibration_n=1, **options)
     assert not (tmp_path / "creativity.json").exists()
+
+
+def test_a_shapes_run_gets_held_out_images_it_never_trained_on():
+    cfg = load_config("shapes-text", ["data.options.n=400", "data.options.combos=all"])
+    train, held, words = training_images(LoadedRun(cfg, RunMeta((3, 32, 32), None, 384), None, Path("ckpt-0"), None))
+    assert train.shape == (400, 3, 32, 32) and train.dtype == torch.float64
+    assert 0 < len(held) < 400 and "seed 1" in words
+    d = torch.cdist(held.flatten(1), train.flatten(1))
+    assert float(d.min()) > 0  # no held-out image is a training image
+    digits = load_config("digits")
+    _, held_digits, words = training_images(LoadedRun(digits, RunMeta((1, 8, 8), None, None), None, Path("c"), None))
+    assert len(held_digits) == 360 and "'split': 'test'" in words

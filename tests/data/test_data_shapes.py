@@ -17,6 +17,7 @@ from difflab.data.shapes import (
     SIZES,
     Shapes,
     all_combos,
+    held_out_draw,
     holdout_combos,
     max_offset,
     read_attributes,
@@ -157,3 +158,18 @@ def test_bad_arguments():
     with pytest.raises(DifflabError, match=r"jitter must be an integer in 0\.\.1"):
         Shapes(10, jitter=2)
     assert max_offset(64) == math.floor(0.05 * 64)
+
+
+@pytest.mark.parametrize("jitter, n", [(0, 1500), (1, 600)])
+def test_held_out_draw_is_the_fresh_draw_without_training_images(jitter, n):
+    """Checked by pixels, not keys: kept = the fresh images equal to no training image, in draw order."""
+    train = Shapes(n, seed=3, combos="train", jitter=jitter)
+    held, words = held_out_draw(train)
+    fresh = Shapes(n, seed=4, combos="train", jitter=jitter)
+    a = fresh.render(slice(None)).flatten(1).double()
+    b = train.render(slice(None)).flatten(1).double()
+    seen = (torch.cdist(a, b) == 0).any(1)
+    assert 0 < int(seen.sum()) < n  # the case has both kinds (630 distinct images at jitter 0)
+    assert torch.equal(held, fresh.render(torch.nonzero(~seen).flatten()))
+    assert f"without the {int(seen.sum())} items" in words and f"{n - int(seen.sum())} images" in words
+    assert set(map(tuple, fresh.attributes[~seen, :2].tolist())) <= set(train_combos())

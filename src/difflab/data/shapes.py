@@ -255,3 +255,34 @@ class Shapes(Dataset):
         if not -self.n <= i < self.n:
             raise IndexError(f"item {i} out of range for {self.n} shapes")
         return {"x": self.render([i])[0], "caption": self.caption(i), "attributes": self.attributes[i]}
+
+
+def held_out_draw(train: Shapes) -> tuple[Tensor, str]:
+    """A held-out set for a procedural shapes run: images of a fresh draw (seed + 1, the same n, combos, size
+    and jitter) that are not items of `train`, and a description in words.
+
+    Shapes have no test split: with jitter J there are only 5 x 7 x 9 x 2 x (2J + 1)^2 distinct images (5670
+    at J = 1), so a fresh draw repeats training items (about n / 5670 of them per item at n << 5670).  An item
+    is its (shape, colour, position, size, dx, dy) key, which fixes its image; items whose key occurs in
+    `train` are dropped, so the set is "same distribution, not seen in training" -- the memorization
+    check's baseline (difflab.metrics.memorization_check)."""
+    fresh = Shapes(train.n, seed=train.seed + 1, size=train.size, combos=train.combos.tolist(), jitter=train.jitter)
+    unseen = ~torch.isin(_item_keys(fresh), _item_keys(train))
+    kept = torch.nonzero(unseen).flatten()
+    if len(kept) == 0:
+        raise DifflabError(f"every item of a fresh draw of {train.n} shapes occurs in training: no held-out images")
+    words = (f"shapes seed {fresh.seed} (n {fresh.n}, the training combos, size and jitter) without the "
+             f"{fresh.n - len(kept)} items that occur in training: {len(kept)} images")
+    return fresh.render(kept), words
+
+
+def _item_keys(ds: Shapes) -> Tensor:
+    """One int64 per item from its attributes and offset (mixed radix): equal keys <=> equal images."""
+    span = 2 * ds.jitter + 1
+    key = torch.zeros(ds.n, dtype=torch.long)
+    radices = (len(SHAPES), len(COLOURS), len(POSITIONS), len(SIZES))
+    for column, radix in enumerate(radices):
+        key = key * radix + ds.attributes[:, column]
+    for column in range(2):
+        key = key * span + ds.offsets[:, column] + ds.jitter
+    return key

@@ -29,6 +29,7 @@ from difflab.analysis.creativity import (
 )
 from difflab.analysis.local_score import check_patch_size
 from difflab.config.factory import build_data, held_out_config
+from difflab.data.shapes import Shapes, held_out_draw
 from difflab.jobs.runs import LoadedRun, load_run
 from difflab.metrics.lowdim import memorization_check
 from difflab.sampling.api import sample
@@ -48,20 +49,26 @@ def _stats(v: Tensor) -> dict:
     return {"median": float(q[1]), "q25": float(q[0]), "q75": float(q[2]), "mean": float(v.mean()), "n": len(v)}
 
 
-def training_images(loaded: LoadedRun) -> tuple[Tensor, Tensor | None]:
-    """The run's training images (N, C, H, W) float64 (no flips) and its held-out split, if it has one."""
+def training_images(loaded: LoadedRun) -> tuple[Tensor, Tensor | None, str]:
+    """The run's training images (N, C, H, W) float64 (no flips), its held-out images if it has any, and
+    what those are in words. Procedural shapes: a fresh draw without the training items (held_out_draw)."""
     data = loaded.config.data
     data = replace(data, options={**data.options, "hflip": False}) if "hflip" in data.options else data
     train = build_data(data)
     if len(train.data_shape) != 3:
         raise DifflabError("the creativity study needs an image run (C, H, W); this run has vector data")
     held_cfg = held_out_config(loaded.config.data)
-    held = build_data(held_cfg) if held_cfg is not None else None
 
     def stack(ds) -> Tensor:
         return torch.stack([ds[i]["x"] for i in range(len(ds))]).to(torch.float64)
 
-    return stack(train), (stack(held) if held is not None else None)
+    if held_cfg is not None:
+        held = build_data(held_cfg)
+        return stack(train), stack(held), f"{held_cfg.name} {held_cfg.options} ({len(held)} images)"
+    if isinstance(train, Shapes):
+        held, words = held_out_draw(train)
+        return stack(train), held.to(torch.float64), words
+    return stack(train), None, "none: this data set has no held-out split (no memorization figures)"
 
 
 def default_sizes(shape) -> list[int]:
@@ -140,16 +147,17 @@ def run_creativity(runs: list[str | Path], out: str | Path, *, ema: bool = True,
     loaded = {Path(r).name: load_run(r, ema=ema, device=device) for r in runs}
     if len(loaded) != len(runs):
         raise DifflabError("give runs with different folder names: results are keyed by folder name")
-    train, held = training_images(next(iter(loaded.values())))
-    return creativity_study(loaded, train, held, out, **options, ema=ema)
+    train, held, heldout = training_images(next(iter(loaded.values())))
+    return creativity_study(loaded, train, held, out, **options, ema=ema, heldout=heldout)
 
 
 def creativity_study(loaded: dict[str, LoadedRun], train: Tensor, held: Tensor | None, out: str | Path, *,
                      n: int = 100, calibration_n: int = 16, sizes: list[int] | None = None,
                      sampler: str | None = None, steps: int | None = None, schedule: str | None = None,
                      strip_times=(0.9, 0.7, 0.5, 0.3, 0.1, 0.0), boundary_broken: bool = True, n_show: int = 12,
-                     ema: bool = True) -> dict:
-    """Agreement, memorization and pictures for networks `loaded` (name -> run) trained on `train`."""
+                     ema: bool = True, heldout: str | None = None) -> dict:
+    """Agreement, memorization and pictures for networks `loaded` (name -> run) trained on `train`;
+    `heldout` says what `held` is (written to the report)."""
     console = Console(markup=False, highlight=False)
     if n < 2 or calibration_n < 1:
         raise DifflabError(f"need at least 2 evaluation seeds and 1 calibration seed; got n={n}, calibration_n={calibration_n}")
@@ -173,7 +181,8 @@ def creativity_study(loaded: dict[str, LoadedRun], train: Tensor, held: Tensor |
     x_cal = per_sample_noise(range(CALIBRATION_SEED0, CALIBRATION_SEED0 + calibration_n), shape) * std
     report: dict = {"metric": METRIC, "settings": {**how, "n": n, "calibration_n": calibration_n, "sizes": sizes,
                                                    "train_images": len(train), "shape": list(shape),
-                                                   "boundary_broken": boundary_broken, "ema": ema}, "runs": {}}
+                                                   "boundary_broken": boundary_broken, "ema": ema,
+                                                   "heldout": heldout}, "runs": {}}
     t0 = time.perf_counter()
     ideal = _sample(build_machine("ideal", train, process), x_T, how)
     console.print(f"ideal machine: {n} samples in {time.perf_counter() - t0:.0f} s")
