@@ -125,3 +125,30 @@ def test_a_shapes_run_gets_held_out_images_it_never_trained_on():
     digits = load_config("digits")
     _, held_digits, words = training_images(LoadedRun(digits, RunMeta((1, 8, 8), None, None), None, Path("c"), None))
     assert len(held_digits) == 360 and "'split': 'test'" in words
+
+
+def test_creativity_command_end_to_end_streamed_equals_tabulated(tmp_path):
+    """`difflab train` a tiny digits run, then `analyze creativity` with every table streamed (--table-mib 0) and
+    with tables: the same agreements (streamed == tabulated posterior), the cap written to the report."""
+    run = tmp_path / "run"
+    r = runner.invoke(app, ["train", "digits", "--out", str(run), "--steps", "2", "--threads", "1",
+                            "--set", "data.options.first=40", "--set", "train.batch_size=8",
+                            "--set", "train.sample_every=0", "--set", "train.warmup_steps=1",
+                            "--set", "model.options={base_channels: 8, channel_mult: [1], num_res_blocks: 1, "
+                                     "attention_resolutions: []}"])
+    assert r.exit_code == 0, r.output
+    reports = {}
+    for mib in (0, 256):
+        out = tmp_path / f"cr{mib}"
+        r = runner.invoke(app, ["analyze", "creativity", str(run), "--out", str(out), "-n", "3", "--calibration-n", "1",
+                                "--size", "1", "--size", "3", "--steps", "2", "--sampler", "euler",
+                                "--table-mib", str(mib), "--threads", "1"])
+        assert r.exit_code == 0, r.output
+        reports[mib] = json.loads((out / "creativity.json").read_text())
+    assert reports[0]["settings"]["max_table_elements"] == 0
+    assert reports[256]["settings"]["max_table_elements"] == 2**25
+    assert "'split': 'test'" in reports[0]["settings"]["heldout"]
+    a, b = (rep["runs"]["run"]["agreement_per_seed"] for rep in (reports[0], reports[256]))
+    assert set(a) == set(b) and all(abs(x - y) <= 2e-5 for k in a for x, y in zip(a[k], b[k], strict=True))
+    r = runner.invoke(app, ["analyze", "creativity", str(run), "--table-mib", "-1"])
+    assert r.exit_code == 2 and "--table-mib must be 0" in r.output

@@ -29,7 +29,12 @@ import torch
 from torch import Tensor
 
 from difflab.analysis.ideal import IdealScoreMachine, PosteriorMeanMachine
-from difflab.analysis.local_score import EquivariantLocalScoreMachine, LocalScoreMachine, PatchSchedule
+from difflab.analysis.local_score import (
+    DEFAULT_MAX_TABLE_ELEMENTS,
+    EquivariantLocalScoreMachine,
+    LocalScoreMachine,
+    PatchSchedule,
+)
 from difflab.process.base import NoiseProcess
 from difflab.sampling.api import sample
 from difflab.utils.errors import DifflabError, check_choice
@@ -51,17 +56,21 @@ def pearson_agreement(a: Tensor, b: Tensor) -> Tensor:
 
 def build_machine(kind: str, train: Tensor, process: NoiseProcess, patch_size: int | PatchSchedule | None = None,
                   *, parameterization: str = "x0", padding: str = "zeros",
-                  boundary_broken: bool = True) -> PosteriorMeanMachine:
-    """'ideal', 'ls' (local) or 'els' (equivariant local; boundary_broken applies to zero padding)."""
+                  boundary_broken: bool = True,
+                  max_table_elements: int = DEFAULT_MAX_TABLE_ELEMENTS) -> PosteriorMeanMachine:
+    """'ideal', 'ls' (local) or 'els' (equivariant local; boundary_broken applies to zero padding);
+    max_table_elements: the floats a patch size's table may hold before the machine streams."""
     check_choice("machine", kind, MACHINES)
     if kind == "ideal":
         return IdealScoreMachine(train, process, parameterization)
     if patch_size is None:
         raise DifflabError(f"the {kind} machine needs a patch size (an odd integer) or a calibrated schedule")
     if kind == "ls":
-        return LocalScoreMachine(train, process, patch_size, parameterization, padding=padding)
+        return LocalScoreMachine(train, process, patch_size, parameterization, padding=padding,
+                                 max_table_elements=max_table_elements)
     return EquivariantLocalScoreMachine(train, process, patch_size, parameterization, padding=padding,
-                                        boundary_broken=boundary_broken and padding == "zeros")
+                                        boundary_broken=boundary_broken and padding == "zeros",
+                                        max_table_elements=max_table_elements)
 
 
 @dataclass

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from difflab.cli.common import app, expand, fail, run_job
+from difflab.cli.common import THREADS, app, expand, fail, run_job, use_threads
 
 analyze_app = typer.Typer(no_args_is_help=True, help="Studies that explain what a trained model does.")
 app.add_typer(analyze_app, name="analyze")
@@ -26,12 +26,18 @@ def creativity(
     boundary_broken: bool = typer.Option(True, "--boundary-broken/--equivariant",
                                          help="ELS matches border patches only at the same offset from the border "
                                               "(zero-padded networks) or everywhere."),
+    table_mib: int = typer.Option(256, "--table-mib", help="Memory (MiB, float64) each patch size's table of training "
+                                  "patches may hold; a larger table is streamed instead (slower, same result)."),
+    threads: int = THREADS,
 ):
     """Sample the networks and the ideal, LS and ELS machines from the same noises; agreement, memorization, figures."""
     from difflab.jobs.analyze import run_creativity
 
     if n < 2:
         fail(f"-n must be at least 2 seeds; got {n}")
+    if table_mib < 0:
+        fail(f"--table-mib must be 0 (always stream) or more; got {table_mib}")
+    use_threads(threads)
     run_job(run_creativity, [expand(r) for r in runs], expand(out), n=n, calibration_n=calibration_n,
             sizes=list(size or []) or None, sampler=sampler, steps=steps, schedule=schedule, ema=ema,
-            boundary_broken=boundary_broken)
+            boundary_broken=boundary_broken, max_table_elements=table_mib * 2**20 // 8)

@@ -27,7 +27,7 @@ from difflab.analysis.creativity import (
     pearson_agreement,
     x0_strip,
 )
-from difflab.analysis.local_score import check_patch_size
+from difflab.analysis.local_score import DEFAULT_MAX_TABLE_ELEMENTS, check_patch_size
 from difflab.config.factory import build_data, held_out_config
 from difflab.data.shapes import Shapes, held_out_draw
 from difflab.jobs.runs import LoadedRun, load_run
@@ -155,7 +155,8 @@ def creativity_study(loaded: dict[str, LoadedRun], train: Tensor, held: Tensor |
                      n: int = 100, calibration_n: int = 16, sizes: list[int] | None = None,
                      sampler: str | None = None, steps: int | None = None, schedule: str | None = None,
                      strip_times=(0.9, 0.7, 0.5, 0.3, 0.1, 0.0), boundary_broken: bool = True, n_show: int = 12,
-                     ema: bool = True, heldout: str | None = None) -> dict:
+                     ema: bool = True, heldout: str | None = None,
+                     max_table_elements: int = DEFAULT_MAX_TABLE_ELEMENTS) -> dict:
     """Agreement, memorization and pictures for networks `loaded` (name -> run) trained on `train`;
     `heldout` says what `held` is (written to the report)."""
     console = Console(markup=False, highlight=False)
@@ -182,11 +183,13 @@ def creativity_study(loaded: dict[str, LoadedRun], train: Tensor, held: Tensor |
     report: dict = {"metric": METRIC, "settings": {**how, "n": n, "calibration_n": calibration_n, "sizes": sizes,
                                                    "train_images": len(train), "shape": list(shape),
                                                    "boundary_broken": boundary_broken, "ema": ema,
-                                                   "heldout": heldout}, "runs": {}}
+                                                   "heldout": heldout, "max_table_elements": max_table_elements},
+                    "runs": {}}
     t0 = time.perf_counter()
     ideal = _sample(build_machine("ideal", train, process), x_T, how)
     console.print(f"ideal machine: {n} samples in {time.perf_counter() - t0:.0f} s")
-    base = {k: build_machine(k, train, process, 1, boundary_broken=boundary_broken) for k in ("ls", "els")}
+    base = {k: build_machine(k, train, process, 1, boundary_broken=boundary_broken,
+                             max_table_elements=max_table_elements) for k in ("ls", "els")}
     for name, ld in loaded.items():
         if tuple(ld.meta.data_shape) != shape or repr(ld.model.process) != repr(process):
             raise DifflabError(f"{name} was trained on other data or another process; compare runs one at a time")
