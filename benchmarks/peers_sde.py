@@ -346,7 +346,7 @@ def overhead(shape=(64, 3, 32, 32), steps: int = 50, repeats: int = 5) -> dict[s
 GAUSS_MU, GAUSS_VAR = [0.5, -1.0, 2.0, 0.0], [0.04, 0.25, 1.0, 4.0]
 
 
-def gaussian_check(n: int = 50000, nfes=NFES, log=print) -> list[dict]:
+def gaussian_check(n: int = 50000, nfes=NFES, log=print, peers: bool = True) -> list[dict]:
     """Variance of the SDE-DPM-Solver++ family on a 4-D Gaussian N(mu, diag(0.04, 0.25, 1, 4)), whose samples
     have a known law: the largest relative variance error over the dimensions (its standard error is
     sqrt(2 / n), 0.6 % at n = 50000), per configuration and NFE; same x_T for all."""
@@ -357,10 +357,10 @@ def gaussian_check(n: int = 50000, nfes=NFES, log=print) -> list[dict]:
     z = torch.randn(n, 4, generator=torch.Generator().manual_seed(0), dtype=f64)
     configs = [("diffusers", f"SDE-DPM++{o}M/{g}", run_diffusers,
                 ("DPMSolverMultistepScheduler", {**go, "solver_order": o, "algorithm_type": "sde-dpmsolver++"}, "vp", {}))
-               for o in (2, 3) for g, go in (("linspace", {}), ("karras", {"use_karras_sigmas": True}))]
+               for o in (2, 3) for g, go in (("linspace", {}), ("karras", {"use_karras_sigmas": True}))] if peers else []
     configs += [("difflab", f"{label}/{g}", run_difflab, (*DIFFLAB_SAMPLERS[label], GRIDS[g]))
                 for label in ("dpmpp_2m_sde", "dpmpp_3m_sde", "dpmpp_3m_sde_pub") for g in ("logsnr", "karras", "poly2",
-                                                                                          "linspace")]
+                                                                                          "linspace", "trailing")]
     rows = []
     for library, label, fn, args in configs:
         for nfe in nfes:
@@ -393,7 +393,7 @@ def main(argv=None) -> int:
     log = (lambda m: None) if a.quiet else (lambda m: print(m, flush=True))
     rows, floors, result = [], [], {}
     if a.gaussian:
-        g_rows = gaussian_check(nfes=a.nfes, log=log)
+        g_rows = gaussian_check(nfes=a.nfes, log=log, peers=not a.no_peers)
         nfes = sorted({r["nfe"] for r in g_rows})
         table = ("| configuration | " + " | ".join(f"NFE {k}" for k in a.nfes) + " |\n|---|" + "---|" * len(a.nfes) + "\n")
         for label in dict.fromkeys(f"{r['library']} {r['config']}" for r in g_rows):
