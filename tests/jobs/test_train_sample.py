@@ -126,3 +126,38 @@ def test_previews_use_the_sample_sections_options(tmp_path, monkeypatch):
     bad = RunConfig(sample=replace(sample, options={"s_chrun": 2.0}))
     with pytest.raises(DifflabError, match="s_chrun"):
         train_job.preview_fn(meta, bad, None, None)(model, 1, tmp_path)
+
+
+def test_sample_and_eval_a_chosen_checkpoint(tmp_path):
+    """--checkpoint STEP samples ckpt-STEP: the same array as a copy of the run holding only that checkpoint;
+    a missing step names the steps there are, a damaged one names the file."""
+    import json
+    import shutil
+
+    run = tmp_path / "run"
+    args = ["--set", "train.ckpt_every=5", "--set", "train.keep_last=null"]
+    r = runner.invoke(app, ["train", "toy2d", "--out", str(run), "--steps", "10", *TINY, *args])
+    assert r.exit_code == 0, r.output
+    only5 = tmp_path / "only5"
+    only5.mkdir()
+    shutil.copy(run / "run.json", only5 / "run.json")
+    shutil.copytree(run / "ckpt-5", only5 / "ckpt-5")
+    arrays = {}
+    for name, source, extra in [("chosen", run, ["--checkpoint", "5"]), ("copy", only5, []), ("newest", run, [])]:
+        r = runner.invoke(app, ["sample", str(source), "--n", "20", "--steps", "4", "--no-grid",
+                                "--save-array", str(tmp_path / f"{name}.npy"), *extra])
+        assert r.exit_code == 0, r.output
+        arrays[name] = np.load(tmp_path / f"{name}.npy")
+    assert np.array_equal(arrays["chosen"], arrays["copy"]) and not np.array_equal(arrays["chosen"], arrays["newest"])
+    r = runner.invoke(app, ["eval", str(run), "--checkpoint", "5", "--n", "64", "--metrics", "sw2",
+                            "--json", str(tmp_path / "e.json")])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "e.json").read_text())["settings"]["checkpoint"].endswith("ckpt-5")
+    r = runner.invoke(app, ["sample", str(run), "--checkpoint", "7"])
+    assert r.exit_code == 2 and "no checkpoint ckpt-7; its checkpoints are at steps 5, 10" in r.output.replace("\n", " ")
+    (run / "ckpt-5" / "ema.safetensors").write_bytes(b"broken")
+    r = runner.invoke(app, ["sample", str(run), "--checkpoint", "5", "--no-grid", "--save-array", str(tmp_path / "x.npy")])
+    out = r.output.replace("\n", " ")
+    assert r.exit_code == 2 and "ema.safetensors" in out and "choose another --checkpoint" in out and "Traceback" not in out
+    r = runner.invoke(app, ["eval", "--real", str(tmp_path), "--fake", str(tmp_path), "--checkpoint", "5"])
+    assert r.exit_code == 2 and "--checkpoint only apply to a RUN" in r.output.replace("\n", " ")

@@ -43,6 +43,8 @@ def eval_(
                                "IWAE samples k of a VAE (100)."),
     split: str = typer.Option(None, "--split", help="nll on the data's held-out split (heldout, the default) or on "
                               "its training data (train)."),
+    checkpoint: int = typer.Option(None, "--checkpoint", help="Use ckpt-STEP instead of the newest intact "
+                                   "checkpoint (e.g. one phase's student of a progressive run)."),
     threads: int = THREADS,
 ):
     """Measure a trained run (difflab eval RUN) or two image folders (difflab eval --real DIR --fake DIR)."""
@@ -57,6 +59,6 @@ def eval_(
                         n_real=n_real, ema=ema, device=device, inception=expand(inception), is_splits=is_splits,
                         json_path=expand(json_path), options=parse_options(option, "--option"),
                         schedule_options=parse_options(schedule_option, "--schedule-option"), method=method,
-                        probes=probes, split=split)
+                        probes=probes, split=split, checkpoint=checkpoint)
 
     run_job(job)

@@ -83,6 +83,8 @@ def sample(
     save_array: Path = typer.Option(None, "--save-array", help="Also write the samples as .npy, in the data range "
                                     "(class labels, if any, beside it as NAME.labels.npy)."),
     device: str = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
+    checkpoint: int = typer.Option(None, "--checkpoint", help="Use ckpt-STEP instead of the newest intact "
+                                   "checkpoint (e.g. one phase's student of a progressive run)."),
     threads: int = THREADS,
 ):
     """Sample a trained run and write a grid and/or the raw array."""
@@ -95,7 +97,8 @@ def sample(
                           guidance=guidance, save_array_path=expand(save_array), device=device,
                           classifier_scale=classifier_scale, grid=grid,
                           options=parse_options(option, "--option"),
-                          schedule_options=parse_options(schedule_option, "--schedule-option"))
+                          schedule_options=parse_options(schedule_option, "--schedule-option"),
+                          checkpoint=checkpoint)
 
     use_threads(threads)
     run_job(job)

@@ -315,13 +315,17 @@ def run_eval(run: str | Path | None = None, *, real: str | Path | None = None, f
              inception: str | Path | None = None, is_splits: int | None = None,
              json_path: str | Path | None = None, options: dict | None = None,
              schedule_options: dict | None = None, method: str | None = None, probes: int | None = None,
-             split: str | None = None) -> EvalReport:
+             split: str | None = None, checkpoint: int | None = None) -> EvalReport:
     """`difflab eval RUN ...` or `difflab eval --real DIR --fake DIR`: score, print a table, write --json.
 
-    method / probes / split: the nll metric's (difflab.jobs.likelihood; None: its defaults)."""
+    method / probes / split: the nll metric's (difflab.jobs.likelihood; None: its defaults); checkpoint: the
+    run's ckpt-<step> instead of its newest intact checkpoint."""
     from difflab.jobs.autoencoder_runs import is_autoencoder_run
 
     if run is not None and real is None and fake is None and is_autoencoder_run(run):  # reconstruction metrics
+        if checkpoint is not None:
+            raise DifflabError("--checkpoint picks a diffusion, distilled or baseline run's step; an autoencoder "
+                               "run is scored at its newest checkpoint")
         from difflab.jobs.reconstruct import evaluate_autoencoder
 
         return evaluate_autoencoder(run, n=n, seed=seed, batch_size=batch_size, ema=ema, device=device,
@@ -343,7 +347,7 @@ def run_eval(run: str | Path | None = None, *, real: str | Path | None = None, f
         run_only = {"--n": n, "--sampler": sampler, "--steps": steps, "--schedule": schedule,
                     "--guidance": guidance, "--n-real": n_real, "--option": options or None,
                     "--schedule-option": schedule_options or None, "--method": method, "--probes": probes,
-                    "--split": split}
+                    "--split": split, "--checkpoint": checkpoint}
         given = [k for k, v in run_only.items() if v is not None]
         if given or not ema:
             raise DifflabError(f"{', '.join(given) or '--no-ema'} only apply to a RUN, not to --real/--fake folders")
@@ -351,7 +355,7 @@ def run_eval(run: str | Path | None = None, *, real: str | Path | None = None, f
                                       inception=inception, is_splits=is_splits, progress=True)
         title = f"difflab eval: {fake} against {real}"
     else:
-        loaded = load_run(run, ema=ema, device=device)
+        loaded = load_run(run, ema=ema, device=device, checkpoint=checkpoint)
         report = evaluate_loaded(loaded, n=DEFAULT_N if n is None else n, sampler=sampler, steps=steps,
                                  schedule=schedule, seed=seed, guidance=guidance, batch_size=batch_size,
                                  metrics=metrics, n_real=n_real, device=device, inception=inception,

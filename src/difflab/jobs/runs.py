@@ -22,7 +22,15 @@ from difflab.config.loader import config_from_dict
 from difflab.config.schema import RunConfig
 from difflab.jobs.generate import resolve_device
 from difflab.jobs.latent import decode_latents, encode_images, run_autoencoder
-from difflab.train.checkpoint import load_weights, newest_intact_checkpoint, read_config
+from difflab.train.checkpoint import (
+    DamagedCheckpoint,
+    check_checkpoint,
+    checkpoint_step,
+    list_checkpoints,
+    load_weights,
+    newest_intact_checkpoint,
+    read_config,
+)
 from difflab.utils.errors import DifflabError
 from difflab.utils.files import atomic_write_json
 
@@ -112,10 +120,22 @@ class LoadedRun:
         return x if self.autoencoder is None else encode_images(self.autoencoder, x)
 
 
-def sampling_checkpoint(run_dir: Path, ema: bool = True) -> Path:
+def sampling_checkpoint(run_dir: Path, ema: bool = True, step: int | None = None) -> Path:
     """The newest checkpoint whose weights, state and config are sound (trainer.pt is not needed to
-    sample); a damaged newer one is skipped with a note naming the file."""
+    sample); a damaged newer one is skipped with a note naming the file. `step`: ckpt-<step> itself
+    (e.g. a progressive run's student of one phase), refused by name when it is missing or damaged."""
     weights = "ema.safetensors" if ema else "model.safetensors"
+    if step is not None:
+        steps = [checkpoint_step(p) for p in list_checkpoints(run_dir)]
+        if step not in steps:
+            raise DifflabError(f"{run_dir} has no checkpoint ckpt-{step}; its checkpoints are at steps "
+                               f"{', '.join(map(str, steps)) or '(none)'}")
+        path = run_dir / f"ckpt-{step}"
+        try:
+            check_checkpoint(path, (weights, "state.json", "config.yaml"))
+        except DamagedCheckpoint as e:
+            raise DifflabError(f"{e}; choose another --checkpoint") from None
+        return path
     ckpt, skipped = newest_intact_checkpoint(run_dir, (weights, "state.json", "config.yaml"))
     if ckpt is None and skipped:
         raise DifflabError(f"{skipped[0]}; no checkpoint of {run_dir} is intact: resume training with "
@@ -128,18 +148,20 @@ def sampling_checkpoint(run_dir: Path, ema: bool = True) -> Path:
     return ckpt
 
 
-def load_run(run_dir: str | Path, ema: bool = True, device: str = "cpu") -> LoadedRun:
-    """Rebuild the model of a run from its newest intact checkpoint (EMA weights by default).
+def load_run(run_dir: str | Path, ema: bool = True, device: str = "cpu", checkpoint: int | None = None) -> LoadedRun:
+    """Rebuild the model of a run from its newest intact checkpoint, or ckpt-<checkpoint> (EMA weights by default).
 
     Only the weights used, state.json and config.yaml are read (checked against the manifest).
     """
     if is_diffusers_source(run_dir):
+        if checkpoint is not None:
+            raise DifflabError(f"--checkpoint picks a step of a difflab run folder; {run_dir} is a diffusers model")
         return load_diffusers_run(run_dir, device)
     run_dir = Path(run_dir).expanduser()
     if not run_dir.is_dir():
         raise DifflabError(f"run folder {run_dir} does not exist; train one with `difflab train PRESET --out {run_dir}`")
     meta = read_meta(run_dir)
-    ckpt = sampling_checkpoint(run_dir, ema)
+    ckpt = sampling_checkpoint(run_dir, ema, checkpoint)
     cfg = config_from_dict(read_config(ckpt))
     if cfg.family != "diffusion":  # a VAE, GAN or PixelCNN: its own model, no process
         model = build_baseline_model(cfg, meta.data_shape, meta.num_classes)

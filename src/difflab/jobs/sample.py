@@ -71,18 +71,19 @@ def run_sample(run: str | Path, *, out: str | Path | None = None, n: int | None 
                seed: int | None = None, ema: bool = True, labels=None, prompt: str | None = None,
                negative: str | None = None, guidance: float | None = None, save_array_path=None,
                device: str | None = None, classifier_scale: float | None = None, grid: bool = True,
-               options: dict | None = None, schedule_options: dict | None = None):
+               options: dict | None = None, schedule_options: dict | None = None, checkpoint: int | None = None):
     """Sample RUN's model into a grid at `out` (and/or an array at save_array_path; see the module doc).
 
     None means the run's own setting (its config's `sample` section); options / schedule_options update
-    the config's sample.options / sample.schedule_options. classifier_scale s != 0 guides toward `labels`
+    the config's sample.options / sample.schedule_options; checkpoint: ckpt-<step> instead of the newest.
+    classifier_scale s != 0 guides toward `labels`
     with the run's classifier (RUN/classifier, from `difflab train-classifier`), on top of any weight w.
     """
     console = Console()
     device = resolve_device(device)
     n = None if n is None else check_count(n)
     run = Path(run).expanduser()
-    loaded = load_run(run, ema=ema, device=device)
+    loaded = load_run(run, ema=ema, device=device, checkpoint=checkpoint)
     if isinstance(loaded.model, Baseline):  # a VAE, GAN or PixelCNN draws with its own sampler
         check_sampling_options(loaded.config.family, {"--sampler": sampler, "--steps": steps, "--schedule": schedule,
                                                       "--option": options, "--schedule-option": schedule_options})
