@@ -112,3 +112,34 @@ def test_the_users_set_wins_over_the_methods_changes(teacher):
                             "init": "teacher"}
     d = student_config(base, teacher, "reflow", ["distill.options.sample_steps=3"])
     assert d["sample"]["steps"] == 3 and d["train"]["max_minutes"] is None
+
+
+def test_every_phase_student_is_kept_and_sampled_at_its_own_steps(teacher, tmp_path):
+    """Students of 4, 2, 1 steps (phases of 2 optimizer steps): their phase-end checkpoints survive keep_last=1,
+    `sample --steps 4` loads the 4-step student (= `--checkpoint 2`), and a missing student is named."""
+    import numpy as np
+
+    out = tmp_path / "pd"
+    r = runner.invoke(app, ["distill", str(teacher), "--method", "progressive", "--out", str(out),
+                            "--set", "distill.options.start_steps=8", "--set", "distill.options.phase_steps=[2, 2, 2]",
+                            "--set", "train.keep_last=1", "--set", "train.ckpt_every=100"])
+    assert r.exit_code == 0, r.output
+    assert sorted(int(p.name.split("-")[1]) for p in out.glob("ckpt-*")) == [2, 4, 6]
+
+    def draw(name, *args):
+        res = runner.invoke(app, ["sample", str(out), "--n", "8", "--class", "3", "--no-grid",
+                                  "--save-array", str(tmp_path / f"{name}.npy"), *args])
+        assert res.exit_code == 0, res.output
+        return np.load(tmp_path / f"{name}.npy"), " ".join(res.output.split())
+
+    auto, said = draw("auto", "--steps", "4")
+    assert "using ckpt-2, the 4-step student of this run" in said
+    chosen, said_chosen = draw("chosen", "--steps", "4", "--checkpoint", "2")
+    assert np.array_equal(auto, chosen) and "note:" not in said_chosen
+    newest, _ = draw("newest", "--steps", "4", "--checkpoint", "6")
+    assert not np.array_equal(auto, newest)
+    _, said_one = draw("one", "--steps", "1")
+    assert "note:" not in said_one  # the 1-step student is the newest checkpoint
+    shutil.rmtree(out / "ckpt-4")
+    _, said_two = draw("two", "--steps", "2")
+    assert "the 2-step student of this run would be ckpt-4" in said_two and "sampling ckpt-6 with 2 steps" in said_two

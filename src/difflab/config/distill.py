@@ -33,6 +33,15 @@ class DistillConfig:
             raise ValueError(f"distill.init must be one of {', '.join(INITS)}; got {self.init!r}")
 
 
+def student_checkpoint(cfg: DistillConfig | None, steps: int) -> int | None:
+    """The training step whose checkpoint holds the `steps`-step student of a run with several students (a
+    progressive run: the end of that student's phase); None for other runs or step counts."""
+    if cfg is None:
+        return None
+    method, options = build_distill_method(cfg)
+    return method.students(**options).get(int(steps))
+
+
 def build_distill_method(cfg: DistillConfig):
     """(the DistillMethod named by cfg.method, its checked options): the one place the name becomes the object."""
     from difflab.distill.registry import get_method

@@ -18,6 +18,11 @@ start from the teacher's weights, the shared Trainer with its lock, checkpoints,
         train_steps(**options) -> int | None,
             # the step budget the method's schedule needs when the user gives neither --steps nor --minutes
             # (progressive: phases x steps per phase); None keeps the config's max_steps
+        students(**options) -> dict[int, int],
+            # sampler steps -> the training step whose checkpoint holds the student that learnt them, for a
+            # method whose run holds several students (progressive: one per phase); these checkpoints are
+            # written and never pruned (the objective's `milestones`), and `difflab sample RUN2 --steps N`
+            # loads the N-step student; {} (the default) for one student
     )
 
 `options` are the keyword-only parameters of `build` (checked by name and type against its signature,
@@ -83,6 +88,10 @@ def _no_budget(**_) -> int | None:
     return None
 
 
+def _one_student(**_) -> dict[int, int]:
+    return {}
+
+
 @dataclass(frozen=True)
 class DistillMethod:
     """A distillation method: see the module docstring for the three functions."""
@@ -92,6 +101,7 @@ class DistillMethod:
     build: Callable[..., DistillPlan]
     train_steps: Callable[..., int | None] = _no_budget
     summary: str = ""
+    students: Callable[..., dict[int, int]] = _one_student
 
     def check_options(self, options: dict) -> dict:
         """`options` checked against build's keyword-only parameters (unknown name: the list of valid ones)."""

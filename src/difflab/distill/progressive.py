@@ -148,6 +148,7 @@ class ProgressiveObjective(DenoisingObjective):
         self.phases, self.teacher0 = list(phases), teacher0
         self.phase_steps = _phase_steps(phase_steps, len(self.phases))
         self.ends = list(itertools.accumulate(self.phase_steps))  # the update count at which each phase ends
+        self.milestones = frozenset(self.ends)  # each phase's student: checkpointed there, never pruned
         self.updates, self.phase = 0, 0
         self.phase_teacher: nn.Module | None = None  # the frozen student copy teaching phases k >= 1
 
@@ -240,10 +241,16 @@ def config(teacher: dict, *, start_steps: int = 64, final_steps: int = 1, phase_
             "train": {"ema": float(max(1, shortest * batch // 8)), "ema_rampup": None}}
 
 
+def students(*, start_steps: int = 64, final_steps: int = 1, phase_steps: int | list[int] = 500, **_) -> dict[int, int]:
+    """Student steps -> the optimizer step at which its phase ends (its checkpoint): {32: 500, 16: 1000, ...}."""
+    phases = phase_plan(start_steps, final_steps)
+    return dict(zip(phases, itertools.accumulate(_phase_steps(phase_steps, len(phases))), strict=True))
+
+
 def train_steps(*, start_steps: int = 64, final_steps: int = 1, phase_steps: int | list[int] = 500, **_) -> int:
     """Every phase's steps: their sum (len(phases) x phase_steps for one count)."""
     return sum(_phase_steps(phase_steps, len(phase_plan(start_steps, final_steps))))
 
 
 PROGRESSIVE = DistillMethod("progressive", config, build, train_steps,
-                            summary="two teacher DDIM steps in one, halving (Salimans & Ho 2022)")
+                            summary="two teacher DDIM steps in one, halving (Salimans & Ho 2022)", students=students)

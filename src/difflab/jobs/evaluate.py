@@ -355,7 +355,7 @@ def run_eval(run: str | Path | None = None, *, real: str | Path | None = None, f
                                       inception=inception, is_splits=is_splits, progress=True)
         title = f"difflab eval: {fake} against {real}"
     else:
-        loaded = load_run(run, ema=ema, device=device, checkpoint=checkpoint)
+        loaded = load_run(run, ema=ema, device=device, checkpoint=checkpoint, steps=steps)
         report = evaluate_loaded(loaded, n=DEFAULT_N if n is None else n, sampler=sampler, steps=steps,
                                  schedule=schedule, seed=seed, guidance=guidance, batch_size=batch_size,
                                  metrics=metrics, n_real=n_real, device=device, inception=inception,

@@ -17,6 +17,7 @@ import torch
 from rich.console import Console
 from torch import nn
 
+from difflab.config.distill import student_checkpoint
 from difflab.config.factory import build_baseline_model, build_denoiser, build_process, build_text_encoder
 from difflab.config.loader import config_from_dict
 from difflab.config.schema import RunConfig
@@ -148,8 +149,29 @@ def sampling_checkpoint(run_dir: Path, ema: bool = True, step: int | None = None
     return ckpt
 
 
-def load_run(run_dir: str | Path, ema: bool = True, device: str = "cpu", checkpoint: int | None = None) -> LoadedRun:
+def _student_for(run_dir: Path, ckpt: Path, cfg: RunConfig, ema: bool, steps: int) -> tuple[Path, RunConfig]:
+    """The checkpoint (and its config) of the `steps`-step student when the run holds one per step count."""
+    want = student_checkpoint(cfg.distill, steps)
+    if want is None or want == checkpoint_step(ckpt):
+        return ckpt, cfg
+    note = Console(stderr=True)
+    if want not in [checkpoint_step(p) for p in list_checkpoints(run_dir)]:
+        note.print(f"note: the {steps}-step student of this run would be ckpt-{want}, which {run_dir} does not hold "
+                   f"(not reached yet, or pruned); sampling {ckpt.name} with {steps} steps",
+                   markup=False, highlight=False, soft_wrap=True)
+        return ckpt, cfg
+    chosen = sampling_checkpoint(run_dir, ema, want)
+    note.print(f"note: using ckpt-{want}, the {steps}-step student of this run (--checkpoint picks another)",
+               markup=False, highlight=False, soft_wrap=True)
+    return chosen, config_from_dict(read_config(chosen))
+
+
+def load_run(run_dir: str | Path, ema: bool = True, device: str = "cpu", checkpoint: int | None = None,
+             steps: int | None = None) -> LoadedRun:
     """Rebuild the model of a run from its newest intact checkpoint, or ckpt-<checkpoint> (EMA weights by default).
+
+    `steps`: the sampler steps the caller will use; a run that holds one student per step count (progressive
+    distillation) then loads that student's checkpoint unless `checkpoint` is given, and says so.
 
     Only the weights used, state.json and config.yaml are read (checked against the manifest).
     """
@@ -163,6 +185,8 @@ def load_run(run_dir: str | Path, ema: bool = True, device: str = "cpu", checkpo
     meta = read_meta(run_dir)
     ckpt = sampling_checkpoint(run_dir, ema, checkpoint)
     cfg = config_from_dict(read_config(ckpt))
+    if checkpoint is None and steps is not None:
+        ckpt, cfg = _student_for(run_dir, ckpt, cfg, ema, steps)
     if cfg.family != "diffusion":  # a VAE, GAN or PixelCNN: its own model, no process
         model = build_baseline_model(cfg, meta.data_shape, meta.num_classes)
     else:

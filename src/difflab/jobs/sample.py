@@ -83,7 +83,7 @@ def run_sample(run: str | Path, *, out: str | Path | None = None, n: int | None 
     device = resolve_device(device)
     n = None if n is None else check_count(n)
     run = Path(run).expanduser()
-    loaded = load_run(run, ema=ema, device=device, checkpoint=checkpoint)
+    loaded = load_run(run, ema=ema, device=device, checkpoint=checkpoint, steps=steps)
     if isinstance(loaded.model, Baseline):  # a VAE, GAN or PixelCNN draws with its own sampler
         check_sampling_options(loaded.config.family, {"--sampler": sampler, "--steps": steps, "--schedule": schedule,
                                                       "--option": options, "--schedule-option": schedule_options})

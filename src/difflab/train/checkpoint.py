@@ -93,9 +93,10 @@ def _delete(path: Path) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
-def prune_checkpoints(run_dir: str | Path, keep_last: int | None) -> None:
-    """Delete all but the newest `keep_last` checkpoints (None keeps all), leftover temporary and
-    trash folders, and half-deleted `ckpt-<step>` folders (no model.safetensors)."""
+def prune_checkpoints(run_dir: str | Path, keep_last: int | None, keep: Iterable[int] = ()) -> None:
+    """Delete all but the newest `keep_last` checkpoints (None keeps all) except those of the steps in
+    `keep`, leftover temporary and trash folders, and half-deleted `ckpt-<step>` folders (no model.safetensors)."""
+    keep = set(keep)
     run_dir = Path(run_dir)
     for p in [*run_dir.glob(TMP_PREFIX + "*"), *run_dir.glob(TRASH_PREFIX + "*")]:
         shutil.rmtree(p, ignore_errors=True)
@@ -104,7 +105,8 @@ def prune_checkpoints(run_dir: str | Path, keep_last: int | None) -> None:
             _delete(p)
     if keep_last is not None:
         for p in list_checkpoints(run_dir)[:-keep_last] if keep_last > 0 else []:
-            _delete(p)
+            if checkpoint_step(p) not in keep:
+                _delete(p)
 
 
 def set_aside(path: str | Path) -> Path:
@@ -145,8 +147,10 @@ def save_checkpoint(
     state: dict,
     config: dict,
     keep_last: int | None = None,
+    keep: Iterable[int] = (),
 ) -> Path:
-    """Write `<run_dir>/ckpt-<step>` with its manifest atomically and prune to `keep_last`; returns its path.
+    """Write `<run_dir>/ckpt-<step>` with its manifest atomically and prune to `keep_last` (never the steps
+    in `keep`); returns its path.
 
     An intact checkpoint of the same step is kept as it is (same step, same state); a damaged one is
     set aside (`ckpt-<step>.damaged`) and written anew.
@@ -180,7 +184,7 @@ def save_checkpoint(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    prune_checkpoints(run_dir, keep_last)
+    prune_checkpoints(run_dir, keep_last, keep)
     return final
 
 

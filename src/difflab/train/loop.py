@@ -182,7 +182,7 @@ class Trainer:
                 state = {**snap, "rng": rng, "world_size": self.world}
                 path = save_checkpoint(
                     self.out_dir, self.step, self.model, self.ema.module, self.objective.state_dict(), state,
-                    self.run_config, self.config.keep_last,
+                    self.run_config, self.config.keep_last, getattr(self.objective, "milestones", ()),
                 )
             acc.wait_for_everyone()
         return path
@@ -328,7 +328,7 @@ class Trainer:
         if cfg.sample_every and self.step % cfg.sample_every == 0:
             self._sample()
             tick.sampled_at = self.step
-        if cfg.ckpt_every and self.step % cfg.ckpt_every == 0:
+        if (cfg.ckpt_every and self.step % cfg.ckpt_every == 0) or self.step in getattr(self.objective, "milestones", ()):
             self.save()
         return self._stop_reason(agree=is_log)
 

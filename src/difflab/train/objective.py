@@ -52,6 +52,8 @@ class Objective(Protocol):
 
     def load_state_dict(self, state: dict) -> None: ...
 
+    # optional: `milestones`, a set of steps at which the trainer writes a checkpoint that is never pruned
+
 
 def grad_norm_of(params: list[Tensor]) -> Tensor:
     """||g||_2 over every parameter that has a gradient: sqrt(sum_p ||g_p||^2), one fused norm per tensor
