@@ -56,6 +56,9 @@ def test_train_sample_eval_each_family(runs, family, tmp_path):
     invoke("eval", run, "--n", 20, "--batch-size", 20, "--json", tmp_path / "e.json")
     report = json.loads((tmp_path / "e.json").read_text())
     res, st = report["results"], report["settings"]
+    invoke("eval", run, "--n", 20, "--batch-size", 7, "--metrics", "fdd", "--json", tmp_path / "e7.json")
+    fdd7 = json.loads((tmp_path / "e7.json").read_text())["results"]["fdd"]
+    assert abs(fdd7 - res["fdd"]) <= 1e-6 * res["fdd"]  # per-sample seeds: the samples do not depend on the batch
     assert {"fdd", "precision", "recall", "class_coverage"} <= set(res)
     assert st["sampler"] == family and st["schedule"] is None
     assert st["nfe"] == (64 if family == "pixelcnn" else 1)

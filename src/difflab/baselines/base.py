@@ -4,7 +4,9 @@ A baseline (VAE, DC-GAN, PixelCNN; seeds 000, 002, 003) is an `nn.Module` the sh
 through its objective (difflab.baselines.registry names both), and that `sample` / `eval` use through
 two methods:
 
-    sample(n, *, generator, device, labels=None)  -> (n, *data_shape) images in the data range [-1, 1]
+    sample(n, *, generator | seeds, device, labels=None)  -> (n, *data_shape) images in the data range [-1, 1]
+        (subclasses implement draw(n, draws, device, labels), taking every random number from `draws`, so
+        with per-sample seeds a sample does not depend on its batch)
     log_likelihood(x, *, generator=None, k=None, labels=None) -> (B,) float64 log P(x) in nats per image
 
 log P is the probability of the DISCRETE data: images with L levels, level j at x = -1 + j Delta,
@@ -19,11 +21,14 @@ the cost column of the trilemma table.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor, nn
 
 from difflab.likelihood.result import bin_width, check_levels
 from difflab.utils.errors import DifflabError
+from difflab.utils.seeding import Draws
 
 
 def to_levels(x: Tensor, levels: int, check: bool = True) -> Tensor:
@@ -80,7 +85,7 @@ class Baseline(nn.Module):
     """A non-diffusion generative model: see the module docstring for the contract.
 
     Subclasses set family, data_shape, levels, has_likelihood, nfe_per_sample and num_classes in their
-    constructor and implement sample (and log_likelihood where has_likelihood).
+    constructor and implement draw (and log_likelihood where has_likelihood).
     """
 
     family: str
@@ -94,7 +99,17 @@ class Baseline(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def sample(self, n: int, *, generator: torch.Generator, device=None, labels: Tensor | None = None) -> Tensor:
+    def sample(self, n: int, *, generator: torch.Generator | None = None, seeds: Sequence[int] | None = None,
+               device=None, labels: Tensor | None = None) -> Tensor:
+        """n samples; their random numbers come from `generator` (one stream for the batch) or from `seeds`
+        (one per sample: sample i is the same whatever batch it is drawn in; difflab.utils.seeding.Draws)."""
+        if (generator is None) == (seeds is None):
+            raise DifflabError("sample needs either a generator or one seed per sample")
+        device = torch.device(device) if device is not None else self.device
+        return self.draw(n, Draws(n, generator=generator, seeds=seeds, device=device), device, labels)
+
+    def draw(self, n: int, draws: Draws, device: torch.device, labels: Tensor | None) -> Tensor:
+        """n samples on `device` from the random numbers of `draws` (each subclass's sampler)."""
         raise NotImplementedError
 
     def log_likelihood(self, x: Tensor, *, generator: torch.Generator | None = None, k: int | None = None,

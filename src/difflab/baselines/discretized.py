@@ -34,9 +34,12 @@ def discretized_logistic_log_prob(x: Tensor, mu: Tensor, log_s: Tensor, levels: 
     return torch.where(lowest, F.logsigmoid(a), torch.where(highest, F.logsigmoid(-b), interior))
 
 
-def discretized_logistic_sample(mu: Tensor, log_s: Tensor, levels: int, generator: torch.Generator | None) -> Tensor:
-    """A draw of x on the L levels: a logistic variate mu + s log(u / (1 - u)) snapped to its bin."""
-    u = torch.rand(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device).clamp(1e-6, 1 - 1e-6)
+def discretized_logistic_sample(mu: Tensor, log_s: Tensor, levels: int, u: Tensor | torch.Generator | None) -> Tensor:
+    """A draw of x on the L levels: a logistic variate mu + s log(u / (1 - u)) snapped to its bin; u are the
+    uniforms (shape of mu) or a generator to draw them from."""
+    if not isinstance(u, Tensor):
+        u = torch.rand(mu.shape, generator=u, dtype=mu.dtype, device=mu.device)
+    u = u.to(mu.dtype).clamp(1e-6, 1 - 1e-6)
     y = mu + log_s.clamp(min=LOG_SCALE_MIN).exp() * (torch.log(u) - torch.log1p(-u))
     delta = bin_width(levels)
     return (((y + 1) / delta).round().clamp(0, levels - 1) * delta - 1).to(mu.dtype)

@@ -128,15 +128,15 @@ class DCGAN(Baseline):
         return self.net(z)
 
     @torch.no_grad()
-    def sample(self, n: int, *, generator: torch.Generator, device=None, labels: Tensor | None = None) -> Tensor:
-        """n images G(z), z drawn from `generator`; BatchNorm in eval mode (its running statistics), the
+    def draw(self, n: int, draws, device, labels: Tensor | None) -> Tensor:
+        """n images G(z), z ~ N(0, I) from `draws`; BatchNorm in eval mode (its running statistics), the
         module's mode restored afterwards."""
         if labels is not None:
             raise DifflabError("this GAN is unconditional: pass no labels")
         was_training = self.training
         self.eval()
         try:
-            return self(self.draw_latent(n, generator, device))
+            return self(draws.normal((self.latent_dim,)))
         finally:
             self.train(was_training)
 

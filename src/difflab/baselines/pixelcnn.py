@@ -168,19 +168,19 @@ class PixelCNN(Baseline):
         return self._log_probs(x, labels, torch.float64)
 
     @torch.no_grad()
-    def sample(self, n: int, *, generator: torch.Generator, device=None, labels: Tensor | None = None) -> Tensor:
+    def draw(self, n: int, draws, device, labels: Tensor | None) -> Tensor:
         """n images drawn level by level in raster order, channels innermost: C*H*W network evaluations,
         each over the whole batch and the rows 0..i of the current row i (the rows below cannot change
-        them); every draw comes from `generator` (on `device`)."""
-        device = torch.device(device) if device is not None else self.device
+        them); level of pixel (c, i, j) = the first l with CDF(l) > u, u uniform from `draws` (inversion)."""
         check_labels(labels, self.num_classes, n)
         labels = labels_of(None, self.num_classes, n, device) if labels is None else labels.to(device)
         C, H, W = self.data_shape
         x = torch.zeros(n, C, H, W, device=device)  # the future is never read (causal masks)
+        u = draws.uniform((C, H, W), torch.float64)
         for i in range(H):
             for j in range(W):
                 for c in range(C):
                     p = torch.softmax(self.logits(x[:, :, : i + 1], labels)[:, c, :, i, j].double(), dim=1)  # (n, L)
-                    level = torch.multinomial(p, 1, generator=generator).squeeze(1)
+                    level = (p.cumsum(1) <= u[:, c, i, j, None]).sum(1).clamp(max=self.levels - 1)
                     x[:, c, i, j] = from_levels(level, self.levels, x.dtype)
         return x

@@ -110,15 +110,15 @@ class VAE(Baseline):
             return elbo(mu, logvar, log_lik, generator) if k is None else iwae(mu, logvar, log_lik, k, generator, chunk)
 
     @torch.no_grad()
-    def sample(self, n: int, *, generator: torch.Generator, device=None, labels: Tensor | None = None) -> Tensor:
-        """n images from z ~ N(0, I) (drawn from `generator`): the decoder's location, or x ~ p(x|z)."""
+    def draw(self, n: int, draws, device, labels: Tensor | None) -> Tensor:
+        """n images from z ~ N(0, I) (from `draws`): the decoder's location, or x ~ p(x|z) by inversion of
+        uniforms from `draws` (a logistic variate; a Bernoulli pixel is +1 where u < p)."""
         if labels is not None:
             raise DifflabError("this VAE is unconditional: pass no labels")
-        device = torch.device(device) if device is not None else self.device
-        z = torch.randn(n, self.latent_dim, generator=generator, device=device)
-        out = self.decoder(z)
+        out = self.decoder(draws.normal((self.latent_dim,)))
+        u = None if self.mean else draws.uniform(self.data_shape, out.dtype)
         if self.decoder_kind == "logistic":
             mu, log_s = out.chunk(2, dim=1)
-            return mu.clamp(-1, 1) if self.mean else discretized_logistic_sample(mu, log_s, self.levels, generator)
+            return mu.clamp(-1, 1) if self.mean else discretized_logistic_sample(mu, log_s, self.levels, u)
         p = torch.sigmoid(out)
-        return 2 * p - 1 if self.mean else 2 * torch.bernoulli(p, generator=generator) - 1
+        return 2 * p - 1 if self.mean else 2 * (u < p).to(p.dtype) - 1

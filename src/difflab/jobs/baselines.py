@@ -81,9 +81,10 @@ def generate_baseline(model: Baseline, meta, n: int, *, seed: int | Sequence[int
     if model.num_classes is not None:
         y = class_labels(labels, model.num_classes, n, "this model's", device) if labels is not None else \
             (torch.arange(n) % model.num_classes).to(device)
-    first = seed if isinstance(seed, int) else int(list(seed)[0])
-    generator = torch.Generator(device).manual_seed(first)
-    x = model.sample(n, generator=generator, device=device, labels=y)
+    if isinstance(seed, int):  # one stream for the batch, as difflab.sample does with an int seed
+        x = model.sample(n, generator=torch.Generator(device).manual_seed(seed), device=device, labels=y)
+    else:  # one seed per sample (eval): sample i is the same whatever --batch-size
+        x = model.sample(n, seeds=list(seed), device=device, labels=y)
     return Generated(clamp_to_data(x, meta), y, model.nfe_per_sample, None)
 
 

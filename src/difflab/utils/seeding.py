@@ -37,3 +37,34 @@ def per_sample_noise(seeds: Sequence[int], shape: Sequence[int], device="cpu", d
     """Standard normal noise of shape (len(seeds), *shape), row i drawn from a generator seeded seeds[i]."""
     rows = [torch.randn(tuple(shape), generator=make_generator(s), dtype=dtype) for s in seeds]
     return torch.stack(rows).to(device)
+
+
+class Draws:
+    """The random numbers of a batch of n samples: from one generator for the whole batch, or, given `seeds`,
+    row i from its own generator seeded seeds[i] (EDM's per-sample seeds), so sample i's draws are the same in
+    any batch. Successive calls continue the same streams. Values are made on the generators' device (CPU for
+    seeds) and moved to `device`."""
+
+    def __init__(self, n: int, *, generator: torch.Generator | None = None, seeds: Sequence[int] | None = None,
+                 device: torch.device | str = "cpu"):
+        if seeds is not None and len(seeds) != n:
+            raise ValueError(f"Draws needs one seed per sample: {n} samples, {len(seeds)} seeds")
+        self.n, self.device, self.generator = n, torch.device(device), generator
+        self.generators = None if seeds is None else [make_generator(s) for s in seeds]
+
+    def _draw(self, fn, shape: Sequence[int], dtype: torch.dtype) -> Tensor:
+        shape = tuple(shape)
+        if self.generators is None:
+            where = self.generator.device if self.generator is not None else self.device
+            return fn((self.n, *shape), generator=self.generator, dtype=dtype, device=where).to(self.device)
+        if self.n == 0:
+            return torch.empty((0, *shape), dtype=dtype, device=self.device)
+        return torch.stack([fn(shape, generator=g, dtype=dtype) for g in self.generators]).to(self.device)
+
+    def normal(self, shape: Sequence[int], dtype: torch.dtype = torch.float32) -> Tensor:
+        """(n, *shape) standard normal values."""
+        return self._draw(torch.randn, shape, dtype)
+
+    def uniform(self, shape: Sequence[int], dtype: torch.dtype = torch.float32) -> Tensor:
+        """(n, *shape) values uniform on [0, 1)."""
+        return self._draw(torch.rand, shape, dtype)
