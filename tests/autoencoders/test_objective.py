@@ -7,10 +7,9 @@ import pytest
 import torch
 
 from difflab.autoencoders.kl import KLAutoencoder
-from difflab.autoencoders.objective import AutoencoderLossConfig, make_autoencoder_objective, warmup
+from difflab.autoencoders.objective import AutoencoderLossConfig, make_autoencoder_objective
 from difflab.autoencoders.vq import VQAutoencoder
 from difflab.train import TensorBatchDataset, TrainConfig, Trainer, read_log
-from difflab.train.settings import warmup_factor
 from difflab.utils.errors import DifflabError
 
 
@@ -46,11 +45,6 @@ def _train(model, out, losses, data=None, **kw) -> Trainer:
 def _same(a: torch.nn.Module, b: torch.nn.Module) -> None:
     for (k, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         assert torch.equal(x, y), k
-
-
-def test_warmup_is_the_trainers():
-    for w in (0, 1, 5):
-        assert [warmup(s, w) for s in range(8)] == [warmup_factor(s, w) for s in range(8)]
 
 
 def test_a_few_steps_reduce_the_reconstruction_loss(tmp_path):

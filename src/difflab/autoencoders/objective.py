@@ -44,6 +44,7 @@ from difflab.autoencoders.losses import (
     reconstruction_loss,
 )
 from difflab.utils.errors import DifflabError, check_choice
+from difflab.utils.optim import grad_norm_of, warmup_factor
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
@@ -53,12 +54,6 @@ if TYPE_CHECKING:
 # weight_decay, warmup_steps, grad_clip, grad_accum, seed); `batches` yields prepared (x, cond).
 TrainConfig = Any
 Batches = Iterator[tuple[Tensor, Any]]
-
-
-def warmup(step: int, warmup_steps: int) -> float:
-    """min(1, (step + 1) / warmup_steps): the trainer's linear LR warm-up (difflab.train.settings.warmup_factor,
-    which this layer cannot import; a test holds the two equal)."""
-    return 1.0 if warmup_steps <= 0 else min(1.0, (step + 1) / warmup_steps)
 
 
 @dataclass(frozen=True)
@@ -111,7 +106,7 @@ class AutoencoderLossConfig:
 
 def _adamw(params, lr: float, config: TrainConfig):
     optimizer = torch.optim.AdamW(params, lr=lr, betas=config.betas, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup(s, config.warmup_steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_factor(s, config.warmup_steps))
     return optimizer, scheduler
 
 
@@ -215,8 +210,7 @@ class AutoencoderObjective:
         clip = self.config.grad_clip
         grad_norm = self.accelerator.clip_grad_norm_(params, clip) if clip else None
         if grad_norm is None and need_norm:
-            grads = [p.grad for p in params if p.grad is not None]
-            grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+            grad_norm = grad_norm_of(params)
         lr = scheduler.get_last_lr()[0]
         optimizer.step()
         scheduler.step()

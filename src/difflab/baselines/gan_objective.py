@@ -28,9 +28,9 @@ from torch import Tensor
 
 from difflab.baselines.gan import DCGAN, discriminator_loss, generator_loss, r1_penalty
 from difflab.train.data import derive_seed
-from difflab.train.objective import grad_norm_of
-from difflab.train.settings import TrainConfig, warmup_factor
+from difflab.train.settings import TrainConfig
 from difflab.utils.errors import DifflabError
+from difflab.utils.optim import grad_norm_of, warmup_factor
 
 DISCRIMINATOR_STREAM = 0xD15C  # derive_seed stream of the discriminator's initialization
 

@@ -19,7 +19,8 @@ from difflab.train.loop import Trainer
 from difflab.train.monitor import read_log
 from difflab.train.objective import DenoisingObjective, Objective
 from difflab.train.prepare import Captions, ClassLabels, Unconditional
-from difflab.train.settings import TrainConfig, TrainResult, warmup_factor
+from difflab.train.settings import TrainConfig, TrainResult
+from difflab.utils.optim import warmup_factor
 
 __all__ = [
     "EMA",

@@ -31,8 +31,9 @@ from accelerate import Accelerator
 from torch import Tensor, nn
 
 from difflab.param.denoiser import Denoiser
-from difflab.train.settings import TrainConfig, warmup_factor
+from difflab.train.settings import TrainConfig
 from difflab.utils.errors import DifflabError
+from difflab.utils.optim import grad_norm_of, warmup_factor
 
 LossFn = Callable[..., Tensor]
 Batches = Iterator[tuple[Tensor, dict | None]]  # prepared micro-batches (x0, cond) on the device
@@ -53,13 +54,6 @@ class Objective(Protocol):
     def load_state_dict(self, state: dict) -> None: ...
 
     # optional: `milestones`, a set of steps at which the trainer writes a checkpoint that is never pruned
-
-
-def grad_norm_of(params: list[Tensor]) -> Tensor:
-    """||g||_2 over every parameter that has a gradient: sqrt(sum_p ||g_p||^2), one fused norm per tensor
-    (the figure clip_grad_norm_ reports, for runs without clipping)."""
-    grads = [p.grad for p in params if p.grad is not None]
-    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
 
 
 class _TrainedDenoiser(Denoiser):

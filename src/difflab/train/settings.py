@@ -12,12 +12,6 @@ from difflab.utils.errors import DifflabError, check_choice
 MIXED_PRECISION = ("no", "bf16")
 
 
-def warmup_factor(step: int, warmup_steps: int) -> float:
-    """LR multiplier of the step-th update (0-based): min(1, (step + 1) / warmup_steps), linear warm-up
-    (Goyal et al. 2017) that reaches the full rate at update warmup_steps - 1; 1 without warm-up."""
-    return 1.0 if warmup_steps <= 0 else min(1.0, (step + 1) / warmup_steps)
-
-
 @dataclass
 class TrainConfig:
     """Settings of `Trainer`.
