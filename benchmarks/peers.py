@@ -183,7 +183,8 @@ def diffusers_steps(cls_name: str, nfe: int) -> int:
 DIFFLAB_SAMPLERS = {"ddim": ("ddim", {}), "dpmpp_2m": ("dpmpp_2m", {}), "dpmpp_3m": ("dpmpp_3m", {}),
                     "unipc": ("unipc", {}), "unipc_3": ("unipc", {"order": 3}), "deis": ("deis", {}),
                     "deis_logrho": ("deis", {"basis": "logrho"}), "ipndm": ("ipndm", {}), "plms": ("plms", {}),
-                    "lms": ("lms", {}), "heun": ("heun", {})}
+                    "lms": ("lms", {}), "heun": ("heun", {}), "bespoke": ("bespoke", {})}
+FITTED_ONLY = ("bespoke",)  # its fixed-grid form is deis (no weights fitted): not run on the fixed grids
 DIFFLAB_GRIDS = {"trailing": ("trailing", {}), "leading": ("leading", {}), "linspace": ("linspace", {}),
                  "logsnr": ("logsnr", {}), "karras": ("karras", {}), "uniform": ("uniform", {}),
                  "poly2": ("polynomial", {"rho": 2.0}), "poly3": ("polynomial", {"rho": 3.0})}
@@ -214,14 +215,17 @@ def difflab_endpoint(sampler: str, options: dict, grid, steps: int, z: torch.Ten
 
 
 # ---------------------------------------------------------------- the run
-def fitted_grid(sampler: str, options: dict, steps: int, D, dim: int, pilot: int):
+def fitted_grid(sampler: str, options: dict, steps: int, D, dim: int, pilot: int, max_evals: int = 150):
     """difflab.sampling.fit_grid on its own pilot batch (seed 1, independent of the measured z); every call
-    of the fit is in the returned grid's fit_nfe, reported as a one-time set-up beside the sampling NFE."""
-    return fit_grid(D, steps, sampler, shape=(dim,), options=options, pilot=pilot, seed=1, dtype=f64)
+    of the fit is in the returned grid's fit_nfe, reported as a one-time set-up beside the sampling NFE.
+    max_evals: Nelder-Mead's solver runs, or the bespoke solver's gradient iterations."""
+    return fit_grid(D, steps, sampler, shape=(dim,), options=options, pilot=pilot, seed=1, max_evals=max_evals,
+                    dtype=f64)
 
 
 def run_case(name: str, nfes=NFES, log=print, peers: bool = True, leading: bool = True,
-             tol: float = 1e-9, fitted: tuple[str, ...] = (), pilot: int = 256, fixed: bool = True) -> list[dict]:
+             tol: float = 1e-9, fitted: tuple[str, ...] = (), pilot: int = 256, fixed: bool = True,
+             max_evals: int = 150) -> list[dict]:
     make, n = CASES[name]
     mixture = make()
     D = mixture.denoiser(PROCESS, "eps")
@@ -243,6 +247,8 @@ def run_case(name: str, nfes=NFES, log=print, peers: bool = True, leading: bool 
 
     for nfe in nfes:
         for label, (sampler, options) in DIFFLAB_SAMPLERS.items() if fixed else ():
+            if label in FITTED_ONLY:
+                continue
             for g, grid in DIFFLAB_GRIDS.items():
                 steps = difflab_steps(sampler, nfe)
                 record("difflab", f"{label}/{g}", nfe, run_difflab, sampler, options, grid, steps, z, D, refs)
@@ -250,10 +256,11 @@ def run_case(name: str, nfes=NFES, log=print, peers: bool = True, leading: bool 
             sampler, options = DIFFLAB_SAMPLERS[label]
             steps = difflab_steps(sampler, nfe)
             start = time.perf_counter()
-            fg = fitted_grid(sampler, options, steps, D, mixture.dim, pilot)
+            fg = fitted_grid(sampler, options, steps, D, mixture.dim, pilot, max_evals)
             log(f"{name} fitted {label} NFE {nfe}: fit {fg.fit_nfe} calls x {pilot} ({time.perf_counter() - start:.0f}s)")
-            record("difflab-fitted", f"{label}/fitted", nfe, run_difflab, sampler, options, fg.times, steps, z, D,
-                   refs, fit_nfe=fg.fit_nfe, pilot=pilot)
+            fitted_options = options if fg.weights is None else {**options, "weights": fg.weights}  # bespoke's table
+            record("difflab-fitted", f"{label}/fitted", nfe, run_difflab, sampler, fitted_options, fg.times, steps, z,
+                   D, refs, fit_nfe=fg.fit_nfe, pilot=pilot)
         if peers:
             for label, cls_name, options, space in diffusers_configs(leading):
                 steps = diffusers_steps(cls_name, nfe)
@@ -295,6 +302,8 @@ def main(argv=None) -> int:
     parser.add_argument("--fitted", nargs="*", default=[], choices=list(DIFFLAB_SAMPLERS),
                         help="difflab samplers to also run on a grid fitted by fit_grid (set-up reported)")
     parser.add_argument("--pilot", type=int, default=256, help="the fitted grids' pilot batch")
+    parser.add_argument("--max-evals", type=int, default=150,
+                        help="fit_grid's max_evals: Nelder-Mead solver runs, or the bespoke solver's iterations")
     parser.add_argument("--no-fixed", action="store_true", help="leave out difflab's fixed grids")
     a = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -303,7 +312,7 @@ def main(argv=None) -> int:
     for case in a.cases:
         rows += run_case(case, a.nfes, log=(lambda m: None) if a.quiet else (lambda m: print(m, flush=True)),
                          peers=not a.no_peers, leading=not a.no_leading, tol=a.tol, fitted=tuple(a.fitted),
-                         pilot=a.pilot, fixed=not a.no_fixed)
+                         pilot=a.pilot, fixed=not a.no_fixed, max_evals=a.max_evals)
         if a.json:
             atomic_write_text(a.json, json.dumps(rows, indent=1))
     report = (f"Peers benchmark ({time.perf_counter() - start:.0f} s, torch {torch.__version__}, "

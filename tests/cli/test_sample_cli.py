@@ -148,3 +148,22 @@ def test_sampling_shows_its_steps_off_a_terminal(toy_run, tmp_path):
     lines = [line for line in r.output.splitlines() if line.startswith("sample 8")]
     assert r.exit_code == 0 and lines, r.output
     assert "3/3" in lines[-1] and "100%" in lines[-1]
+
+
+def test_the_bespoke_solver_is_fitted_then_sampled_and_evaluated_by_name(toy_run, tmp_path):
+    r = runner.invoke(app, ["fit-schedule", str(toy_run), "--steps", "3", "--sampler", "bespoke", "--pilot", "8",
+                            "--max-evals", "2"])
+    assert r.exit_code == 0 and "grid and weights for bespoke" in r.output, r.output
+    r = sample(toy_run, "--sampler", "bespoke", "--steps", "3", "--schedule", "fitted", "--no-grid",
+               "--save-array", str(tmp_path / "x.npy"))
+    assert r.exit_code == 0 and "(8 samples, 3 denoiser evaluations; its grid was fitted once with" in r.output
+    assert "note:" not in r.output
+    r = sample(toy_run, "--sampler", "bespoke", "--steps", "3", "--no-grid", "--save-array", str(tmp_path / "y.npy"))
+    assert r.exit_code == 0 and "without its fitted weights is DEIS" in " ".join(r.output.split()), r.output
+    r = runner.invoke(app, ["eval", str(toy_run), "--sampler", "bespoke", "--steps", "3", "--schedule", "fitted",
+                            "--n", "16", "--json", str(tmp_path / "e.json")])
+    assert r.exit_code == 0, r.output
+    import json
+
+    report = json.loads((tmp_path / "e.json").read_text())
+    assert report["settings"]["nfe"] == 3 and report["settings"]["schedule"] == "fitted", report

@@ -86,6 +86,7 @@ EXPECTED_NFE = {  # steps = N on a log-SNR grid of VP, which ends at sigma = 0
     "deis": lambda n: n,
     "ipndm": lambda n: n,
     "lms": lambda n: n,
+    "bespoke": lambda n: n,
     "plms": lambda n: n + 1,  # PNDM's pseudo-improved Euler warm-up costs one more evaluation
     "consistency": lambda n: n,
 }
@@ -152,7 +153,7 @@ def test_options_reach_the_sampler():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"sampler": "dpm++"}, "valid samplers are: adaptive, consistency, ddim"),
+        ({"sampler": "dpm++"}, "valid samplers are: adaptive, bespoke, consistency, ddim"),
         ({"schedule": "cosine"}, "valid schedules are:"),
         ({"steps": 0}, "steps must be an integer >= 1"),
         ({"sampler": "ddim", "eta": 1.5}, "eta must be a number in [0, 1]"),

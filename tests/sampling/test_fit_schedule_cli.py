@@ -57,3 +57,21 @@ def test_missing_fit_names_the_command(tmp_path):
         raise AssertionError("no error for a missing fit")
     r = CliRunner().invoke(app, ["fit-schedule", str(tmp_path / "nope"), "--steps", "3", "--device", "cpu"])
     assert r.exit_code == 2 and "does not exist" in r.output
+
+
+def test_bespoke_solver_is_fitted_saved_and_reused(tiny_run):
+    """--sampler bespoke keeps the grid and the fitted weights; sampling on it runs those weights."""
+    (run, model), runner = tiny_run, CliRunner()
+    r = runner.invoke(app, ["fit-schedule", str(run), "--steps", "4", "--sampler", "bespoke", "--pilot", "16",
+                            "--max-evals", "3", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    assert "4-step grid and weights for bespoke" in " ".join(r.output.split())
+    saved = json.loads(schedule_path(run, "bespoke", 4).read_text())
+    assert len(saved["weights"]) == 4 and all(len(row) == 4 for row in saved["weights"])
+    fitted = resolve_schedule(run, "fitted", "bespoke", 4)
+    assert fitted.weights is not None and fitted.fit_nfe == saved["fit_nfe"]
+    z = torch.randn(5, 2, generator=torch.Generator().manual_seed(0))
+    out = sample(model, z, sampler="bespoke", steps=4, schedule=fitted)
+    from difflab.sampling import SAMPLERS
+
+    assert out.nfe == 4 and torch.equal(out.x, SAMPLERS["bespoke"](model, z, fitted.times, weights=fitted.weights))

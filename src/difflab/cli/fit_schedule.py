@@ -13,9 +13,10 @@ from difflab.cli.common import app, run_job
 def fit_schedule(
     run: Path = typer.Argument(..., help="A run folder written by `difflab train`."),
     steps: int = typer.Option(..., help="Sampler steps the grid is fitted for."),
-    sampler: str = typer.Option("unipc", help="Deterministic sampler the grid is fitted for."),
+    sampler: str = typer.Option("unipc", help="Deterministic sampler the grid is fitted for; 'bespoke' fits the "
+                                "grid and the weights of a linear multistep solver by gradient descent."),
     pilot: int = typer.Option(128, help="Pilot batch size."),
-    max_evals: int = typer.Option(150, "--max-evals", help="Solver runs of the Nelder-Mead search."),
+    max_evals: int = typer.Option(150, "--max-evals", help="Solver runs of the Nelder-Mead search (bespoke: gradient iterations)."),
     seed: int = typer.Option(0, help="Seed of the pilot batch."),
     ema: bool = typer.Option(True, "--ema/--no-ema", help="Fit to the EMA weights."),
     device: str = typer.Option(None, help="cpu or cuda (default: cuda when available)."),

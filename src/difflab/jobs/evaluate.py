@@ -32,6 +32,7 @@ from difflab.config.factory import build_data, held_out_config
 from difflab.config.schema import DataConfig
 from difflab.data.datasets import collate
 from difflab.jobs.baselines import check_sampling_options
+from difflab.jobs.fit_schedule import resolve_schedule
 from difflab.jobs.generate import check_count, generate, resolve_device
 from difflab.jobs.likelihood import evaluate_nll
 from difflab.jobs.runs import LoadedRun, load_run
@@ -121,6 +122,11 @@ class SampleStream:
     sample: dict  # sampler, steps, schedule, seed, guidance, device, options, schedule_options
     prompts: Callable[[int, int], list[str]] | None = None
     nfe: int | None = None
+    schedule: object = None  # the grid sampled on: sample["schedule"], or the run's FittedGrid for 'fitted'
+
+    def __post_init__(self):
+        if self.schedule is None:
+            self.schedule = self.sample["schedule"]
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         classes, s = self.loaded.meta.num_classes, self.sample
@@ -129,7 +135,7 @@ class SampleStream:
             labels = (torch.arange(start, start + count) % classes).tolist() if classes is not None else None
             result = generate(
                 self.loaded.model, self.loaded.meta, count, sampler=s["sampler"], steps=s["steps"],
-                schedule=s["schedule"], seed=sample_seeds(s["seed"], start, count), guidance=s["guidance"],
+                schedule=self.schedule, seed=sample_seeds(s["seed"], start, count), guidance=s["guidance"],
                 labels=labels, prompts=self.prompts(start, count) if self.prompts is not None else None,
                 text_encoder=self.loaded.text_encoder, device=s["device"], options=s["options"],
                 schedule_options=s["schedule_options"],
@@ -226,7 +232,9 @@ def evaluate_loaded(loaded: LoadedRun, *, n: int = DEFAULT_N, sampler: str | Non
         prompts = lambda start, count: [ref[i % len(ref)]["caption"] for i in range(start, start + count)]  # noqa: E731
     labels = torch.arange(n) % meta.num_classes if meta.num_classes is not None else None
     captions = prompts(0, n) if prompts is not None else None
-    fake = SampleStream(loaded, n, batch_size, sample, prompts)
+    fake = SampleStream(loaded, n, batch_size, sample, prompts,
+                        schedule=resolve_schedule(loaded.checkpoint.parent, sample["schedule"], sample["sampler"],
+                                                  sample["steps"]))  # 'fitted': the grid saved in the run folder
     memo = "memorization" in names
     train, held = (_loader(data.train, batch_size), _loader(data.heldout, batch_size)) if memo else (None, None)
     totals = {"fake": n, "real": len(ref), "heldout": memo and len(data.heldout), "train": len(data.train)}

@@ -2,6 +2,7 @@
 
     RUN/schedules/fitted-<sampler>-<steps>.json   the FittedGrid (times, what it was fitted for, its cost)
 
+With --sampler bespoke the file also holds the bespoke solver's fitted weights (difflab.sampling.bespoke).
 The fit (difflab.sampling.fit_grid) is a one-time set-up cost, fit_nfe denoiser calls on a pilot batch;
 `difflab sample RUN --sampler S --steps N --schedule fitted` then samples on it at N calls per batch, and
 reports the set-up beside that (`resolve_schedule` turns the name into the saved grid).
@@ -37,7 +38,8 @@ def run_fit_schedule(run: str | Path, *, steps: int, sampler: str = DEFAULT_SAMP
                       max_evals=max_evals, cond=cond, device=device)
     path = schedule_path(run, sampler, steps)
     atomic_write_json(path, {**fitted.to_dict(), "checkpoint": loaded.checkpoint.name, "ema": ema})
-    log(f"fitted a {steps}-step grid for {sampler} to {loaded.checkpoint}: pilot RMSE {fitted.pilot_rmse:.4g} "
+    what = "grid and weights" if fitted.weights is not None else "grid"
+    log(f"fitted a {steps}-step {what} for {sampler} to {loaded.checkpoint}: pilot RMSE {fitted.pilot_rmse:.4g} "
         f"to the exact ODE endpoint; one-time set-up {fitted.fit_nfe} denoiser calls on {pilot} samples; wrote "
         f"{path}. Sample on it with `difflab sample {run} --sampler {sampler} --steps {steps} --schedule {FITTED}`")
     return fitted

@@ -94,6 +94,10 @@ def run_sample(run: str | Path, *, out: str | Path | None = None, n: int | None 
     sampler = s.sampler if sampler is None else sampler
     steps = s.steps if steps is None else steps
     times = resolve_schedule(run, s.schedule if schedule is None else schedule, sampler, steps)  # 'fitted': the saved one
+    if sampler == "bespoke" and not isinstance(times, FittedGrid):
+        console.print(f"note: the bespoke solver without its fitted weights is DEIS (its starting point); fit it with "
+                      f"`difflab fit-schedule {run} --sampler bespoke --steps {steps}` and add --schedule fitted",
+                      markup=False, highlight=False, soft_wrap=True)
     result = generate(loaded.model, loaded.meta, n, sampler=sampler, steps=steps, schedule=times,
                       seed=s.seed if seed is None else seed, guidance=s.guidance if guidance is None else guidance,
                       labels=labels, prompts=[prompt] if prompt is not None else None, negative=negative,

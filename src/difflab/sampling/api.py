@@ -180,7 +180,8 @@ def sample(
     four cases (2-D ring under VP and flow, 64-D mixture under flow) and within 1.25x of the best on the
     fourth. On a discrete table, DEIS / LMS by the number of steps (`default_sampler`). A fitted grid lowers the RMSE at
     a given sampling NFE (1.1-4.5x at 5 NFE in the benchmark) but its fit costs hundreds of calls: it pays
-    only when it is fitted once and reused for many batches.
+    only when it is fitted once and reused for many batches. sampler='bespoke' with a FittedGrid of
+    fit_grid(..., 'bespoke') runs the weight table the fit holds (difflab.sampling.bespoke).
     """
     check_steps(steps)
     sampler = resolve_sampler(sampler, denoiser.process, steps)
@@ -195,8 +196,11 @@ def sample(
     if device is None:
         device = shape_or_x_T.device if isinstance(shape_or_x_T, Tensor) else "cpu"
     grid_dtype = shape_or_x_T.dtype if isinstance(shape_or_x_T, Tensor) else dtype
-    ts = _grid(counted, schedule, steps, schedule_options, sampler, options, _shape(shape_or_x_T)[1:], cond,
+    grid_options = {k: v for k, v in options.items() if k != "weights"}  # a bespoke table is the fit's, not its key
+    ts = _grid(counted, schedule, steps, schedule_options, sampler, grid_options, _shape(shape_or_x_T)[1:], cond,
                grid_dtype, device)
+    if isinstance(schedule, FittedGrid) and schedule.weights is not None and "weights" not in options:
+        options = {**options, "weights": schedule.weights}
     fit_nfe = counted.nfe
     gens = _generators(seed, generator, device)
     std = float(denoiser.process.sigma(ts[:1]))

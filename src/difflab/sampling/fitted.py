@@ -3,7 +3,8 @@
 A grid fitted to a denoiser (difflab.sampling.optimize.fit_grid) is a one-time set-up cost: an adaptive
 ODE solve and up to ~150 solver runs on a pilot batch. It is fitted once, saved (`to_dict`, JSON), and
 reused by passing it as `schedule=` to difflab.sample; every table that uses it states `fit_nfe` beside
-the sampling NFE, never inside it and never left out.
+the sampling NFE, never inside it and never left out. A bespoke solver (difflab.sampling.bespoke) is a
+fitted grid with its fitted weight table: sampler 'bespoke', `weights` set.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from difflab.sampling.bespoke import check_weights
 from difflab.sampling.grids import check_grid
 from difflab.utils.errors import DifflabError
 
@@ -24,7 +26,8 @@ VERSION = 1
 class FittedGrid:
     """times: the grid (float64, steps + 1 times); sampler / options / steps: what it was fitted for;
     fit_nfe: denoiser calls the fit made (each on a batch of `pilot` samples); pilot_rmse: the fitted
-    solver's RMSE to the exact ODE endpoint on the pilot batch; process: repr of the denoiser's process."""
+    solver's RMSE to the exact ODE endpoint on the pilot batch (for 'bespoke': on its held-out part); process:
+    repr of the denoiser's process; weights: the bespoke solver's (steps, steps) table, None for a grid."""
 
     times: Tensor
     sampler: str
@@ -36,12 +39,14 @@ class FittedGrid:
     pilot_rmse: float
     process: str
     options: dict = field(default_factory=dict)
+    weights: Tensor | None = None
 
     def to_dict(self) -> dict:
         return {"kind": KIND, "version": VERSION, "sampler": self.sampler, "options": dict(self.options),
                 "steps": self.steps, "times": [float(t) for t in self.times], "fit_nfe": self.fit_nfe,
                 "pilot": self.pilot, "seed": self.seed, "max_evals": self.max_evals,
-                "pilot_rmse": self.pilot_rmse, "process": self.process}
+                "pilot_rmse": self.pilot_rmse, "process": self.process,
+                **({} if self.weights is None else {"weights": self.weights.tolist()})}
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "the fitted grid") -> FittedGrid:
@@ -54,7 +59,8 @@ class FittedGrid:
             times = check_grid(d["times"])
             grid = cls(times, str(d["sampler"]), int(d["steps"]), int(d["fit_nfe"]), int(d["pilot"]),
                        int(d["seed"]), int(d["max_evals"]), float(d["pilot_rmse"]), str(d["process"]),
-                       dict(d.get("options") or {}))
+                       dict(d.get("options") or {}),
+                       None if d.get("weights") is None else check_weights(d["weights"], int(d["steps"])))
         except KeyError as err:
             raise DifflabError(f"{where} lacks the field {err.args[0]!r}: fit it again with `difflab fit-schedule`") from None
         except (TypeError, ValueError) as err:

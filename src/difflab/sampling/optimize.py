@@ -104,6 +104,19 @@ class GridFamily:
         return check_grid(torch.cat([*head, ts, torch.tensor([self.t_end], dtype=f64)]))
 
 
+def pilot_batch(counted, shape, pilot: int, seed: int, cond, t_max: float, t_end: float, dtype, device):
+    """(x_T, its cond, the exact probability-flow endpoints at t_end): the pilot batch of a fit, x_T ~
+    N(0, sigma(t_max)^2) from `seed` (float64 draws cast to dtype, so a seed gives the same batch in any
+    dtype); a conditional model's cond cycles through the given rows. The adaptive solve is counted."""
+    g = torch.Generator().manual_seed(seed)
+    std = float(counted.process.sigma(torch.tensor(t_max, dtype=f64)))
+    x_T = (torch.randn(pilot, *shape, generator=g, dtype=f64) * std).to(device=device, dtype=dtype)
+    pilot_cond = cond_index(cond, torch.arange(pilot) % next(iter(cond.values())).shape[0]) if cond else None
+    with torch.no_grad():
+        exact = probability_flow(counted, x_T, [t_max, t_end], cond=pilot_cond, rtol=1e-7, atol=1e-7)
+    return x_T, pilot_cond, exact
+
+
 def fit_grid(
     denoiser,
     steps: int,
@@ -132,6 +145,13 @@ def fit_grid(
     the sampling NFE.
     """
     check_choice("sampler", sampler, SAMPLERS)
+    if sampler == "bespoke":  # the grid and the solver's weights, by gradient descent (difflab.sampling.bespoke_fit)
+        from difflab.sampling.bespoke_fit import fit_bespoke
+
+        if options:
+            raise DifflabError(f"the bespoke solver takes no options (its weights are fitted); got {sorted(options)}")
+        return fit_bespoke(denoiser, steps, shape=shape, pilot=pilot, seed=seed, iterations=max_evals, cond=cond,
+                           t_max=t_max, t_end=t_end, dtype=dtype, device=device)
     if sampler not in DETERMINISTIC or sampler == "adaptive":
         raise DifflabError(
             f"grids are fitted to a deterministic fixed-grid sampler; {sampler!r} is not one "
@@ -146,13 +166,8 @@ def fit_grid(
                "process": repr(denoiser.process), "options": options}
     if family.size == 0:
         return FittedGrid(family.times(np.zeros(0)), fit_nfe=0, pilot_rmse=math.nan, **receipt)
-    process, fn = denoiser.process, SAMPLERS[sampler]
-    g = torch.Generator().manual_seed(seed)
-    std = float(process.sigma(torch.tensor(t_max, dtype=f64)))
-    x_T = (torch.randn(pilot, *shape, generator=g, dtype=f64) * std).to(device=device, dtype=dtype)
-    pilot_cond = cond_index(cond, torch.arange(pilot) % next(iter(cond.values())).shape[0]) if cond else None
-    with torch.no_grad():
-        exact = probability_flow(counted, x_T, [t_max, t_end], cond=pilot_cond, rtol=1e-7, atol=1e-7)
+    fn = SAMPLERS[sampler]
+    x_T, pilot_cond, exact = pilot_batch(counted, shape, pilot, seed, cond, t_max, t_end, dtype, device)
 
     def objective(theta: np.ndarray) -> float:
         try:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from torch import Tensor
 
 from difflab.sampling.adaptive import probability_flow
+from difflab.sampling.bespoke import bespoke
 from difflab.sampling.consistency import consistency
 from difflab.sampling.ddpm import ddim, ddpm
 from difflab.sampling.deis import deis, ipndm, lms, plms
@@ -31,6 +32,7 @@ SAMPLERS: dict[str, Callable[..., Tensor]] = {
     "ipndm": ipndm,
     "plms": plms,
     "lms": lms,
+    "bespoke": bespoke,
     "euler_maruyama": euler_maruyama,
     "pc": predictor_corrector,
     "adaptive": probability_flow,
