@@ -37,15 +37,13 @@ f64 = torch.float64
 
 
 def _start_grid(process, steps: int, t_max: float, t_end: float) -> Tensor:
-    """The grid the fit starts from: the default fixed grid of the process (time-quadratic on a discrete
-    table, uniform in t from pure noise, uniform log-SNR otherwise), from t_max to t_end."""
-    if process.starts_from_pure_noise:
-        name = "uniform"
-    elif getattr(process, "is_discrete", False):
-        name = "polynomial"
-    else:
-        name = "logsnr"
-    return make_grid(process, name, steps, t_max=t_max, t_end=t_end).to(f64)
+    """The grid the fit starts from: the process's default grid for DEIS (difflab.sampling.default_schedule),
+    from t_max to t_end."""
+    from difflab.sampling.api import (
+        default_schedule,  # api imports optimize, which imports this module lazily
+    )
+
+    return make_grid(process, default_schedule(process, "deis", steps), steps, t_max=t_max, t_end=t_end).to(f64)
 
 
 class _Solver(torch.nn.Module):
@@ -164,7 +162,7 @@ def _descend(solver, optimizer, scheduler, iterations, validation, x_fit, exact_
     on the fitting part (the start and the last step included). The RMSE over a few hundred samples is set by
     the few whose trajectory ends in another component than the exact one's, so the iterate is chosen on the
     larger fitting part and the held-out part only reports it."""
-    best_loss, best = math.inf, None
+    best_loss, best = math.inf, [p.detach().clone() for p in solver.parameters()]  # the start, if all else diverges
     for k in range(iterations + 1):
         optimizer.zero_grad(set_to_none=True)
         loss = (solver(x_fit, fit_cond) - exact_fit).to(f64).square().mean()

@@ -142,7 +142,8 @@ def fit_grid(
     adaptive solve and up to `max_evals` + 12 sampler runs, each call on the whole pilot batch). Fit once
     per (denoiser, sampler, steps), save it (FittedGrid.to_dict; `difflab fit-schedule` keeps it in the run
     folder) and pass it as `schedule=` to difflab.sample: its fit_nfe is a set-up cost, reported beside
-    the sampling NFE.
+    the sampling NFE. sampler='bespoke' fits the grid and the bespoke solver's weights instead
+    (difflab.sampling.bespoke_fit.fit_bespoke; max_evals: its gradient iterations; no options).
     """
     check_choice("sampler", sampler, SAMPLERS)
     if sampler == "bespoke":  # the grid and the solver's weights, by gradient descent (difflab.sampling.bespoke_fit)
