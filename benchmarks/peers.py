@@ -215,17 +215,19 @@ def difflab_endpoint(sampler: str, options: dict, grid, steps: int, z: torch.Ten
 
 
 # ---------------------------------------------------------------- the run
-def fitted_grid(sampler: str, options: dict, steps: int, D, dim: int, pilot: int, max_evals: int = 150):
+def fitted_grid(sampler: str, options: dict, steps: int, D, dim: int, pilot: int, max_evals: int = 150,
+                start=None):
     """difflab.sampling.fit_grid on its own pilot batch (seed 1, independent of the measured z); every call
     of the fit is in the returned grid's fit_nfe, reported as a one-time set-up beside the sampling NFE.
-    max_evals: Nelder-Mead's solver runs, or the bespoke solver's gradient iterations."""
+    max_evals: Nelder-Mead's solver runs, or the bespoke solver's gradient iterations; start: the bespoke
+    fit's (grid, weights) start."""
     return fit_grid(D, steps, sampler, shape=(dim,), options=options, pilot=pilot, seed=1, max_evals=max_evals,
-                    dtype=f64)
+                    dtype=f64, start=start if sampler == "bespoke" else None)
 
 
 def run_case(name: str, nfes=NFES, log=print, peers: bool = True, leading: bool = True,
              tol: float = 1e-9, fitted: tuple[str, ...] = (), pilot: int = 256, fixed: bool = True,
-             max_evals: int = 150) -> list[dict]:
+             max_evals: int = 150, bespoke_start=None) -> list[dict]:
     make, n = CASES[name]
     mixture = make()
     D = mixture.denoiser(PROCESS, "eps")
@@ -256,7 +258,7 @@ def run_case(name: str, nfes=NFES, log=print, peers: bool = True, leading: bool 
             sampler, options = DIFFLAB_SAMPLERS[label]
             steps = difflab_steps(sampler, nfe)
             start = time.perf_counter()
-            fg = fitted_grid(sampler, options, steps, D, mixture.dim, pilot, max_evals)
+            fg = fitted_grid(sampler, options, steps, D, mixture.dim, pilot, max_evals, bespoke_start)
             log(f"{name} fitted {label} NFE {nfe}: fit {fg.fit_nfe} calls x {pilot} ({time.perf_counter() - start:.0f}s)")
             fitted_options = options if fg.weights is None else {**options, "weights": fg.weights}  # bespoke's table
             record("difflab-fitted", f"{label}/fitted", nfe, run_difflab, sampler, fitted_options, fg.times, steps, z,
@@ -305,6 +307,8 @@ def main(argv=None) -> int:
     parser.add_argument("--max-evals", type=int, default=150,
                         help="fit_grid's max_evals: Nelder-Mead solver runs, or the bespoke solver's iterations")
     parser.add_argument("--no-fixed", action="store_true", help="leave out difflab's fixed grids")
+    parser.add_argument("--bespoke-start", nargs=2, metavar=("GRID", "WEIGHTS"),
+                        help="where the bespoke fit starts, e.g. trailing ipndm (default: the DEIS default grid)")
     a = parser.parse_args(argv)
     torch.set_num_threads(1)
     start = time.perf_counter()
@@ -312,7 +316,8 @@ def main(argv=None) -> int:
     for case in a.cases:
         rows += run_case(case, a.nfes, log=(lambda m: None) if a.quiet else (lambda m: print(m, flush=True)),
                          peers=not a.no_peers, leading=not a.no_leading, tol=a.tol, fitted=tuple(a.fitted),
-                         pilot=a.pilot, fixed=not a.no_fixed, max_evals=a.max_evals)
+                         pilot=a.pilot, fixed=not a.no_fixed, max_evals=a.max_evals,
+                         bespoke_start=tuple(a.bespoke_start) if a.bespoke_start else None)
         if a.json:
             atomic_write_text(a.json, json.dumps(rows, indent=1))
     report = (f"Peers benchmark ({time.perf_counter() - start:.0f} s, torch {torch.__version__}, "

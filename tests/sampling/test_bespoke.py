@@ -7,7 +7,7 @@ import torch
 from difflab.analysis import ring_mixture
 from difflab.process import DiscreteVP, RectifiedFlow
 from difflab.sampling import SAMPLERS, FittedGrid, fit_grid, make_grid, probability_flow, sample
-from difflab.sampling.bespoke import initial_weights
+from difflab.sampling.bespoke import initial_weights, ipndm_table
 from difflab.sampling.bespoke_fit import _Solver
 from difflab.sampling.core import Run
 from difflab.sampling.counting import CountingDenoiser
@@ -96,3 +96,47 @@ def test_fit_through_a_network_leaves_its_weights_alone():
     assert fitted.weights.shape == (3, 3)
     assert all(p.requires_grad and p.grad is None for p in model.parameters())
     assert all(torch.equal(p, q) for p, q in zip(model.parameters(), before, strict=True))
+
+
+@pytest.mark.parametrize("grid", ["trailing", "polynomial"])
+def test_the_ipndm_table_is_ipndm(grid):
+    """start_weights='ipndm': the bespoke update with iPNDM's Adams-Bashforth table is iPNDM."""
+    process = DiscreteVP()
+    D = ring_mixture().denoiser(process, "eps")
+    ts, z = make_grid(process, grid, 9), _noise(64, 5)
+    table = ipndm_table(Run(D, z[:1], ts))
+    assert torch.equal(table[:4, :4], torch.tensor([[1, 0, 0, 0], [3 / 2, -1 / 2, 0, 0],
+                                                    [23 / 12, -16 / 12, 5 / 12, 0],
+                                                    [55 / 24, -59 / 24, 37 / 24, -9 / 24]], dtype=f64))
+    assert torch.allclose(SAMPLERS["bespoke"](D, z, ts, weights=table), SAMPLERS["ipndm"](D, z, ts),
+                          rtol=0, atol=1e-12)
+
+
+def test_a_fit_starts_where_it_is_told():
+    """Zero iterations keep the start: the trailing grid and iPNDM's table, with the start on the receipt."""
+    process = DiscreteVP()
+    D = ring_mixture().denoiser(process, "eps")
+    fitted = fit_grid(D, 6, "bespoke", shape=(2,), pilot=8, seed=0, max_evals=0, dtype=f64,
+                      start=("trailing", "ipndm"))
+    ts = make_grid(process, "trailing", 6).to(f64)
+    assert torch.allclose(fitted.times, ts, rtol=0, atol=1e-6)
+    assert torch.equal(fitted.weights, ipndm_table(Run(D, _noise(1, 0), ts)))
+    assert fitted.start == "ipndm on trailing" and FittedGrid.from_dict(fitted.to_dict()).start == fitted.start
+
+
+@pytest.mark.parametrize("sampler, start, message", [
+    ("deis", ("trailing", "ipndm"), "a start is the bespoke fit's"),
+    ("bespoke", ("trailing", "plms"), "start_weights"),
+    ("bespoke", ("zigzag", "deis"), "start_schedule"),
+])
+def test_a_bad_start_is_refused_by_name(sampler, start, message):
+    D = ring_mixture().denoiser(DiscreteVP(), "eps")
+    with pytest.raises(DifflabError, match=message):
+        fit_grid(D, 4, sampler, shape=(2,), pilot=8, seed=0, max_evals=0, dtype=f64, start=start)
+
+
+def test_a_discrete_start_grid_must_span_the_fit():
+    D = ring_mixture().denoiser(DiscreteVP(), "eps")
+    with pytest.raises(DifflabError, match="start the fit from another grid"):
+        fit_grid(D, 4, "bespoke", shape=(2,), pilot=8, seed=0, max_evals=0, dtype=f64, t_max=0.5,
+                 start=("trailing", "deis"))

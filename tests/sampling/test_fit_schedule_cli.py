@@ -75,3 +75,17 @@ def test_bespoke_solver_is_fitted_saved_and_reused(tiny_run):
     from difflab.sampling import SAMPLERS
 
     assert out.nfe == 4 and torch.equal(out.x, SAMPLERS["bespoke"](model, z, fitted.times, weights=fitted.weights))
+
+
+def test_bespoke_start_options(tiny_run):
+    """--start-schedule / --start-weights choose where the bespoke descent starts, and are on the receipt."""
+    (run, _model), runner = tiny_run, CliRunner()
+    r = runner.invoke(app, ["fit-schedule", str(run), "--steps", "3", "--sampler", "bespoke", "--pilot", "8",
+                            "--max-evals", "0", "--start-schedule", "uniform", "--start-weights", "ipndm",
+                            "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    saved = json.loads(schedule_path(run, "bespoke", 3).read_text())
+    assert saved["start"] == "ipndm on uniform" and saved["weights"][1][:2] == [1.5, -0.5]
+    r = runner.invoke(app, ["fit-schedule", str(run), "--steps", "3", "--sampler", "dpmpp_2m", "--pilot", "8",
+                            "--start-weights", "ipndm", "--device", "cpu"])
+    assert r.exit_code == 2 and "a start is the bespoke fit's" in r.output and "Traceback" not in r.output

@@ -20,10 +20,15 @@ def fit_schedule(
     seed: int = typer.Option(0, help="Seed of the pilot batch."),
     ema: bool = typer.Option(True, "--ema/--no-ema", help="Fit to the EMA weights."),
     device: str = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
+    start_schedule: str = typer.Option(None, "--start-schedule", help="Bespoke only: the grid its fit starts "
+                                       "from (default: the process's grid for deis)."),
+    start_weights: str = typer.Option(None, "--start-weights", help="Bespoke only: the weights its fit starts "
+                                      "from, deis (default) or ipndm."),
 ):
     """Fit the step placement to RUN's model and sampler on a pilot batch (a one-time cost, reported) and
     save it as RUN/schedules/fitted-SAMPLER-STEPS.json."""
     from difflab.jobs.fit_schedule import run_fit_schedule
 
+    start = None if start_schedule is None and start_weights is None else (start_schedule, start_weights or "deis")
     run_job(run_fit_schedule, run, steps=steps, sampler=sampler, pilot=pilot, seed=seed, max_evals=max_evals,
-            ema=ema, device=device, log=typer.echo)
+            ema=ema, device=device, start=start, log=typer.echo)

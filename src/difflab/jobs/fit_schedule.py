@@ -28,14 +28,15 @@ def schedule_path(run: str | Path, sampler: str, steps: int) -> Path:
 
 def run_fit_schedule(run: str | Path, *, steps: int, sampler: str = DEFAULT_SAMPLER, pilot: int = 128,
                      seed: int = 0, max_evals: int = 150, ema: bool = True, device: str | None = None,
-                     log=print) -> FittedGrid:
+                     start: tuple[str | None, str] | None = None, log=print) -> FittedGrid:
     """Fit the grid of `steps` steps for `sampler` to RUN's model (EMA weights by default) on a pilot
-    batch of `pilot` samples (a class model cycles through its classes) and save it in the run folder."""
+    batch of `pilot` samples (a class model cycles through its classes) and save it in the run folder.
+    start: the bespoke fit's (grid, weights) start (difflab.sampling.fit_grid)."""
     device = torch_device(device)
     loaded = load_run(run, ema=ema, device=device)
     cond = build_cond(loaded.model, loaded.meta, pilot, None, None, loaded.text_encoder, device)
     fitted = fit_grid(loaded.model, steps, sampler, shape=tuple(loaded.meta.data_shape), pilot=pilot, seed=seed,
-                      max_evals=max_evals, cond=cond, device=device)
+                      max_evals=max_evals, cond=cond, device=device, start=start)
     path = schedule_path(run, sampler, steps)
     atomic_write_json(path, {**fitted.to_dict(), "checkpoint": loaded.checkpoint.name, "ema": ema})
     what = "grid and weights" if fitted.weights is not None else "grid"

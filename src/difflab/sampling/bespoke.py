@@ -25,11 +25,13 @@ import torch
 from torch import Tensor
 
 from difflab.sampling.core import Run
-from difflab.sampling.deis import _plan, _rho, deis_weights
+from difflab.sampling.deis import ADAMS_BASHFORTH, _orders, _plan, _rho, deis_weights
 from difflab.sampling.linear import run_linear
 from difflab.utils.errors import DifflabError
 
 INIT_ORDER = 3
+#: the methods a weight table can start from (`start_weights`): DEIS order 3 in t, or iPNDM's Adams-Bashforth
+START_WEIGHTS = ("deis", "ipndm")
 
 
 def check_weights(weights, steps: int) -> Tensor:
@@ -54,6 +56,23 @@ def initial_weights(run: Run) -> Tensor:
         for j, w in enumerate(row):
             b[i, j] = w / (rho[i + 1] - rho[i])
     return b
+
+
+def ipndm_table(run: Run) -> Tensor:
+    """The table of iPNDM (difflab.sampling.deis.ipndm: Adams-Bashforth up to order 4, lower orders while
+    warming up) on run's grid: b_ij = AB_j of the step's order, the same for every grid."""
+    b, orders = torch.zeros(run.n, run.n, dtype=torch.float64), _orders(run.n, 4, False)
+    for i, rho_i in enumerate(_rho(run)[:-1]):
+        if math.isfinite(rho_i):  # the step from rho = inf is DDIM's, without weights
+            b[i, : orders[i]] = torch.tensor(ADAMS_BASHFORTH[orders[i] - 1], dtype=torch.float64)
+    return b
+
+
+def start_table(run: Run, method: str = "deis") -> Tensor:
+    """The weight table of `method` (START_WEIGHTS) on run's grid: where a fit starts."""
+    if method not in START_WEIGHTS:
+        raise DifflabError(f"a bespoke fit starts from the weights of {' or '.join(START_WEIGHTS)}; got {method!r}")
+    return initial_weights(run) if method == "deis" else ipndm_table(run)
 
 
 def bespoke(denoiser, x: Tensor, ts, *, cond=None, generator=None, callback=None, weights=None) -> Tensor:

@@ -27,7 +27,8 @@ class FittedGrid:
     """times: the grid (float64, steps + 1 times); sampler / options / steps: what it was fitted for;
     fit_nfe: denoiser calls the fit made (each on a batch of `pilot` samples); pilot_rmse: the fitted
     solver's RMSE to the exact ODE endpoint on the pilot batch (for 'bespoke': on its held-out part); process:
-    repr of the denoiser's process; weights: the bespoke solver's (steps, steps) table, None for a grid."""
+    repr of the denoiser's process; weights: the bespoke solver's (steps, steps) table, None for a grid;
+    start: where a bespoke fit started ('<weights> on <grid>'), a receipt only."""
 
     times: Tensor
     sampler: str
@@ -40,13 +41,15 @@ class FittedGrid:
     process: str
     options: dict = field(default_factory=dict)
     weights: Tensor | None = None
+    start: str | None = None
 
     def to_dict(self) -> dict:
         return {"kind": KIND, "version": VERSION, "sampler": self.sampler, "options": dict(self.options),
                 "steps": self.steps, "times": [float(t) for t in self.times], "fit_nfe": self.fit_nfe,
                 "pilot": self.pilot, "seed": self.seed, "max_evals": self.max_evals,
                 "pilot_rmse": self.pilot_rmse, "process": self.process,
-                **({} if self.weights is None else {"weights": self.weights.tolist()})}
+                **({} if self.weights is None else {"weights": self.weights.tolist()}),
+                **({} if self.start is None else {"start": self.start})}
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "the fitted grid") -> FittedGrid:
@@ -60,7 +63,8 @@ class FittedGrid:
             grid = cls(times, str(d["sampler"]), int(d["steps"]), int(d["fit_nfe"]), int(d["pilot"]),
                        int(d["seed"]), int(d["max_evals"]), float(d["pilot_rmse"]), str(d["process"]),
                        dict(d.get("options") or {}),
-                       None if d.get("weights") is None else check_weights(d["weights"], int(d["steps"])))
+                       None if d.get("weights") is None else check_weights(d["weights"], int(d["steps"])),
+                       None if d.get("start") is None else str(d["start"]))
         except KeyError as err:
             raise DifflabError(f"{where} lacks the field {err.args[0]!r}: fit it again with `difflab fit-schedule`") from None
         except (TypeError, ValueError) as err:

@@ -260,15 +260,19 @@ def make_grid(process: NoiseProcess, schedule: str | Sequence[float] | Tensor, s
     """The grid named `schedule` (one of GRIDS) with `steps` steps, or explicit times given as a sequence."""
     if not isinstance(schedule, str):
         return user_times(process, schedule)
-    check_choice("schedule", schedule, GRIDS)
-    fn = GRIDS[schedule]
-    accepted = _keyword_options(fn)
+    fn, accepted = GRIDS.get(schedule), schedule_options(schedule)
     unknown = sorted(set(options) - accepted)
     if unknown:
         raise DifflabError(
             f"schedule {schedule!r} does not take the option(s) {unknown}; it takes: {', '.join(sorted(accepted))}"
         )
     return fn(process, steps, **options)
+
+
+def schedule_options(schedule: str) -> set[str]:
+    """The options the grid named `schedule` takes."""
+    check_choice("schedule", schedule, GRIDS)
+    return _keyword_options(GRIDS[schedule])
 
 
 def _keyword_options(fn: Callable[..., Tensor]) -> set[str]:
