@@ -1,6 +1,7 @@
 """Config: presets load and validate, overrides apply, every typo gets one clear message."""
 
 import pytest
+import torch
 
 from difflab.config.factory import build_denoiser, build_loss, build_process, network_kwargs
 from difflab.config.loader import config_from_dict, config_to_dict, load_config, parse_options, preset_names
@@ -120,6 +121,7 @@ def test_command_line_options_parse_as_yaml_scalars():
         ("loss.mean=.nan", "config key loss.mean: expected a finite number; got nan"),
         ("train.max_minutes=.inf", "train.max_minutes: expected a finite number; got inf (null where the key allows"),
         ("model.sigma_data=0", "model.sigma_data (the data's standard deviation) must be > 0"),
+        ("model.time_scale=-1", "model.time_scale (c_noise = time_scale t) must be > 0; got -1"),
     ],
 )
 def test_config_numbers_are_finite_and_in_range(override, message):
@@ -127,6 +129,20 @@ def test_config_numbers_are_finite_and_in_range(override, message):
         load_config("toy2d", [override])
     assert message in str(err.value)
     assert load_config("toy2d", ["train.max_minutes=null"]).train.max_minutes is None
+
+
+@pytest.mark.parametrize("preconditioning", ["none", "consistency"])
+def test_model_time_scale_reaches_the_network_input(preconditioning):
+    """model.time_scale is the NetworkDenoiser's c_noise = time_scale t: the net sees 2.5 t at time_scale 2.5."""
+    from difflab.config.factory import build_denoiser, build_process
+
+    cfg = load_config("toy2d", ["model.time_scale=2.5", f"model.preconditioning={preconditioning}"])
+    model = build_denoiser(cfg, build_process(cfg.process), (2,))
+    inner = getattr(model, "denoiser", model)
+    seen = []
+    inner.net.register_forward_hook(lambda mod, args, out: seen.append(args[1]))
+    model(torch.zeros(3, 2), torch.tensor([0.2, 0.4, 0.8]))
+    torch.testing.assert_close(seen[0], 2.5 * torch.tensor([0.2, 0.4, 0.8]), rtol=0, atol=1e-7)
 
 
 def test_network_options_are_checked_before_any_data_is_read(tmp_path):

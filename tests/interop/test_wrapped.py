@@ -18,10 +18,16 @@ def unet_denoiser():
     return DiffusersDenoiser(tiny_unet(), schedule_from_config(diffusers.DDPMScheduler(**BETAS)))
 
 
-@pytest.mark.parametrize("name", sorted(set(SAMPLERS) - {"adaptive"}))
+@pytest.mark.parametrize("name", sorted(set(SAMPLERS) - {"adaptive", "meanflow"}))
 def test_every_sampler_runs_on_the_wrapped_model(unet_denoiser, name):
     out = difflab.sample(unet_denoiser, (2, 2, 8, 8), sampler=name, steps=3, schedule="trailing", seed=0)
     assert out.x.shape == (2, 2, 8, 8) and bool(torch.isfinite(out.x).all())
+
+
+def test_meanflow_refuses_a_model_without_an_interval_input(unet_denoiser):
+    """MeanFlow jumps need an average-velocity model; a plain one is refused by name, not run as Euler."""
+    with pytest.raises(DifflabError, match="'interval' has no input on UNet2DModel"):
+        difflab.sample(unet_denoiser, (2, 2, 8, 8), sampler="meanflow", steps=2, seed=0)
 
 
 @pytest.mark.parametrize("grid", sorted(GRIDS))

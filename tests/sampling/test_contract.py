@@ -89,6 +89,7 @@ EXPECTED_NFE = {  # steps = N on a log-SNR grid of VP, which ends at sigma = 0
     "bespoke": lambda n: n,
     "plms": lambda n: n + 1,  # PNDM's pseudo-improved Euler warm-up costs one more evaluation
     "consistency": lambda n: n,
+    "meanflow": lambda n: n,
 }
 
 

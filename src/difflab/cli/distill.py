@@ -15,7 +15,8 @@ def distill(
     run: Path = typer.Argument(None, help="The teacher: a run folder written by `difflab train` (not needed with "
                                "--resume)."),
     method: str = typer.Option(None, "--method", help="progressive (Salimans & Ho 2022), reflow (Liu et al. 2022), "
-                               "or another name in difflab.distill.registry.DISTILL_METHODS."),
+                               "consistency (Song et al. 2023), meanflow (Geng et al. 2025; a velocity teacher), or "
+                               "another name in difflab.distill.registry.DISTILL_METHODS."),
     out: Path = typer.Option(..., "--out", help="The student's run folder."),
     minutes: float = typer.Option(None, help="Wall-clock budget in minutes; with --resume, minutes more."),
     steps: int = typer.Option(None, help="Optimizer steps (default: the method's schedule); with --resume, steps more."),

@@ -18,6 +18,7 @@ from difflab.data.datasets import build_dataset
 from difflab.distill.consistency import CONSISTENCY_GRID, training_objective
 from difflab.nets.registry import NETWORKS, build_network
 from difflab.objectives import DiffusionLoss, TimeSampler
+from difflab.objectives.meanflow import MeanFlowLoss
 from difflab.param import X0, EDMDenoiser, NetworkDenoiser, get_parameterization
 from difflab.param.classifier import TimeClassifier
 from difflab.param.consistency import ConsistencyDenoiser
@@ -25,10 +26,11 @@ from difflab.process import PROCESSES, NoiseProcess
 from difflab.train.objective import DenoisingObjective
 from difflab.train.prepare import Captions, ClassLabels, Unconditional
 from difflab.utils.errors import DifflabError, check_choice
+from difflab.utils.keywords import check_keywords
 
 CONDITIONINGS = ("none", "class", "text")
 PRECONDITIONINGS = ("none", "edm", "consistency")
-OBJECTIVES = ("denoising", "consistency_training")
+OBJECTIVES = ("denoising", "consistency_training", "meanflow")
 
 
 def build_process(cfg: ProcessConfig) -> NoiseProcess:
@@ -117,8 +119,9 @@ def build_denoiser(cfg: RunConfig, process: NoiseProcess, data_shape: tuple[int,
                                "set model.parameterization=x0")
         return EDMDenoiser(net, process, sigma_data=m.sigma_data)
     if m.preconditioning == "consistency":
-        return ConsistencyDenoiser(NetworkDenoiser(net, process, parameterization), sigma_data=m.sigma_data)
-    return NetworkDenoiser(net, process, parameterization)
+        return ConsistencyDenoiser(NetworkDenoiser(net, process, parameterization, m.time_scale),
+                                   sigma_data=m.sigma_data)
+    return NetworkDenoiser(net, process, parameterization, m.time_scale)
 
 
 def build_loss(cfg: LossConfig, model: ModelConfig | None = None) -> DiffusionLoss:
@@ -130,17 +133,49 @@ def build_loss(cfg: LossConfig, model: ModelConfig | None = None) -> DiffusionLo
     return DiffusionLoss(sampler, cfg.weighting, **kw)
 
 
+def build_meanflow_loss(options: dict, loss: LossConfig, teacher=None) -> MeanFlowLoss:
+    """MeanFlow's loss (difflab.objectives.meanflow) with `options` its keywords (ratio_r_neq_t, p, c); the loss
+    section's time density draws r and t (the paper's: time_sampler=logit_normal, mean=-0.4, std=1)."""
+    sampler = TimeSampler(loss.time_sampler, mean=loss.mean, std=loss.std, shift=loss.shift)
+    options = check_keywords(MeanFlowLoss, dict(options), "model.objective_options for meanflow",
+                             skip=("teacher", "time_sampler"))
+    return MeanFlowLoss(teacher, time_sampler=sampler, **options)
+
+
 def build_objective(cfg: RunConfig):
     """(loss_fn, MakeObjective) of the trainer for model.objective: the loss section's DiffusionLoss in
-    DenoisingObjective, or consistency training from scratch (its curriculum over train.max_steps unless
-    model.objective_options.total_steps is given)."""
+    DenoisingObjective, MeanFlow's loss in it, or consistency training from scratch (its curriculum over
+    train.max_steps unless model.objective_options.total_steps is given)."""
     kind = check_choice("model.objective", cfg.model.objective, OBJECTIVES)
     if kind == "denoising":
         return build_loss(cfg.loss, cfg.model), DenoisingObjective
+    if kind == "meanflow":
+        if cfg.model.parameterization != "velocity" or cfg.model.preconditioning != "none":
+            raise DifflabError("model.objective=meanflow trains an average velocity: set "
+                               "model.parameterization=velocity and model.preconditioning=none")
+        return build_meanflow_loss(cfg.model.objective_options, cfg.loss), DenoisingObjective
     if cfg.model.preconditioning != "consistency":
         raise DifflabError("model.objective=consistency_training fits a consistency function: "
                            "set model.preconditioning=consistency")
     return training_objective(dict(cfg.model.objective_options), cfg.train.max_steps)
+
+
+def objective_defaults(cfg: RunConfig) -> RunConfig:
+    """What model.objective implies, fixed at a run's first start (consistency_defaults, meanflow_defaults)."""
+    return meanflow_defaults(consistency_defaults(cfg))
+
+
+def meanflow_defaults(cfg: RunConfig) -> RunConfig:
+    """What model.objective=meanflow implies: the network's interval embedding (model.options
+    interval_embedding=true) and, when the sample section names no sampler, the meanflow sampler at 1 step
+    (or the section's steps if 4 or fewer) on the grid uniform in t."""
+    m, s = cfg.model, cfg.sample
+    if m.objective != "meanflow":
+        return cfg
+    m = replace(m, options={**m.options, "interval_embedding": True})
+    if s.sampler == "default":
+        s = replace(s, sampler="meanflow", steps=s.steps if s.steps <= 4 else 1)
+    return replace(cfg, model=m, sample=s)
 
 
 def consistency_defaults(cfg: RunConfig) -> RunConfig:

@@ -38,12 +38,17 @@ class ModelConfig:
     """The network, what it predicts and how it is wrapped into a denoiser.
 
     conditioning: none | class (labels from the data set) | text (captions through `text_encoder`).
-    preconditioning: none (NetworkDenoiser, c_noise = 1000 t) | edm (EDMDenoiser, x0 output) | consistency
+    preconditioning: none (NetworkDenoiser, c_noise = time_scale t) | edm (EDMDenoiser, x0 output) | consistency
     (difflab.param.ConsistencyDenoiser around the NetworkDenoiser of `parameterization`: f(x, t_min) = x).
     objective: denoising (the loss section's DiffusionLoss) | consistency_training (iCT from scratch,
-    difflab.distill.consistency; implies preconditioning=consistency), `objective_options` its keywords.
+    difflab.distill.consistency; implies preconditioning=consistency) | meanflow (the average velocity from
+    scratch, difflab.objectives.meanflow; implies the network's interval_embedding and the meanflow sampler),
+    `objective_options` its keywords.
     autoencoder: None (pixel space) or an autoencoder run folder / diffusers AutoencoderKL folder or hub id:
     latent diffusion, the denoiser trains on the data's cached latents and samples are decoded (jobs.latent).
+    time_scale: the network's time input c_noise = time_scale t (and interval time_scale (t - r)) for
+    preconditioning none / consistency; 1000 puts t on DDPM's step scale. MeanFlow's target differentiates the
+    network in t, and a smaller scale (1) keeps the sinusoidal time features' derivatives small.
     """
 
     network: str = "unet"
@@ -56,12 +61,15 @@ class ModelConfig:
     autoencoder: str | None = None
     objective: str = "denoising"
     objective_options: dict[str, Any] = field(default_factory=dict)
+    time_scale: float = 1000.0
 
     def __post_init__(self):
         if self.conditioning == "text" and self.network == "mlp":  # before any text encoder is loaded
             raise ValueError("text conditioning needs cross-attention: use model.network=unet or dit")
         if not self.sigma_data > 0:
             raise ValueError(f"model.sigma_data (the data's standard deviation) must be > 0; got {self.sigma_data}")
+        if not self.time_scale > 0:
+            raise ValueError(f"model.time_scale (c_noise = time_scale t) must be > 0; got {self.time_scale}")
 
 
 @dataclass

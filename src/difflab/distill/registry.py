@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from difflab.distill.base import DistillMethod
 from difflab.distill.consistency import CONSISTENCY
+from difflab.distill.meanflow import MEANFLOW
 from difflab.distill.progressive import PROGRESSIVE
 from difflab.distill.reflow import REFLOW
 from difflab.utils.errors import check_choice
@@ -15,6 +16,7 @@ DISTILL_METHODS: dict[str, DistillMethod] = {
     "progressive": PROGRESSIVE,
     "reflow": REFLOW,
     "consistency": CONSISTENCY,
+    "meanflow": MEANFLOW,
 }
 
 

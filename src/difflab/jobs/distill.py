@@ -87,6 +87,20 @@ def load_teacher(path: str | Path, device: str, student_run: Path):
     return loaded
 
 
+def start_from_teacher(student, teacher) -> None:
+    """The teacher's weights into the student. The one part a student may add is a MeanFlow interval embedding
+    (nets.embeddings.ConditionEmbedding.interval, zero-initialised so the student starts as the teacher);
+    any other difference is one message."""
+    try:
+        missing, unexpected = student.load_state_dict(teacher.state_dict(), strict=False)
+    except RuntimeError as e:
+        missing, unexpected = [str(e).splitlines()[0]], []
+    missing = [k for k in missing if ".cond_embed.interval." not in k]
+    if missing or unexpected:
+        raise DifflabError(f"the student's network does not match the teacher's ({(missing + unexpected)[0]}): "
+                           "keep model.network and model.options, or --set distill.init=scratch")
+
+
 def _new_config(run: Path, method: str, overrides: list[str], device: str):
     if is_diffusers_source(run):
         raise DifflabError(f"{run} is a diffusers model: `difflab distill` takes a difflab run folder as the teacher "
@@ -146,11 +160,7 @@ def run_distill(run: str | Path | None, out: str | Path, *, method: str | None =
         text_encoder = build_text_encoder(cfg.model)
         student = build_denoiser(cfg, build_process(cfg.process), meta.data_shape, meta.num_classes, meta.context_dim)
         if cfg.distill.init == "teacher":
-            try:
-                student.load_state_dict(teacher.model.state_dict())
-            except RuntimeError as e:
-                raise DifflabError(f"the student's network does not match the teacher's ({str(e).splitlines()[0]}): "
-                                   "keep model.network and model.options, or --set distill.init=scratch") from None
+            start_from_teacher(student, teacher.model)
         student.to(device)
         write_meta(out, meta)
         ctx = DistillContext(teacher.model, student, dataset, tuple(meta.data_shape), meta.num_classes, out,

@@ -21,7 +21,7 @@ from difflab.config.factory import (
     build_prepare,
     build_process,
     build_text_encoder,
-    consistency_defaults,
+    objective_defaults,
 )
 from difflab.config.loader import apply_overrides, config_from_dict, config_to_dict, load_config
 from difflab.config.schema import RunConfig
@@ -183,7 +183,7 @@ def run_train(config: str | Path | None, out: str | Path, *, minutes: float | No
         ckpt = resume_point(out) if resume else None
         cfg = resolve_config(config, out, list(overrides or []), ckpt)
         train_cfg = budget(cfg.train, read_state(ckpt) if ckpt else None, minutes, steps)
-        cfg = consistency_defaults(replace(cfg, train=train_cfg))  # what consistency training implies
+        cfg = objective_defaults(replace(cfg, train=train_cfg))  # what the objective implies
         seed_everything(cfg.train.seed)
 
         dataset, autoencoder = training_data(cfg, out, resolve_device())  # latents with model.autoencoder

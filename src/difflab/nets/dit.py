@@ -123,7 +123,8 @@ class DiT(nn.Module):
     pos_embed is "sincos" (fixed, DiT's choice) or "learned" (initialized at the sin-cos values).
     num_classes adds a class embedding with a learned null class to c; context_dim adds cross-attention
     to text tokens of that width in every block. The output has the input's channels (no learned
-    variance: the parameterization layer decides what the output means).
+    variance: the parameterization layer decides what the output means). interval_embedding adds the
+    embedding of a second time, cond["interval"] (difflab.nets.embeddings.ConditionEmbedding).
     """
 
     def __init__(
@@ -139,6 +140,7 @@ class DiT(nn.Module):
         context_dim: int | None = None,
         num_null_tokens: int = 1,
         pos_embed: str = "sincos",
+        interval_embedding: bool = False,
     ):
         super().__init__()
         check_heads(hidden_size, num_heads)
@@ -148,7 +150,8 @@ class DiT(nn.Module):
         self.input_size, self.patch_size, self.in_channels = input_size, patch_size, in_channels
         self.grid_size = input_size // patch_size
         self.cond_embed = ConditionEmbedding(
-            hidden_size, num_classes, context_dim, hidden_size, num_null_tokens, frequency_dim=256, owner="DiT"
+            hidden_size, num_classes, context_dim, hidden_size, num_null_tokens, frequency_dim=256, owner="DiT",
+            interval=interval_embedding,
         )
         self.x_embedder = nn.Linear(patch_size * patch_size * in_channels, hidden_size)
         pos = sincos_2d(hidden_size, self.grid_size)[None]  # (1, N, D)

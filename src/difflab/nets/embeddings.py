@@ -136,9 +136,15 @@ class ContextAdapter(nn.Module):
 class ConditionEmbedding(nn.Module):
     """(c_noise, cond) -> (emb (B, dim), context tokens (B, K+L, context_width) or None, mask or None).
 
-    emb = TimestepEmbedding(c_noise) + ClassEmbedding(label or null); the context goes through a
-    ContextAdapter. Built without num_classes / context_dim (or for a network that takes no text,
-    accepts_context=False), it rejects those conditions with one message that names the fix.
+    emb = TimestepEmbedding(c_noise) + ClassEmbedding(label or null) [+ IntervalEmbedding(cond["interval"])];
+    the context goes through a ContextAdapter. Built without num_classes / context_dim / interval (or for a
+    network that takes no text, accepts_context=False), it rejects those conditions with one message that
+    names the fix.
+
+    interval=True adds a second time, the length t - r of the interval an average-velocity model (MeanFlow,
+    Geng et al. 2025, who embed (t, t - r)) integrates over, given as cond["interval"] (B,) on the scale of
+    c_noise (NetworkDenoiser multiplies both by its time_scale). Its last layer starts at zero, so a network built
+    from a trained flow's weights starts as that flow (u(z, t, t) = v(z, t)); no interval in cond is 0.
     """
 
     def __init__(
@@ -151,10 +157,12 @@ class ConditionEmbedding(nn.Module):
         frequency_dim: int = 256,
         owner: str = "network",
         accepts_context: bool = True,
+        interval: bool = False,
     ):
         super().__init__()
         self.owner, self.accepts_context = owner, accepts_context
         self.time = TimestepEmbedding(dim, frequency_dim)
+        self.interval = TimestepEmbedding(dim, frequency_dim) if interval else None
         self.label = ClassEmbedding(num_classes, dim) if num_classes is not None else None
         self.context = (
             ContextAdapter(context_dim, context_width or dim, num_null_tokens) if context_dim is not None else None
@@ -168,8 +176,17 @@ class ConditionEmbedding(nn.Module):
             nn.init.normal_(self.label.table.weight, std=0.02)
         if self.context is not None:
             nn.init.normal_(self.context.null_tokens, std=0.02)
+        if self.interval is not None:  # the interval's embedding starts at zero: the model starts as a flow
+            nn.init.normal_(self.interval.mlp[0].weight, std=0.02)
+            nn.init.zeros_(self.interval.mlp[2].weight)
+            nn.init.zeros_(self.interval.mlp[2].bias)
 
     def _check(self, cond: Cond) -> None:
+        if self.interval is None and cond.get("interval") is not None:
+            raise DifflabError(
+                f"this {self.owner} was built without an interval embedding but got cond['interval']: build it "
+                "with interval_embedding=True (model.objective=meanflow does), or sample it with another sampler"
+            )
         if self.label is None and cond.get("class_labels") is not None:
             raise DifflabError(
                 f"this {self.owner} was built without class conditioning but got class_labels: "
@@ -198,6 +215,11 @@ class ConditionEmbedding(nn.Module):
         emb = self.time(c_noise)  # (B, dim)
         if self.label is not None:
             emb = emb + self.label(cond.get("class_labels"), drop, batch)  # (B, dim)
+        if self.interval is not None and cond.get("interval") is not None:
+            interval = torch.as_tensor(cond["interval"], device=c_noise.device)
+            if interval.shape != (batch,):
+                raise DifflabError(f"cond['interval'] must have shape ({batch},); got {tuple(interval.shape)}")
+            emb = emb + self.interval(interval)  # (B, dim)
         if self.context is None:
             return emb, None, None
         tokens, mask = self.context(cond.get("context"), cond.get("context_mask"), drop, batch)

@@ -45,7 +45,8 @@ class MLPNet(nn.Module):
 
     x -> Linear -> num_blocks residual blocks conditioned on emb = time(c_noise) [+ class(y)] ->
     LayerNorm -> SiLU -> zero-initialized Linear. Class conditioning (num_classes) follows the cond
-    contract (difflab.utils.cond): cond["drop"] selects the learned null class.
+    contract (difflab.utils.cond): cond["drop"] selects the learned null class. interval_embedding adds the
+    embedding of a second time, cond["interval"] (difflab.nets.embeddings.ConditionEmbedding).
     """
 
     def __init__(
@@ -56,6 +57,7 @@ class MLPNet(nn.Module):
         num_classes: int | None = None,
         dropout: float = 0.0,
         frequency_dim: int = 128,
+        interval_embedding: bool = False,
     ):
         super().__init__()
         if data_dim < 1 or hidden_dim < 1 or num_blocks < 0:
@@ -65,7 +67,8 @@ class MLPNet(nn.Module):
             )
         self.data_dim = data_dim
         self.cond_embed = ConditionEmbedding(
-            hidden_dim, num_classes, frequency_dim=frequency_dim, owner="MLPNet", accepts_context=False
+            hidden_dim, num_classes, frequency_dim=frequency_dim, owner="MLPNet", accepts_context=False,
+            interval=interval_embedding,
         )
         self.in_proj = nn.Linear(data_dim, hidden_dim)
         self.blocks = nn.ModuleList(ResidualMLPBlock(hidden_dim, hidden_dim, dropout) for _ in range(num_blocks))

@@ -159,7 +159,8 @@ class UNet(nn.Module):
     feature-map sizes for an image_size input, turned into levels (image_size / r = 2^l), so the same
     network runs on any H, W divisible by 2^(levels - 1), with attention at the same levels.
     num_classes adds a class embedding (with a learned null class) to the time embedding; context_dim
-    adds cross-attention to text tokens of that width after every attention layer.
+    adds cross-attention to text tokens of that width after every attention layer; interval_embedding adds
+    the embedding of a second time, cond["interval"] (difflab.nets.embeddings.ConditionEmbedding).
     """
 
     def __init__(
@@ -176,6 +177,7 @@ class UNet(nn.Module):
         num_classes: int | None = None,
         context_dim: int | None = None,
         num_null_tokens: int = 1,
+        interval_embedding: bool = False,
     ):
         super().__init__()
         if len(channel_mult) < 1 or num_res_blocks < 1:
@@ -193,7 +195,8 @@ class UNet(nn.Module):
         ctx = emb_dim if context_dim is not None else None
         block = partial(UNetBlock, emb_dim=emb_dim, dropout=dropout, num_heads=num_heads, context_width=ctx)
         self.cond_embed = ConditionEmbedding(
-            emb_dim, num_classes, context_dim, emb_dim, num_null_tokens, frequency_dim=base_channels, owner="UNet"
+            emb_dim, num_classes, context_dim, emb_dim, num_null_tokens, frequency_dim=base_channels, owner="UNet",
+            interval=interval_embedding,
         )
 
         # Encoder and middle: every block and every downsampling leaves a skip for the decoder.

@@ -80,7 +80,9 @@ class NetworkDenoiser(nn.Module, Denoiser):
     """A raw network as a denoiser: D(x_t, t, cond) = net(x_t, time_scale * t, cond).
 
     time_scale = 1000 puts continuous times on the scale of DDPM's integer steps, which is where
-    sinusoidal time embeddings were designed to work (Ho et al. 2020).
+    sinusoidal time embeddings were designed to work (Ho et al. 2020). An average-velocity model's interval
+    cond["interval"] = t - r (difflab.objectives.meanflow) is a time too and goes to the network on the same
+    scale.
     """
 
     def __init__(self, net: nn.Module, process: NoiseProcess, parameterization: str, time_scale: float = 1000.0):
@@ -92,6 +94,8 @@ class NetworkDenoiser(nn.Module, Denoiser):
 
     def forward(self, x: Tensor, t: Tensor, cond=None) -> Tensor:
         t = torch.as_tensor(t, device=x.device, dtype=x.dtype).expand(x.shape[0])
+        if cond is not None and cond.get("interval") is not None:
+            cond = {**cond, "interval": cond["interval"] * self.time_scale}
         return self.net(x, t * self.time_scale, cond)
 
 

@@ -112,6 +112,10 @@ class Evaluator:
         raw = self.denoiser(x, self._t[j], self.cond)
         return self.parameterization.to_x0_eps(raw, x, self._k[j])
 
+    def raw(self, x: Tensor, j: int, cond) -> tuple[Tensor, Coefficients]:
+        """The denoiser's raw output at times[j] under `cond` (the run's, extended) and the coefficients there."""
+        return self.denoiser(x, self._t[j], cond), self._k[j]
+
 
 class Run:
     """One sampling call's shared state, built before the loop.

@@ -14,6 +14,7 @@ from difflab.sampling.ddpm import ddim, ddpm
 from difflab.sampling.deis import deis, ipndm, lms, plms
 from difflab.sampling.dpm_solver import dpmpp_2m, dpmpp_2m_sde, dpmpp_3m, dpmpp_3m_sde, dpmpp_sde
 from difflab.sampling.edm import euler, heun
+from difflab.sampling.meanflow import meanflow
 from difflab.sampling.sde import euler_maruyama, predictor_corrector
 from difflab.sampling.unipc import unipc
 
@@ -37,6 +38,7 @@ SAMPLERS: dict[str, Callable[..., Tensor]] = {
     "pc": predictor_corrector,
     "adaptive": probability_flow,
     "consistency": consistency,
+    "meanflow": meanflow,
 }
 #: the samplers that draw noise with their default options; every other one is a deterministic function of x_T
 _DRAW_NOISE = {ddpm, dpmpp_2m_sde, dpmpp_3m_sde, dpmpp_sde, euler_maruyama, predictor_corrector, consistency}

@@ -5,7 +5,9 @@
 * "class_labels": LongTensor (B,), values in 0..num_classes-1;
 * "context": FloatTensor (B, L, D), token embeddings of a frozen text encoder;
 * "context_mask": BoolTensor (B, L), True for real tokens;
-* "drop": BoolTensor (B,), True where the network must use its learned null condition instead.
+* "drop": BoolTensor (B,), True where the network must use its learned null condition instead;
+* "interval": FloatTensor (B,), the length t - r of the interval an average-velocity model (MeanFlow) jumps
+  over, for a network built with interval_embedding=True.
 
 Condition dropout in training and the unconditional branch of classifier-free guidance both set
 "drop", so neither needs to know how a network embeds its condition.
@@ -59,6 +61,11 @@ def cond_with_drop(cond: Cond | None, drop: Tensor) -> Cond | None:
     out = dict(cond)
     out["drop"] = drop if "drop" not in cond else (cond["drop"] | drop)
     return out
+
+
+def with_interval(cond: Cond | None, interval: Tensor) -> Cond:
+    """A copy of `cond` (or a new dict) with cond["interval"] = interval (B,)."""
+    return {**(cond or {}), "interval": interval}
 
 
 def cond_index(cond: Cond | None, idx) -> Cond | None:
