@@ -22,7 +22,8 @@ Rows with a checkpoint step score that checkpoint (progressive: the student of t
 a row's optional `sample` dict (sampler, schedule, options, schedule_options) replaces those fields of the
 run's own sample config for that row (a named field replaces the run's whole value, so another grid does not
 inherit the run's grid options); an entry's optional "teacher" names the part whose run is its teacher
-(default: the copied teacher). The picture shows, for each model and NFE, the row of lowest FDD.
+(default: the copied teacher); an entry with "preset" instead of "method" is trained from scratch with
+`difflab train PRESET` (difflab.jobs.train.run_train) and scored the same way (MeanFlow). The picture shows, for each model and NFE, the row of lowest FDD.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from difflab.jobs.distill import run_distill
 from difflab.jobs.evaluate import evaluate_loaded
 from difflab.jobs.generate import generate
 from difflab.jobs.runs import LoadedRun, load_run
+from difflab.jobs.train import run_train
 from difflab.train.checkpoint import load_weights, newest_intact_checkpoint
 from difflab.utils.errors import DifflabError
 from difflab.utils.files import atomic_write_json, atomic_write_text
@@ -59,8 +61,9 @@ TEACHER_NFE = (1, 2, 4, 10, 20)
 TEACHER_SOLVERS = {1: ("euler",), 2: ("euler",), 4: ("euler", "dpmpp_2m", "unipc"), 10: ("dpmpp_2m", "unipc"),
                    20: ("dpmpp_2m", "unipc")}
 #: optimizer steps of the progressive phases (students of 32, 16, 8, 4, 2, 1 steps): the first phases, whose
-#: students of many steps start close to their teacher's 2N steps, get fewer
-PHASES = [10, 10, 20, 50, 50, 50]
+#: students of many steps start close to their teacher's 2N steps, get fewer (150 a late phase: 8.83 at 4 NFE
+#: against 10.05 with 50, docs/benchmarks.md)
+PHASES = [10, 10, 20, 150, 150, 150]
 ENDS = list(itertools.accumulate(PHASES))  # the step at which each phase ends
 TRAIN = ["train.batch_size=64", "train.lr=3e-4", "train.warmup_steps=20", "train.sample_every=0",
          "train.log_every=20"]
@@ -81,12 +84,13 @@ METHODS = {
                        "distill.options.pair_steps=10", "train.ckpt_every=250"],
                "rows": [("4 steps", 4, None, 4), ("2 steps", 2, None, 2), ("1 step", 1, None, 1),
                         ("4 steps, unipc", 4, None, 4, {"sampler": "unipc"})]},
-    # consistency distillation with iCT's target: N = 18 Karras levels, Heun teacher steps, theta- = stop-grad of
-    # the student (no EMA), pseudo-Huber; the multistep consistency sampler on the run's Karras grid from
-    # sigma~ = 80 (second level 0.8) and on the grid uniform in t from sigma~ = 80
-    "consistency": {"method": "consistency", "steps": 300,
-                    "set": [*TRAIN, "distill.options.steps=18", "distill.options.target=stopgrad",
-                            "distill.options.solver=heun", "train.ckpt_every=150"],
+    # consistency distillation: N = 18 Karras levels, Heun teacher steps, the EMA target (mu = 0.95: 12.8 at 4
+    # NFE after 600 steps where iCT's stop-grad target was at 207 after 300), pseudo-Huber; the multistep
+    # consistency sampler on the run's Karras grid from sigma~ = 80 (second level 0.8) and on the grid uniform
+    # in t from sigma~ = 80
+    "consistency": {"method": "consistency", "steps": 600,
+                    "set": [*TRAIN, "distill.options.steps=18", "distill.options.solver=heun",
+                            "train.ckpt_every=300"],
                     "rows": [("4 steps", 4, None, 4), ("2 steps", 2, None, 2), ("1 step", 1, None, 1),
                              ("4 steps, uniform t", 4, None, 4, UNIFORM_FROM_80),
                              ("2 steps, uniform t", 2, None, 2, UNIFORM_FROM_80)]},
@@ -97,6 +101,17 @@ METHODS = {
                              "distill.options.pair_steps=4", "distill.options.pair_schedule=uniform",
                              "distill.options.one_step=true", "train.ckpt_every=200"],
                      "rows": [("1 step", 1, None, 1)]},
+    # MeanFlow distillation: the teacher's network plus a zero-started interval embedding, the teacher's
+    # velocity in the MeanFlow target (difflab.distill.meanflow); the meanflow sampler at 1, 2, 4 steps
+    "meanflow-distill": {"method": "meanflow", "steps": 600, "set": [*TRAIN, "train.ckpt_every=300"],
+                         "rows": [("4 steps", 4, None, 4), ("2 steps", 2, None, 2), ("1 step", 1, None, 1)]},
+    # MeanFlow (Geng et al. 2025) trained from scratch on the `digits` preset (no teacher): the average velocity
+    # u(z, r, t), the network's time input on t's own scale (time_scale 1: the target differentiates the net in
+    # t), logit-normal times of mean -0.4 as the paper; the meanflow sampler at 1, 2, 4 steps
+    "meanflow": {"preset": "digits", "steps": 1500,
+                 "set": ["train.batch_size=64", "train.sample_every=0", "train.ckpt_every=250", "train.log_every=50",
+                         "model.objective=meanflow", "model.time_scale=1", "loss.mean=-0.4"],
+                 "rows": [("4 steps", 4, None, 4), ("2 steps", 2, None, 2), ("1 step", 1, None, 1)]},
 }
 
 
@@ -181,8 +196,12 @@ def method_part(name: str, teacher: Path, out: Path, n: int, rescore: bool = Fal
         start_wall, start_cpu = time.perf_counter(), time.process_time()
         resume = newest_intact_checkpoint(run)[0] is not None
         teacher = out / entry["teacher"] if "teacher" in entry else teacher
-        result = run_distill(None if resume else teacher, run, method=entry["method"], resume=resume,
-                             steps=None if resume else entry["steps"], overrides=[] if resume else entry["set"])
+        if "preset" in entry:  # trained from scratch, not distilled
+            result = run_train(None if resume else entry["preset"], run, resume=resume,
+                               steps=None if resume else entry["steps"], overrides=[] if resume else entry["set"])
+        else:
+            result = run_distill(None if resume else teacher, run, method=entry["method"], resume=resume,
+                                 steps=None if resume else entry["steps"], overrides=[] if resume else entry["set"])
         cost = {"steps": result.step, "train_seconds": result.elapsed,
                 "wall_seconds": time.perf_counter() - start_wall, "cpu_seconds": time.process_time() - start_cpu}
     loaded = load_run(run)
