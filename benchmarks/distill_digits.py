@@ -284,9 +284,9 @@ def picture(out: Path, figure: Path, data: dict) -> None:
                 r = best[nfe]
                 step = int(Path(r["checkpoint"]).name.split("-")[1])
                 rows.append(_samples(at_checkpoint(base, out / name, step), r))
-                captions.append(f"{name} {r['sampler']} {nfe}")
-    caption = "rows: " + "; ".join(captions) + " (NFE)"
-    save_image_grid(torch.cat(rows), figure, nrow=10, scale=8, caption=caption)
+                captions.append(f"{name}: {r['sampler']} ({grid_text(r)}), {nfe} NFE, FDD {r['fdd']:.1f}")
+    caption = "10 noises (seed 0) per row; each model at its lowest-FDD setting per NFE"
+    save_image_grid(torch.cat(rows), figure, nrow=10, scale=8, caption=caption, row_labels=captions)
 
 
 def main(argv=None) -> int:

@@ -43,3 +43,16 @@ def test_caption_band_sits_above_the_grid(tmp_path):
     assert (img[band:, :40] == 0).all()  # the grid, untouched
     top = img[:band]
     assert (top == 255).mean() > 0.5 and (top < 128).any()  # white band with dark text in it
+
+
+def test_row_labels_sit_left_of_their_rows(tmp_path):
+    path = save_image_grid(torch.full((6, 1, 8, 8), -1.0), tmp_path / "r.png", nrow=3, scale=4,
+                           row_labels=["teacher 4 NFE", "student 4 NFE"])
+    img = np.asarray(Image.open(path).convert("L"))
+    band = img.shape[1] - 120  # the 3 x 40-pixel grid at the right, the label band left of it
+    assert img.shape[0] == 80 and band > 20
+    assert (img[:, band:] == 0).all()  # the grid, untouched
+    for rows in (slice(0, 40), slice(40, 80)):  # dark text on white in each row's band
+        assert (img[rows, :band] == 255).mean() > 0.5 and (img[rows, :band] < 128).any()
+    with pytest.raises(ValueError, match="one label per grid row \\(2\\); got 1"):
+        save_image_grid(torch.zeros(6, 1, 8, 8), tmp_path / "x.png", nrow=3, row_labels=["one"])

@@ -42,11 +42,12 @@ def image_grid(images: Tensor, nrow: int | None = None, pad: int = 1) -> np.ndar
 
 
 def save_image_grid(images: Tensor, path: str | os.PathLike, nrow: int | None = None, scale: int = 1,
-                    caption: str | None = None) -> Path:
+                    caption: str | None = None, row_labels: list[str] | None = None) -> Path:
     """Write a PNG grid of (N, C, H, W) images in [-1, 1]; `scale` enlarges small images (nearest).
 
     caption: lines of text written in a white band above the grid (what the picture shows: the model,
-    its steps, its scores), so the picture carries its own label.
+    its steps, its scores), so the picture carries its own label. row_labels: one label per grid row, written
+    in a white band left of it (a comparison of models row by row).
     """
     from PIL import Image
 
@@ -56,9 +57,32 @@ def save_image_grid(images: Tensor, path: str | os.PathLike, nrow: int | None = 
     img = Image.fromarray(grid)
     if scale > 1:
         img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    if row_labels is not None:
+        rows = -(-images.shape[0] // (nrow or int(np.ceil(np.sqrt(images.shape[0])))))
+        if len(row_labels) != rows:
+            raise ValueError(f"row_labels needs one label per grid row ({rows}); got {len(row_labels)}")
+        img = add_row_labels(img, row_labels)
     if caption:
         img = add_caption(img, caption)
     return atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
+
+
+def add_row_labels(img, labels: list[str]):
+    """`img` (a PIL image of len(labels) equal rows) right of a white band holding each row's label in black,
+    vertically centred on its row."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default()
+    probe = ImageDraw.Draw(Image.new("L", (1, 1)))
+    boxes = [probe.textbbox((0, 0), label or " ", font=font) for label in labels]
+    band = max(b[2] for b in boxes) + 10
+    out = Image.new(img.mode, (img.width + band, img.height), "white")
+    draw = ImageDraw.Draw(out)
+    row_h = img.height / len(labels)
+    for i, (label, b) in enumerate(zip(labels, boxes, strict=True)):
+        draw.text((5, round((i + 0.5) * row_h - (b[3] + b[1]) / 2)), label, fill="black", font=font)
+    out.paste(img, (band, 0))
+    return out
 
 
 def add_caption(img, caption: str):
