@@ -50,7 +50,7 @@ def test_train_sample_eval_each_family(runs, family, tmp_path):
     x = np.load(tmp_path / "s.npy")
     assert x.shape == (6, 1, 8, 8) and x.min() >= -1 and x.max() <= 1 and "from" in out
     nfe = 64 if family == "pixelcnn" else 1  # one pass per pixel, one for the VAE's decoder and the generator
-    assert f"(6 samples, {nfe} network evaluations)" in " ".join(out.split())  # no denoiser in a baseline
+    assert f"(6 samples, {nfe} network evaluation{'s' if nfe > 1 else ''})" in " ".join(out.split())  # no denoiser in a baseline
     again = invoke("sample", run, "--n", 6, "--no-grid", "--save-array", tmp_path / "t.npy")
     assert np.array_equal(x, np.load(tmp_path / "t.npy")) and again  # seeded: the same samples
     invoke("eval", run, "--n", 20, "--batch-size", 20, "--json", tmp_path / "e.json")

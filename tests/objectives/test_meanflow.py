@@ -237,6 +237,6 @@ def test_meanflow_from_scratch_by_set_then_sample(tmp_path):
     r = runner.invoke(app, ["sample", str(out), "--n", "8", "--out", str(tmp_path / "s.png")])
     assert r.exit_code == 0 and "8 samples, 2 denoiser evaluations" in r.output, r.output
     r = runner.invoke(app, ["sample", str(out), "--n", "8", "--steps", "1", "--out", str(tmp_path / "s1.png")])
-    assert r.exit_code == 0 and "8 samples, 1 denoiser evaluation" in r.output, r.output
+    assert r.exit_code == 0 and "8 samples, 1 denoiser evaluation)" in r.output, r.output
     r = runner.invoke(app, ["train", "--out", str(out), "--resume", "--steps", "1"])
     assert r.exit_code == 0 and "at step 4" in r.output, r.output

@@ -119,6 +119,6 @@ def run_sample(run: str | Path, *, out: str | Path | None = None, n: int | None 
             written.append(str(save_array(result.labels, labels_path(array_path))))
     setup = f"; its grid was fitted once with {times.fit_nfe} calls" if isinstance(times, FittedGrid) else ""
     calls = "denoiser" if loaded.config.family == "diffusion" else "network"  # a baseline has no denoiser
-    console.print(f"wrote {', '.join(written)} ({n} samples, {result.nfe} {calls} evaluations{setup}) "
+    console.print(f"wrote {', '.join(written)} ({n} samples, {result.nfe} {calls} evaluation{'' if result.nfe == 1 else 's'}{setup}) "
                   f"from {loaded.checkpoint}", markup=False, highlight=False, soft_wrap=True)
     return result
