@@ -167,3 +167,30 @@ def test_the_bespoke_solver_is_fitted_then_sampled_and_evaluated_by_name(toy_run
 
     report = json.loads((tmp_path / "e.json").read_text())
     assert report["settings"]["nfe"] == 3 and report["settings"]["schedule"] == "fitted", report
+
+
+def test_another_grid_or_sampler_does_not_inherit_the_runs_keywords():
+    """A run sampled on a Karras grid with sigma_max (a consistency student) and --schedule uniform: the
+    uniform grid starts from its own defaults (it has no sigma_max), and so does another sampler; the run's
+    own grid and sampler keep their keywords, under the user's."""
+    from difflab.config.schema import SampleConfig
+    from difflab.jobs.generate import run_sample_keywords
+
+    s = SampleConfig(sampler="ddim", schedule="karras", options={"eta": 0.5}, schedule_options={"sigma_max": 80.0})
+    assert run_sample_keywords(s, None, None, None, None) == ({"eta": 0.5}, {"sigma_max": 80.0})
+    assert run_sample_keywords(s, "ddim", "karras", {"eta": 1.0}, {"rho": 3}) == (
+        {"eta": 1.0}, {"sigma_max": 80.0, "rho": 3})
+    assert run_sample_keywords(s, "heun", "uniform", None, {"t_max": 0.9}) == ({}, {"t_max": 0.9})
+
+
+def test_eval_on_another_grid_of_a_run_with_grid_options(tmp_path):
+    run = tmp_path / "karras-run"
+    r = runner.invoke(app, ["train", "toy2d", "--out", str(run), "--steps", "1", "--set", "train.sample_every=0",
+                            "--set", "model.options={hidden_dim: 16, num_blocks: 1}", "--set", "train.batch_size=16",
+                            "--set", "data.options={name: 8gaussians, n: 64}", "--set", "sample.schedule=karras",
+                            "--set", "sample.schedule_options={sigma_max: 50.0}"])
+    assert r.exit_code == 0, r.output
+    for cmd in (["sample", str(run), "--n", "8", "--no-grid", "--save-array", str(tmp_path / "a.npy")],
+                ["eval", str(run), "--n", "32", "--json", str(tmp_path / "e.json")]):
+        r = runner.invoke(app, [*cmd, "--steps", "2", "--schedule", "uniform", "--schedule-option", "t_max=0.9"])
+        assert r.exit_code == 0, r.output

@@ -37,6 +37,7 @@ from difflab.jobs.generate import (
     guidance_chain,
     negative_cond,
     resolve_device,
+    run_sample_keywords,
 )
 from difflab.jobs.runs import LoadedRun, load_run
 from difflab.jobs.sample import output_file, save_array
@@ -150,10 +151,10 @@ def _sampler(loaded: LoadedRun, sampler, steps, schedule, options, schedule_opti
     s = loaded.config.sample
     steps = s.steps if steps is None else steps
     name = resolve_sampler(s.sampler if sampler is None else sampler, loaded.model.process, steps)
-    kwargs = check_options(SAMPLERS[name], {**s.options, **(options or {})}, f"sampler {name!r} (--option)")
+    keywords, grid_keywords = run_sample_keywords(s, sampler, schedule, options, schedule_options)
+    kwargs = check_options(SAMPLERS[name], keywords, f"sampler {name!r} (--option)")
     schedule = s.schedule if schedule is None else schedule
-    grid = grid_options(loaded.model.process, name, schedule, {**s.schedule_options, **(schedule_options or {})},
-                        steps=steps)
+    grid = grid_options(loaded.model.process, name, schedule, grid_keywords, steps=steps)
     return name, steps, schedule, grid, kwargs
 
 

@@ -33,7 +33,7 @@ from difflab.config.schema import DataConfig
 from difflab.data.datasets import collate
 from difflab.jobs.baselines import check_sampling_options
 from difflab.jobs.fit_schedule import resolve_schedule
-from difflab.jobs.generate import check_count, generate, resolve_device
+from difflab.jobs.generate import check_count, generate, resolve_device, run_sample_keywords
 from difflab.jobs.likelihood import evaluate_nll
 from difflab.jobs.runs import LoadedRun, load_run
 from difflab.metrics import EvalOptions, describe_sw2_ratio, evaluate, resolve_inception_weights
@@ -206,8 +206,8 @@ def evaluate_loaded(loaded: LoadedRun, *, n: int = DEFAULT_N, sampler: str | Non
     sample = {"sampler": s.sampler if sampler is None else sampler, "steps": s.steps if steps is None else steps,
               "schedule": s.schedule if schedule is None else schedule, "seed": seed, "device": device,
               "guidance": s.guidance if guidance is None else guidance,
-              "options": {**s.options, **(options or {})},
-              "schedule_options": {**s.schedule_options, **(schedule_options or {})}}
+              **dict(zip(("options", "schedule_options"),
+                         run_sample_keywords(s, sampler, schedule, options, schedule_options), strict=True))}
     kind = data_kind(meta.data_shape, cfg.data.name)
     o = _options(kind, inception, batch_size, seed, device, is_splits)  # checks the settings before any work
     available = {"real", "train", *(["labels"] if meta.num_classes is not None else []),

@@ -173,6 +173,17 @@ def resolve_device(name: str | None = None) -> str:
     return name
 
 
+def run_sample_keywords(s, sampler: str | None, schedule, options: dict | None,
+                        schedule_options: dict | None) -> tuple[dict, dict]:
+    """(sampler keywords, grid keywords) of a job on a run whose sample config is `s`: the run's own
+    sample.options / schedule_options, kept only while the job uses the run's sampler / grid (another sampler
+    or grid starts from its own defaults: a Karras grid's sigma_max means nothing to the uniform grid),
+    updated by the user's --option / --schedule-option."""
+    own = s.options if sampler in (None, s.sampler) else {}
+    own_grid = s.schedule_options if schedule is None or schedule == s.schedule else {}
+    return {**own, **(options or {})}, {**own_grid, **(schedule_options or {})}
+
+
 def check_count(n, what: str = "--n") -> int:
     """A number of samples: an integer >= 1."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:

@@ -18,7 +18,7 @@ from difflab.baselines.base import Baseline
 from difflab.jobs.baselines import check_sampling_options
 from difflab.jobs.classifier import load_run_classifier
 from difflab.jobs.fit_schedule import resolve_schedule
-from difflab.jobs.generate import check_count, generate, resolve_device
+from difflab.jobs.generate import check_count, generate, resolve_device, run_sample_keywords
 from difflab.jobs.runs import load_run
 from difflab.sampling import FittedGrid
 from difflab.utils.errors import DifflabError
@@ -98,13 +98,13 @@ def run_sample(run: str | Path, *, out: str | Path | None = None, n: int | None 
         console.print(f"note: the bespoke solver without its fitted weights is DEIS (its starting point); fit it with "
                       f"`difflab fit-schedule {run} --sampler bespoke --steps {steps}` and add --schedule fitted",
                       markup=False, highlight=False, soft_wrap=True)
+    keywords, grid_keywords = run_sample_keywords(s, sampler, schedule, options, schedule_options)
     result = generate(loaded.model, loaded.meta, n, sampler=sampler, steps=steps, schedule=times,
                       seed=s.seed if seed is None else seed, guidance=s.guidance if guidance is None else guidance,
                       labels=labels, prompts=[prompt] if prompt is not None else None, negative=negative,
                       text_encoder=loaded.text_encoder, device=device, classifier=classifier,
                       classifier_scale=0.0 if classifier_scale is None else classifier_scale,
-                      options={**s.options, **(options or {})},
-                      schedule_options={**s.schedule_options, **(schedule_options or {})}, progress=True)
+                      options=keywords, schedule_options=grid_keywords, progress=True)
     result = result._replace(x=loaded.to_images(result.x))  # a latent run's samples decoded to pictures
     written = []
     if out is not None:
