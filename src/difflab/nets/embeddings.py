@@ -136,7 +136,7 @@ class ContextAdapter(nn.Module):
 class ConditionEmbedding(nn.Module):
     """(c_noise, cond) -> (emb (B, dim), context tokens (B, K+L, context_width) or None, mask or None).
 
-    emb = TimestepEmbedding(c_noise) + ClassEmbedding(label or null) [+ IntervalEmbedding(cond["interval"])];
+    emb = TimestepEmbedding(c_noise) + ClassEmbedding(label or null) [+ TimestepEmbedding'(cond["interval"])];
     the context goes through a ContextAdapter. Built without num_classes / context_dim / interval (or for a
     network that takes no text, accepts_context=False), it rejects those conditions with one message that
     names the fix.
@@ -144,7 +144,8 @@ class ConditionEmbedding(nn.Module):
     interval=True adds a second time, the length t - r of the interval an average-velocity model (MeanFlow,
     Geng et al. 2025, who embed (t, t - r)) integrates over, given as cond["interval"] (B,) on the scale of
     c_noise (NetworkDenoiser multiplies both by its time_scale). Its last layer starts at zero, so a network built
-    from a trained flow's weights starts as that flow (u(z, t, t) = v(z, t)); no interval in cond is 0.
+    from a trained flow's weights starts as that flow (u(z, t, t) = v(z, t)); a cond without an interval adds
+    nothing (once trained, not the same as an interval of 0).
     """
 
     def __init__(
