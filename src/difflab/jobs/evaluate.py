@@ -203,11 +203,11 @@ def evaluate_loaded(loaded: LoadedRun, *, n: int = DEFAULT_N, sampler: str | Non
         check_sampling_options(cfg.family, {"--sampler": sampler, "--steps": steps, "--schedule": schedule,
                                             "--guidance": guidance, "--option": options,
                                             "--schedule-option": schedule_options})
+    keywords, grid_keywords = run_sample_keywords(s, sampler, schedule, options, schedule_options)
     sample = {"sampler": s.sampler if sampler is None else sampler, "steps": s.steps if steps is None else steps,
               "schedule": s.schedule if schedule is None else schedule, "seed": seed, "device": device,
               "guidance": s.guidance if guidance is None else guidance,
-              **dict(zip(("options", "schedule_options"),
-                         run_sample_keywords(s, sampler, schedule, options, schedule_options), strict=True))}
+              "options": keywords, "schedule_options": grid_keywords}
     kind = data_kind(meta.data_shape, cfg.data.name)
     o = _options(kind, inception, batch_size, seed, device, is_splits)  # checks the settings before any work
     available = {"real", "train", *(["labels"] if meta.num_classes is not None else []),

@@ -27,7 +27,7 @@ from torch import Tensor
 from difflab.sampling.core import Run
 from difflab.sampling.deis import ADAMS_BASHFORTH, _orders, _plan, _rho, deis_weights
 from difflab.sampling.linear import run_linear
-from difflab.utils.errors import DifflabError
+from difflab.utils.errors import DifflabError, check_choice
 
 INIT_ORDER = 3
 #: the methods a weight table can start from (`start_weights`): DEIS order 3 in t, or iPNDM's Adams-Bashforth
@@ -70,8 +70,7 @@ def ipndm_table(run: Run) -> Tensor:
 
 def start_table(run: Run, method: str = "deis") -> Tensor:
     """The weight table of `method` (START_WEIGHTS) on run's grid: where a fit starts."""
-    if method not in START_WEIGHTS:
-        raise DifflabError(f"a bespoke fit starts from the weights of {' or '.join(START_WEIGHTS)}; got {method!r}")
+    check_choice("start_weights", method, START_WEIGHTS)
     return initial_weights(run) if method == "deis" else ipndm_table(run)
 
 

@@ -4,8 +4,8 @@ through the solver on a pilot batch.
 1. draw a pilot batch x_T (its own seed) and solve the probability-flow ODE adaptively: the exact endpoints;
    the last eighth of the batch (at least one sample) is held out for validation;
 2. start from DEIS (order 3, time polynomial) on the process's default fixed grid: b_ij = C_ij / (rho_{i+1}
-   - rho_i), or from another grid (`start_schedule`) and iPNDM's table (`start_weights`); the interior times are described by their log-SNR, lambda_k = lambda_start + (lambda_stop -
-   lambda_start) sigmoid(s) cumsum(softmax(u))_k (increasing for any u, s), the ends t_max and t_end fixed;
+   - rho_i), or from another grid (`start_schedule`) and iPNDM's table (`start_weights`); the interior times
+   are described by their log-SNR, lambda_k = lambda_start + (lambda_stop - lambda_start) sigmoid(s) cumsum(softmax(u))_k (increasing for any u, s), the ends t_max and t_end fixed;
 3. minimize the mean squared error of the solver's endpoint on the fitting part with Adam (the solver is
    written here once more as a differentiable function of (u, s, b), the same arithmetic as `bespoke`),
    cosine learning-rate decay, and keep the iterate with the lowest loss on the fitting part (the start
@@ -36,15 +36,17 @@ from difflab.utils.errors import DifflabError, check_choice
 f64 = torch.float64
 
 
-def _start_grid(process, steps: int, t_max: float, t_end: float, schedule: str | None) -> Tensor:
-    """The grid the fit starts from, from t_max to t_end: `schedule` (a name of difflab.sampling.GRIDS), or
-    None: the process's default grid for DEIS (difflab.sampling.default_schedule)."""
+def _start_schedule(process, steps: int, schedule: str | None) -> str:
+    """`schedule`, or None: the process's default grid for DEIS (difflab.sampling.default_schedule)."""
     from difflab.sampling.api import (
         default_schedule,  # api imports optimize, which imports this module lazily
     )
 
-    if schedule is None:
-        schedule = default_schedule(process, "deis", steps)
+    return default_schedule(process, "deis", steps) if schedule is None else schedule
+
+
+def _start_grid(process, steps: int, t_max: float, t_end: float, schedule: str) -> Tensor:
+    """The grid named `schedule` (difflab.sampling.GRIDS) the fit starts from, from t_max to t_end."""
     check_choice("start_schedule", schedule, tuple(GRIDS))
     if {"t_max", "t_end"} <= schedule_options(schedule):
         return make_grid(process, schedule, steps, t_max=t_max, t_end=t_end).to(f64)
@@ -134,6 +136,7 @@ def fit_bespoke(
     process = denoiser.process
     family = GridFamily(process, steps, t_max, t_end)
     check_choice("start_weights", start_weights, START_WEIGHTS)
+    start_schedule = _start_schedule(process, steps, start_schedule)
     start = _start_grid(process, steps, t_max, t_end, start_schedule)
     counted = CountingDenoiser(denoiser)
     x_T, pilot_cond, exact = pilot_batch(counted, shape, pilot, seed, cond, t_max, t_end, dtype, device)
@@ -161,7 +164,7 @@ def fit_bespoke(
     score, times, weights = best
     return FittedGrid(check_grid(times.cpu()), "bespoke", steps, fit_nfe=counted.nfe, pilot=pilot, seed=seed,
                       max_evals=iterations, pilot_rmse=score, process=repr(process), weights=weights.cpu(),
-                      start=f"{start_weights} on {start_schedule or 'default'}")
+                      start=f"{start_weights} on {start_schedule}")
 
 
 def _freeze(denoiser) -> list[torch.nn.Parameter]:
