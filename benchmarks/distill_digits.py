@@ -33,6 +33,7 @@ import itertools
 import json
 import platform
 import shutil
+import statistics
 import sys
 import time
 from collections import Counter
@@ -46,6 +47,8 @@ from difflab.config.factory import build_denoiser, build_process
 from difflab.distill.straightness import straightness
 from difflab.jobs.distill import run_distill
 from difflab.jobs.evaluate import evaluate_loaded
+from difflab.jobs.fit_schedule import schedule_path
+from difflab.jobs.fit_times import run_fit_times
 from difflab.jobs.generate import generate
 from difflab.jobs.runs import LoadedRun, load_run
 from difflab.jobs.train import run_train
@@ -71,6 +74,14 @@ TRAIN = ["train.batch_size=64", "train.lr=3e-4", "train.warmup_steps=20", "train
 #: sigma~ = 80, 2.9, 0.97, 0.33 at 4 steps, 80, 0.99 at 2 (the run's own Karras grid puts its second of 4 levels at
 #: sigma~ = 23.5, where re-noising forgets x_T)
 UNIFORM_FROM_80 = {"sampler": "consistency", "schedule": "uniform", "schedule_options": {"t_max": 80 / 81}}
+#: the consistency students' 2- and 4-step times chosen by FDD (Song et al. 2023, sec. 6: a greedy search, here
+#: difflab.jobs.fit_times from the uniform grid above, on seed 1000, scored on seeds 0..4), and their rows
+CONSISTENCY_FITS = [{"sampler": "consistency", "steps": k, "metric": "fdd", "pilot": 1000, "start_schedule": "uniform",
+                     "start_options": {"t_max": 80 / 81}} for k in (4, 2)]
+FITTED_TIMES = {"sampler": "consistency", "schedule": "fitted"}
+CONSISTENCY_ROWS = [("4 steps", 4, None, 4), ("2 steps", 2, None, 2), ("1 step", 1, None, 1),
+                    ("4 steps, uniform t", 4, None, 4, UNIFORM_FROM_80), ("2 steps, uniform t", 2, None, 2, UNIFORM_FROM_80),
+                    ("4 steps, times by FDD", 4, None, 4, FITTED_TIMES), ("2 steps, times by FDD", 2, None, 2, FITTED_TIMES)]
 METHODS = {
     # 64 teacher DDIM steps -> 32 -> 16 -> 8 -> 4 -> 2 -> 1 student steps, PHASES steps each; the 4-, 2- and
     # 1-step students are the checkpoints at the ends of phases 4, 5 and 6
@@ -91,9 +102,7 @@ METHODS = {
     "consistency": {"method": "consistency", "steps": 600,
                     "set": [*TRAIN, "distill.options.steps=18", "distill.options.solver=heun",
                             "train.ckpt_every=300"],
-                    "rows": [("4 steps", 4, None, 4), ("2 steps", 2, None, 2), ("1 step", 1, None, 1),
-                             ("4 steps, uniform t", 4, None, 4, UNIFORM_FROM_80),
-                             ("2 steps, uniform t", 2, None, 2, UNIFORM_FROM_80)]},
+                    "fit": CONSISTENCY_FITS, "rows": CONSISTENCY_ROWS},
     # Liu et al.'s one-step distillation of that 2-rectified flow: 2000 pairs of its own Euler 4-step ODE,
     # trained at t = 1 only (run after "reflow": its teacher is OUT/reflow)
     "reflow-1step": {"method": "reflow", "steps": 200, "teacher": "reflow",
@@ -105,6 +114,12 @@ METHODS = {
     # velocity in the MeanFlow target (difflab.distill.meanflow); the meanflow sampler at 1, 2, 4 steps
     "meanflow-distill": {"method": "meanflow", "steps": 600, "set": [*TRAIN, "train.ckpt_every=300"],
                          "rows": [("4 steps", 4, None, 4), ("2 steps", 2, None, 2), ("1 step", 1, None, 1)]},
+    # consistency training from scratch (iCT, Song & Dhariwal 2023; no teacher): the `digits-ct` preset (the
+    # teacher's U-Net and process in the consistency preconditioning, iCT's curriculum over its 4000 steps of
+    # 128, pseudo-Huber); the multistep consistency sampler on the preset's Karras grid and uniform in t
+    "consistency-training": {"preset": "digits-ct", "steps": 4000,
+                             "set": ["train.sample_every=0", "train.ckpt_every=500", "train.log_every=50"],
+                             "fit": CONSISTENCY_FITS, "rows": CONSISTENCY_ROWS},
     # MeanFlow (Geng et al. 2025) trained from scratch on the `digits` preset (no teacher): the average velocity
     # u(z, r, t), the network's time input on t's own scale (time_scale 1: the target differentiates the net in
     # t), logit-normal times of mean -0.4 as the paper; the meanflow sampler at 1, 2, 4 steps
@@ -159,30 +174,49 @@ def with_sample(loaded: LoadedRun, sample: dict | None) -> LoadedRun:
     return replace(loaded, config=replace(loaded.config, sample=replace(loaded.config.sample, **changes)))
 
 
-def score(loaded: LoadedRun, n: int, sampler: str | None, steps: int, schedule: str | None, seed: int = 0) -> dict:
+def score(loaded: LoadedRun, n: int, sampler: str | None, steps: int, schedule: str | None, seeds: int = 1) -> dict:
+    """FDD and class coverage of n samples for each seed 0..seeds-1 (FDD of 1000 samples moves by about +-0.7
+    between seeds at FDD 5: docs/benchmarks.md), and their means, which the table and the goals use."""
     start = time.perf_counter()
-    report = evaluate_loaded(loaded, n=n, sampler=sampler, steps=steps, schedule=schedule, seed=seed,
-                             metrics=["fdd", "class_coverage"], batch_size=500)
-    st, s = report.settings, loaded.config.sample
-    return {"sampler": st["sampler"], "schedule": st["schedule"], "steps": steps, "nfe": st["nfe"],
-            "options": s.options if sampler is None else {},
+    runs = [evaluate_loaded(loaded, n=n, sampler=sampler, steps=steps, schedule=schedule, seed=seed,
+                            metrics=["fdd", "class_coverage"], batch_size=500) for seed in range(seeds)]
+    st, s = runs[0].settings, loaded.config.sample
+    fdd = [r.results["fdd"] for r in runs]
+    return {"sampler": st["sampler"], "schedule": st["schedule"], "steps": steps,
+            "nfe": st["nfe"], "options": s.options if sampler is None else {},
             "schedule_options": s.schedule_options if schedule is None else {},
-            "fdd": report.results["fdd"], "class_coverage": report.results["class_coverage"],
+            "fdd": statistics.fmean(fdd), "fdd_seeds": fdd, "fdd_sd": statistics.stdev(fdd) if seeds > 1 else None,
+            "class_coverage": statistics.fmean(r.results["class_coverage"] for r in runs),
             "checkpoint": str(loaded.checkpoint), "seconds": time.perf_counter() - start}
 
 
-def teacher_part(teacher: Path, n: int) -> dict:
+def teacher_part(teacher: Path, n: int, seeds: int = 1) -> dict:
     loaded = load_run(teacher)
     rows = []
     for nfe in TEACHER_NFE:
         for solver in TEACHER_SOLVERS[nfe]:
-            row = score(loaded, n, solver, nfe, "default")
+            row = score(loaded, n, solver, nfe, "default", seeds)
             rows.append({"label": f"{solver}, {nfe} steps", **row})
             print(f"teacher {solver} {nfe}: FDD {row['fdd']:.3f}", file=sys.stderr)
     return {"rows": rows}
 
 
-def method_part(name: str, teacher: Path, out: Path, n: int, rescore: bool = False) -> dict:
+def fit_times(run: Path, fits: list[dict]) -> list[dict]:
+    """The entry's metric-chosen grids (difflab fit-schedule RUN --metric fdd: Song et al.'s greedy search, on
+    seed 1000, away from the scored seeds), each fitted once and kept in RUN/schedules; their one-time cost."""
+    done = []
+    for fit in fits:
+        path = schedule_path(run, fit["sampler"], fit["steps"])
+        if not path.is_file():
+            run_fit_times(run, **fit, log=lambda line: print(line, file=sys.stderr))
+        saved = json.loads(path.read_text())
+        done.append({**fit, "times": saved["times"], "fit_nfe": saved["fit_nfe"], "pilot": saved["pilot"],
+                     "grids_scored": saved["max_evals"], "metric_value": saved["metric_value"],
+                     "seconds": saved["seconds"]})
+    return done
+
+
+def method_part(name: str, teacher: Path, out: Path, n: int, rescore: bool = False, seeds: int = 1) -> dict:
     """Distil (or resume) OUT/<name> and score its rows; rescore: only score the rows again, keeping the
     distillation cost recorded in OUT/<name>.json."""
     entry = METHODS[name]
@@ -204,13 +238,15 @@ def method_part(name: str, teacher: Path, out: Path, n: int, rescore: bool = Fal
                                  steps=None if resume else entry["steps"], overrides=[] if resume else entry["set"])
         cost = {"steps": result.step, "train_seconds": result.elapsed,
                 "wall_seconds": time.perf_counter() - start_wall, "cpu_seconds": time.process_time() - start_cpu}
+    fits = fit_times(run, entry.get("fit", []))
     loaded = load_run(run)
     rows = []
     for label, _nfe, step, steps, *sample in entry["rows"]:
-        row = score(with_sample(at_checkpoint(loaded, run, step), sample[0] if sample else None), n, None, steps, None)
+        row = score(with_sample(at_checkpoint(loaded, run, step), sample[0] if sample else None), n, None, steps, None,
+                    seeds)
         rows.append({"label": label, **row})
         print(f"{name} {label}: FDD {row['fdd']:.3f} (nfe {row['nfe']})", file=sys.stderr)
-    return {"rows": rows, "cost": cost, "set": entry["set"]}
+    return {"rows": rows, "cost": cost, "set": entry["set"], "fits": fits}
 
 
 def straightness_part(out: Path, n: int = 256, steps: int = 32) -> dict:
@@ -237,9 +273,19 @@ def report(out: Path, figure: Path | None, parts: list[str], n: int) -> str:
         best, count = best_rows(d["rows"]), Counter(r["nfe"] for r in d["rows"])
         for r in d["rows"]:
             mark = " (best)" if best[r["nfe"]] is r and count[r["nfe"]] > 1 else ""
-            lines.append(f"| {name} | {r['sampler']} ({grid_text(r)}) | {r['nfe']} | {r['fdd']:.3f}{mark} | "
+            spread = "" if r.get("fdd_sd") is None else f" +- {r['fdd_sd']:.2f}"
+            lines.append(f"| {name} | {r['sampler']} ({grid_text(r)}) | {r['nfe']} | {r['fdd']:.3f}{spread}{mark} | "
                          f"{r['class_coverage']:.2f} | {cost_text if r is d['rows'][0] else ''} |")
     table = "\n".join(lines) + "\n"
+    seeds = {d.get("seeds", 1) for d in data.values()}
+    table += (f"\nFDD: the mean over seeds {' or '.join(f'0..{k - 1}' for k in sorted(seeds))} of {n} samples each, +- "
+              "their standard deviation.\n")
+    for name, d in data.items():
+        for f in d.get("fits", []):
+            table += (f"{name}: the {f['steps']}-step times chosen by {f['metric']} on seed 1000 (greedy search from "
+                      f"{f['start_schedule']}): {', '.join(f'{t:.4f}' for t in f['times'])}; {f['grids_scored']} grids "
+                      f"of {f['pilot']} samples, {f['fit_nfe']} denoiser calls on {f['pilot']} samples, "
+                      f"{f['seconds'] / 60:.1f} min (one-time set-up)\n")
     if bent is not None:
         r = bent["rows"]
         table += (f"\nStraightness (Liu et al. 2022, eq. 8; {bent['n']} noises, {bent['steps']} Euler steps): teacher "
@@ -295,6 +341,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--parts", nargs="*", default=[], help="teacher and/or METHODS names to run")
     parser.add_argument("--n", type=int, default=1000, help="samples per row")
+    parser.add_argument("--seeds", type=int, default=5, help="score each row on seeds 0..SEEDS-1 and report the mean")
     parser.add_argument("--rescore", action="store_true",
                         help="method parts: score the rows of the distilled run again, keeping its recorded cost")
     parser.add_argument("--report", type=Path, nargs="?", const=None, default=False,
@@ -310,9 +357,10 @@ def main(argv=None) -> int:
         if part == "straightness":
             d = straightness_part(a.out)
         else:
-            d = teacher_part(teacher, a.n) if part == "teacher" else method_part(part, teacher, a.out, a.n,
-                                                                                 a.rescore)
+            d = teacher_part(teacher, a.n, a.seeds) if part == "teacher" else method_part(
+                part, teacher, a.out, a.n, a.rescore, a.seeds)
         d.setdefault("n", a.n)
+        d["seeds"] = a.seeds
         d.update(part=part, wall_seconds=time.perf_counter() - start_wall,
                  cpu_seconds=time.process_time() - start_cpu, threads=torch.get_num_threads(),
                  machine=f"{platform.machine()}, torch {torch.__version__}", date=str(date.today()))

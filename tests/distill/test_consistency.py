@@ -349,3 +349,53 @@ def test_consistency_training_from_scratch_by_set(tmp_path):
                             "--set", "model.objective=consistency_training", "--set", "model.preconditioning=edm",
                             "--set", "model.parameterization=x0"])
     assert r.exit_code != 0 and "set model.preconditioning=consistency" in r.output, r.output
+
+
+def test_multistep_times_chosen_by_a_metric_are_saved_and_reused(tmp_path):
+    """`fit-schedule --metric sw2` on a consistency run: the greedy search starts from the run's Karras grid,
+    keeps its ends, saves the best grid with its cost (one call per step per scored grid) and the metric's value,
+    and `eval --schedule fitted` on the same seed reproduces that value exactly; `sample` reuses the grid."""
+    import json
+
+    from difflab.jobs.fit_schedule import schedule_path
+    from difflab.sampling.grids import karras
+
+    out = tmp_path / "ct"
+    sets = ["model.objective=consistency_training", "model.objective_options={s0: 2, s1: 8}"]
+    r = runner.invoke(app, ["train", "toy2d", "--out", str(out), "--steps", "3", *TINY,
+                            *[a for s in sets for a in ("--set", s)]])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["fit-schedule", str(out), "--steps", "3", "--sampler", "consistency", "--metric", "sw2",
+                            "--pilot", "48", "--rounds", "1", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    assert "from karras (sigma_max=80.0, sigma_min=0.8) on the sw2 of 48 samples (seed 1000)" in " ".join(r.output.split())
+    saved = json.loads(schedule_path(out, "consistency", 3).read_text())
+    start = karras(RectifiedFlow(), 3, sigma_max=80.0, sigma_min=0.8)
+    assert saved["history"][0]["times"] == pytest.approx(start.tolist(), abs=1e-12)
+    assert saved["times"][0] == pytest.approx(float(start[0]), abs=1e-12) and saved["times"][-1] == 0.0
+    assert saved["metric_value"] == min(h["sw2"] for h in saved["history"]) and saved["pilot_rmse"] is None
+    assert saved["max_evals"] == len(saved["history"]) > 1 and saved["fit_nfe"] == 3 * saved["max_evals"]
+    r = runner.invoke(app, ["eval", str(out), "--sampler", "consistency", "--steps", "3", "--schedule", "fitted",
+                            "--n", "48", "--seed", "1000", "--metrics", "sw2", "--json", str(tmp_path / "e.json")])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "e.json").read_text())["results"]["sw2"] == pytest.approx(saved["metric_value"],
+                                                                                            rel=1e-12)
+    r = runner.invoke(app, ["sample", str(out), "--steps", "3", "--schedule", "fitted", "--n", "8", "--class", "1",
+                            "--out", str(tmp_path / "s.png")])
+    assert r.exit_code == 0 and "8 samples, 3 denoiser evaluations" in r.output, r.output
+
+    r = runner.invoke(app, ["fit-schedule", str(out), "--steps", "2", "--sampler", "consistency", "--metric", "sw2",
+                            "--pilot", "16", "--rounds", "1", "--start-schedule", "uniform", "--start-option",
+                            "t_max=0.9877", "--device", "cpu"])  # the README's form
+    assert r.exit_code == 0 and "from uniform (t_max=0.9877)" in r.output, r.output
+    assert json.loads(schedule_path(out, "consistency", 2).read_text())["history"][0]["times"] == \
+        pytest.approx([0.9877, 0.9877 / 2, 0.0], abs=1e-12)
+
+    def fails(args, needle):
+        r = runner.invoke(app, ["fit-schedule", str(out), "--steps", "3", *args])
+        assert r.exit_code == 2 and needle in r.output and "Traceback" not in r.output, r.output
+
+    fails(["--sampler", "consistency", "--metric", "class_coverage"], "lower is better")
+    fails(["--sampler", "consistency", "--metric", "sw2", "--start-weights", "ipndm"], "moves times only")
+    fails(["--start-option", "rho=3"], "--start-option goes with --metric")
+    fails(["--sampler", "consistency", "--metric", "sw2", "--steps", "1"], "no interior time")

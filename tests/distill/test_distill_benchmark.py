@@ -65,3 +65,27 @@ def test_the_consistency_rows_uniform_grid_levels(bench):
         assert ts.dtype == torch.float64 and ts.numel() == steps + 1 and float(ts[-1]) == 0.0
         sigma = ts[:-1] / (1 - ts[:-1])
         assert torch.allclose(sigma, torch.tensor(expected, dtype=torch.float64), rtol=1e-12), sigma
+
+
+def test_a_row_is_the_mean_over_seeds_and_the_report_gives_its_spread_and_the_fit_cost(bench, tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    def fake(loaded, *, seed, **_):
+        return SimpleNamespace(settings={"sampler": "consistency", "schedule": "fitted", "nfe": 4},
+                               results={"fdd": [4.0, 5.0, 9.0][seed], "class_coverage": [1.0, 0.9, 0.8][seed]})
+
+    monkeypatch.setattr(bench, "evaluate_loaded", fake)
+    row = bench.score(_loaded(sampler="consistency"), 10, None, 4, None, seeds=3)
+    assert row["fdd_seeds"] == [4.0, 5.0, 9.0] and row["fdd"] == pytest.approx(6.0, abs=1e-12)
+    assert row["fdd_sd"] == pytest.approx(7.0**0.5, abs=1e-12)  # sample sd of 4, 5, 9: sqrt((4 + 1 + 9) / 2)
+    assert row["class_coverage"] == pytest.approx(0.9, abs=1e-12)
+    import json
+
+    fit = {"sampler": "consistency", "steps": 4, "metric": "fdd", "start_schedule": "uniform", "times": [0.98, 0.7, 0.4,
+           0.2, 0.0], "grids_scored": 31, "pilot": 1000, "fit_nfe": 124, "seconds": 300.0}
+    (tmp_path / "consistency.json").write_text(json.dumps({"rows": [{"label": "4 steps", **row}], "seeds": 3,
+                                                           "cost": None, "fits": [fit]}))
+    table = bench.report(tmp_path, None, ["consistency"], 10)
+    assert "| consistency | consistency (fitted) | 4 | 6.000 +- 2.65 | 0.90 |" in table
+    assert "mean over seeds 0..2 of 10 samples" in table and "31 grids of 1000 samples, 124 denoiser calls" in table
+    assert "0.9800, 0.7000, 0.4000, 0.2000, 0.0000; " in table

@@ -2,7 +2,8 @@
 
     RUN/schedules/fitted-<sampler>-<steps>.json   the FittedGrid (times, what it was fitted for, its cost)
 
-With --sampler bespoke the file also holds the bespoke solver's fitted weights (difflab.sampling.bespoke).
+With --sampler bespoke the file also holds the bespoke solver's fitted weights (difflab.sampling.bespoke);
+with --metric the times are chosen by a sample metric instead (difflab.jobs.fit_times), in the same file.
 The fit (difflab.sampling.fit_grid) is a one-time set-up cost, fit_nfe denoiser calls on a pilot batch;
 `difflab sample RUN --sampler S --steps N --schedule fitted` then samples on it at N calls per batch, and
 reports the set-up beside that (`resolve_schedule` turns the name into the saved grid).

@@ -4,7 +4,9 @@ A grid fitted to a denoiser (difflab.sampling.optimize.fit_grid) is a one-time s
 ODE solve and up to ~150 solver runs on a pilot batch. It is fitted once, saved (`to_dict`, JSON), and
 reused by passing it as `schedule=` to difflab.sample; every table that uses it states `fit_nfe` beside
 the sampling NFE, never inside it and never left out. A bespoke solver (difflab.sampling.bespoke) is a
-fitted grid with its fitted weight table: sampler 'bespoke', `weights` set.
+fitted grid with its fitted weight table: sampler 'bespoke', `weights` set. A grid chosen by a sample-quality
+metric instead of the ODE endpoint (difflab.sampling.time_search, e.g. a consistency model's times by FDD)
+names the metric and its value on the selection samples.
 """
 
 from __future__ import annotations
@@ -22,13 +24,19 @@ KIND = "difflab.fitted_grid"
 VERSION = 1
 
 
+def _optional(value, kind):
+    return None if value is None else kind(value)
+
+
 @dataclass(frozen=True)
 class FittedGrid:
     """times: the grid (float64, steps + 1 times); sampler / options / steps: what it was fitted for;
     fit_nfe: denoiser calls the fit made (each on a batch of `pilot` samples); pilot_rmse: the fitted
-    solver's RMSE to the exact ODE endpoint on the pilot batch (for 'bespoke': on its held-out part); process:
-    repr of the denoiser's process; weights: the bespoke solver's (steps, steps) table, None for a grid;
-    start: where a bespoke fit started ('<weights> on <grid>'), a receipt only."""
+    solver's RMSE to the exact ODE endpoint on the pilot batch (for 'bespoke': on its held-out part; None for a
+    metric fit); process: repr of the denoiser's process; weights: the bespoke solver's (steps, steps) table,
+    None for a grid; start: where the fit started ('<weights> on <grid>', or the start grid), a receipt only;
+    metric / metric_value: a grid chosen by a sample metric (e.g. 'fdd') of `pilot` samples from `seed`, and
+    that metric's value on them (None for a fit to the ODE endpoint)."""
 
     times: Tensor
     sampler: str
@@ -37,11 +45,13 @@ class FittedGrid:
     pilot: int
     seed: int
     max_evals: int
-    pilot_rmse: float
+    pilot_rmse: float | None
     process: str
     options: dict = field(default_factory=dict)
     weights: Tensor | None = None
     start: str | None = None
+    metric: str | None = None
+    metric_value: float | None = None
 
     def to_dict(self) -> dict:
         return {"kind": KIND, "version": VERSION, "sampler": self.sampler, "options": dict(self.options),
@@ -49,7 +59,8 @@ class FittedGrid:
                 "pilot": self.pilot, "seed": self.seed, "max_evals": self.max_evals,
                 "pilot_rmse": self.pilot_rmse, "process": self.process,
                 **({} if self.weights is None else {"weights": self.weights.tolist()}),
-                **({} if self.start is None else {"start": self.start})}
+                **({} if self.start is None else {"start": self.start}),
+                **({} if self.metric is None else {"metric": self.metric, "metric_value": self.metric_value})}
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "the fitted grid") -> FittedGrid:
@@ -61,10 +72,11 @@ class FittedGrid:
         try:
             times = check_grid(d["times"])
             grid = cls(times, str(d["sampler"]), int(d["steps"]), int(d["fit_nfe"]), int(d["pilot"]),
-                       int(d["seed"]), int(d["max_evals"]), float(d["pilot_rmse"]), str(d["process"]),
+                       int(d["seed"]), int(d["max_evals"]), _optional(d["pilot_rmse"], float), str(d["process"]),
                        dict(d.get("options") or {}),
                        None if d.get("weights") is None else check_weights(d["weights"], int(d["steps"])),
-                       None if d.get("start") is None else str(d["start"]))
+                       _optional(d.get("start"), str), _optional(d.get("metric"), str),
+                       _optional(d.get("metric_value"), float))
         except KeyError as err:
             raise DifflabError(f"{where} lacks the field {err.args[0]!r}: fit it again with `difflab fit-schedule`") from None
         except (TypeError, ValueError) as err:
