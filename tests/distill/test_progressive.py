@@ -150,13 +150,15 @@ def _train(out, steps, resume=False, phase_steps=3):
     return trainer
 
 
-def test_phases_advance_and_resume_exactly(tmp_path):
-    """9 steps in one go equal 4 steps, then a resume for 5 more: across two phase boundaries, with the
-    phase-1 teacher (a frozen student copy) restored from the checkpoint."""
+@pytest.mark.parametrize("stop", [3, 4])
+def test_phases_advance_and_resume_exactly(tmp_path, stop):
+    """9 steps in one go equal `stop` steps, then a resume for the rest: across two phase boundaries, stopped
+    at the end of phase 0 (the resumed run enters phase 1 from the saved EMA) or inside phase 1 (its teacher,
+    a frozen student copy, restored from the checkpoint)."""
     whole = _train(tmp_path / "whole", 9)
     assert whole.objective.phase == 2 and whole.objective.student_steps == 1
     assert whole.objective.loss_fn.student_steps == 1 and whole.objective.phase_teacher is not None
-    _train(tmp_path / "split", 4)
+    _train(tmp_path / "split", stop)
     split = _train(tmp_path / "split", 9, resume=True)
     for (name, a), b in zip(whole.model.state_dict().items(), split.model.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
@@ -167,8 +169,8 @@ def test_phases_advance_and_resume_exactly(tmp_path):
 
 def test_phases_of_their_own_lengths(tmp_path):
     """phase_steps=[2, 3, 1]: the phases end after 2, 5 and 6 updates (the 4-step student for updates 0-1, the
-    2-step one for 2-4, the 1-step one from 5 on); the budget is their sum, the EMA half-life 1/8 of the
-    shortest phase; a list of the wrong length or a count below 1 is one message."""
+    2-step one for 2-4, the 1-step one from 5 on); the budget is their sum, the EMA's cap 1/8 of the longest
+    phase and its ramp-up 1/8; a list of the wrong length or a count below 1 is one message."""
     for steps, phase, student in ((2, 0, 4), (3, 1, 2), (5, 1, 2), (6, 2, 1)):
         trainer = _train(tmp_path / f"s{steps}", steps, phase_steps=[2, 3, 1])
         objective = trainer.objective
@@ -178,9 +180,46 @@ def test_phases_of_their_own_lengths(tmp_path):
     options = method.check_options({"start_steps": 8, "phase_steps": [2, 3, 1]})
     assert options["phase_steps"] == [2, 3, 1]
     assert method.train_steps(**options) == 6 and method.train_steps(start_steps=8, phase_steps=4) == 12
-    assert method.config({"train": {"batch_size": 64}}, **options)["train"]["ema"] == 1 * 64 // 8
-    assert method.config({"train": {"batch_size": 64}}, start_steps=8, phase_steps=[40, 16, 24])["train"]["ema"] == 128
+    assert method.config({"train": {"batch_size": 64}}, **options)["train"] == {"ema": 3 * 64 // 8, "ema_rampup": 0.125}
+    assert method.config({"train": {"batch_size": 64}}, start_steps=8, phase_steps=[40, 16, 24])["train"]["ema"] == 320
     with pytest.raises(DifflabError, match="lists 2 phase lengths for 3 phases"):
         method.train_steps(start_steps=8, phase_steps=[2, 3])
     with pytest.raises(DifflabError, match="must be >= 1 optimizer steps per phase"):
         method.train_steps(start_steps=8, phase_steps=[2, 0, 1])
+
+
+def test_each_phase_starts_from_the_last_ones_ema_which_restarts(tmp_path):
+    """A phase's teacher is the previous phase's EMA (not its raw student, which differs from it). The EMA's
+    ramp-up clock counts the current phase's images only: at the first update of a phase the half-life is ~0,
+    so the EMA equals the student; one update later it averages (beta = 0.5^8 with a ramp-up of 1/8 after one
+    batch)."""
+    from difflab.train.ema import ema_beta
+
+    def trained(steps):
+        cfg = TrainConfig(lr=1e-3, batch_size=32, max_steps=steps, log_every=1, ckpt_every=0, ema=10_000,
+                          ema_rampup=0.125, p_uncond=0.0)
+        proc = make_process("flow")
+        teacher = ring_mixture().denoiser(proc, "velocity")
+        data = TensorBatchDataset(ring_mixture().sample(256, generator=torch.Generator().manual_seed(0))[0].float())
+
+        def objective(model, loss_fn, config, accelerator):
+            return ProgressiveObjective(model, loss_fn, config, accelerator, phases=[4, 2, 1],
+                                        phase_steps=[3, 3, 1], teacher0=teacher)
+
+        trainer = Trainer(_student(hidden=16), ProgressiveLoss(teacher, 4), data, cfg, tmp_path / f"r{steps}",
+                          objective=objective)
+        trainer.train()
+        return trainer
+
+    end0, first = trained(3), trained(4)  # updates 0-2 in phase 0, update 3 the first of phase 1
+    teacher = first.objective.phase_teacher.state_dict()
+    assert all(torch.equal(teacher[k], v) for k, v in end0.ema.module.state_dict().items())
+    assert not all(torch.equal(a, b) for a, b in zip(end0.model.parameters(), end0.ema.module.parameters(),
+                                                     strict=True))
+    assert first.objective.phase == 1 and first.objective.ema_images() == 32  # one update of phase 1 done
+    for (name, a), b in zip(first.model.state_dict().items(), first.ema.module.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    second = trained(5)  # one more update: the EMA averages again
+    assert not all(torch.equal(a, b) for a, b in zip(second.model.parameters(), second.ema.module.parameters(),
+                                                     strict=True))
+    assert ema_beta(10_000, 32, 32, 0, 0.125) == 0.5**8 and ema_beta(10_000, 0, 32, 0, 0.125) == 0.0

@@ -15,12 +15,17 @@ default) or 'snr_plus_one' w = SNR(t) + 1 (which is the v-prediction loss ||v - 
 
 Phases: phase k (k = 0..K-1) trains the student of N_k = start_steps / 2^(k+1) steps for phase_steps
 optimizer steps (one count for every phase, or a list of K counts, one per phase: the early phases, whose
-student of many steps starts close to its teacher's 2N steps, may take fewer than the last ones); its teacher is the loaded teacher for k = 0 and a frozen copy of the student at the end of
-phase k - 1 afterwards (the paper's "student becomes the teacher"). The phase counter and the phase
-teacher's weights live in the objective's state_dict, so a resumed run continues the same phase exactly.
-The optimizer runs on across phases (its Adam moments carry over; the paper restarts the student from the
-teacher, which it already is). The EMA the trainer keeps spans phases: `config` sets the run's EMA
-half-life to 1/8 of the shortest phase (in steps of images), so the sampled (EMA) student is the last phase's.
+student of many steps starts close to its teacher's 2N steps, may take fewer than the last ones). Phase 0 is
+taught by the loaded teacher. A phase's result is its EMA student (what is sampled and checkpointed at the
+phase's end), so phase k >= 1 starts by loading that EMA into the student and freezing a copy of it as the
+teacher (the paper's "student becomes the teacher"; the raw weights sample worse than their average: the
+8-step digits student of docs/benchmarks.md scores FDD 7.1 raw and 3.8 as its EMA). The
+phase counter and the phase teacher's weights live in the objective's state_dict, so a resumed run continues
+the same phase exactly. The optimizer runs on across phases (its Adam moments carry over). The EMA restarts
+with every phase: its ramp-up clock (`ema_images`, EDM's half-life ramp-up, difflab.train.ema) counts the
+images of the current phase only, and `config` sets the ramp-up to 1/8 (a phase of L images ends with a
+half-life of L/8, capped at 1/8 of the longest phase), so the EMA at the end of a phase averages that phase's
+own student.
 """
 
 from __future__ import annotations
@@ -151,14 +156,22 @@ class ProgressiveObjective(DenoisingObjective):
         self.milestones = frozenset(self.ends)  # each phase's student: checkpointed there, never pruned
         self.updates, self.phase = 0, 0
         self.phase_teacher: nn.Module | None = None  # the frozen student copy teaching phases k >= 1
+        self.ema = None  # the trainer's EMA (bind_ema): each new phase starts from it
+
+    def bind_ema(self, ema) -> None:
+        """The trainer's EMA, whose weights (the phase's sampled student) start the next phase."""
+        self.ema = ema
 
     def _enter(self, phase: int, teacher_state: dict | None = None) -> None:
-        """Make `phase` current; a new phase >= 1 copies the student as its teacher (or loads saved weights)."""
+        """Make `phase` current. A new phase >= 1 (no saved teacher) first loads the EMA into the student, then
+        freezes a copy of it as the teacher; a resumed one loads the saved teacher weights."""
         self.phase = phase
         if phase == 0:
             self.phase_teacher = None
             self.loss_fn.set_phase(self.teacher0, self.phases[0])
             return
+        if teacher_state is None and self.ema is not None:
+            self.ema.copy_to(self.model)  # the phase's result is its EMA: the student and teacher go on from it
         teacher = _frozen_copy(self.model)
         if teacher_state is not None:
             teacher.load_state_dict(teacher_state)
@@ -174,6 +187,12 @@ class ProgressiveObjective(DenoisingObjective):
         out = super().update(batches, generator, need_norm, commit)
         self.updates += 1
         return out
+
+    def ema_images(self) -> int:
+        """The EMA ramp-up's clock: images of the current phase before this update (the trainer's EMA restarts
+        with every phase: at a phase's first update the half-life is ~0, so the EMA becomes the student)."""
+        start = self.ends[self.phase - 1] if self.phase else 0
+        return (self.updates - start) * self.config.batch_size
 
     @property
     def student_steps(self) -> int:
@@ -230,15 +249,20 @@ def build(ctx: DistillContext, *, start_steps: int = 64, final_steps: int = 1, p
     return DistillPlan(loss, objective, notes=[f"phases (student steps): {phases}, optimizer steps: {steps}"])
 
 
+#: the EMA half-life at the end of a phase, as a fraction of the phase's images (the ramp-up of its per-phase clock)
+EMA_RAMPUP = 0.125
+
+
 def config(teacher: dict, *, start_steps: int = 64, final_steps: int = 1, phase_steps: int | list[int] = 500,
            weighting: str = "truncated_snr") -> dict:
-    """The student run's sampler (DDIM on the uniform grid it was distilled on, final_steps steps) and an EMA
-    half-life of 1/8 of the shortest phase in steps of images, so the sampled student is the last phase's."""
-    shortest = min(_phase_steps(phase_steps, len(phase_plan(start_steps, final_steps))))
+    """The student run's sampler (DDIM on the uniform grid it was distilled on, final_steps steps) and its EMA:
+    restarted at every phase (ProgressiveObjective.ema_images) with a ramp-up of 1/8, capped at 1/8 of the
+    longest phase in images, so each phase's sampled student is that phase's own average."""
+    longest = max(_phase_steps(phase_steps, len(phase_plan(start_steps, final_steps))))
     batch = int(teacher.get("train", {}).get("batch_size", 128))
     return {"sample": {"sampler": "ddim", "schedule": "uniform", "steps": final_steps, "options": {},
                        "schedule_options": {}},
-            "train": {"ema": float(max(1, shortest * batch // 8)), "ema_rampup": None}}
+            "train": {"ema": float(max(1, longest * batch // 8)), "ema_rampup": EMA_RAMPUP}}
 
 
 def students(*, start_steps: int = 64, final_steps: int = 1, phase_steps: int | list[int] = 500, **_) -> dict[int, int]:

@@ -127,6 +127,8 @@ class Trainer:
         self.model = model.to(acc.device)
         self.ema = EMA(model, config.ema, config.ema_rampup)  # before the objective wraps the model
         self.objective = objective(model, loss_fn, config, acc)
+        if hasattr(self.objective, "bind_ema"):  # an objective that restarts its model from the EMA
+            self.objective.bind_ema(self.ema)
         self.stream = BatchStream(data, self.micro_batch, config.seed, self.rank, self.world, config.num_workers)
         self.generator = torch.Generator(device=acc.device)
         self.step, self.images_seen, self.elapsed = 0, 0, 0.0
@@ -147,7 +149,8 @@ class Trainer:
         """The parameter update (inside the objective), then the EMA and the counters, as one unit."""
         with self._uninterrupted():
             yield
-            self.ema.update(self.model, self.images_seen, self.config.batch_size)
+            clock = getattr(self.objective, "ema_images", None)  # an objective may restart the EMA's ramp-up
+            self.ema.update(self.model, self.images_seen if clock is None else clock(), self.config.batch_size)
             self.step += 1
             self.images_seen += self.config.batch_size
 

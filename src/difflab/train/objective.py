@@ -53,7 +53,9 @@ class Objective(Protocol):
 
     def load_state_dict(self, state: dict) -> None: ...
 
-    # optional: `milestones`, a set of steps at which the trainer writes a checkpoint that is never pruned
+    # optional: `milestones`, a set of steps at which the trainer writes a checkpoint that is never pruned;
+    # `ema_images()`, the images the EMA's ramp-up counts before this update (default: all images seen);
+    # `bind_ema(ema)`, called once with the trainer's difflab.train.ema.EMA (e.g. to restart from it)
 
 
 class _TrainedDenoiser(Denoiser):
