@@ -114,6 +114,11 @@ METHODS = {
     # velocity in the MeanFlow target (difflab.distill.meanflow); the meanflow sampler at 1, 2, 4 steps
     "meanflow-distill": {"method": "meanflow", "steps": 600, "set": [*TRAIN, "train.ckpt_every=300"],
                          "rows": [("4 steps", 4, None, 4), ("2 steps", 2, None, 2), ("1 step", 1, None, 1)]},
+    # consistency tuning (ECT, Geng et al. 2024): consistency training (no teacher calls) started from the
+    # teacher's weights, iCT's curriculum N = 11 -> 321 over its 1000 steps, pseudo-Huber, stop-grad target
+    "consistency-tuning": {"method": "consistency_tuning", "steps": 1000,
+                           "set": [*TRAIN, "distill.options.total_steps=1000", "train.ckpt_every=250"],
+                           "fit": CONSISTENCY_FITS, "rows": CONSISTENCY_ROWS},
     # consistency training from scratch (iCT, Song & Dhariwal 2023; no teacher): the `digits-ct` preset (the
     # teacher's U-Net and process in the consistency preconditioning, iCT's curriculum over its 4000 steps of
     # 128, pseudo-Huber); the multistep consistency sampler on the preset's Karras grid and uniform in t

@@ -351,6 +351,29 @@ def test_consistency_training_from_scratch_by_set(tmp_path):
     assert r.exit_code != 0 and "set model.preconditioning=consistency" in r.output, r.output
 
 
+def test_consistency_tuning_is_consistency_training_from_the_teachers_weights(tmp_path):
+    """`distill --method consistency_tuning` (ECT): iCT's teacher-free loss (teacher None: the CT pair, never a
+    teacher step) on its curriculum over total_steps, which is also the default budget; the student run samples
+    with the consistency sampler, starts from the teacher's network weights and resumes like any run."""
+    method = DISTILL_METHODS["consistency_tuning"]
+    plan = method.build(None, **method.check_options({"total_steps": 7, "s0": 2, "s1": 8}))
+    loss = plan.loss_fn
+    assert (loss.teacher, loss.steps, loss.total_steps, loss.s0, loss.s1, loss.noise, loss.weighting, loss.metric) == \
+        (None, None, 7, 2, 8, "lognormal", "reciprocal", "pseudo_huber")
+    assert plan.objective is ConsistencyObjective and method.train_steps(total_steps=7) == 7  # stop-grad target
+    teacher, out = tmp_path / "teacher", tmp_path / "ect"
+    r = runner.invoke(app, ["train", "toy2d", "--out", str(teacher), "--steps", "3", *TINY])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["distill", str(teacher), "--method", "consistency_tuning", "--out", str(out),
+                            "--set", "distill.options.total_steps=3", "--set", "distill.options.s0=2",
+                            "--set", "distill.options.s1=8"])
+    assert r.exit_code == 0 and "from the teacher;" in r.output and "until 3 steps" in r.output, r.output
+    assert "curriculum N = 3 -> 9 over 3 steps, no teacher calls" in r.output, r.output
+    cfg = saved_config(out)
+    assert (cfg["model"]["preconditioning"], cfg["sample"]["sampler"]) == ("consistency", "consistency")
+    sample_eval_resume(out, tmp_path, ("1", "4"), resumed_at=4)
+
+
 def test_multistep_times_chosen_by_a_metric_are_saved_and_reused(tmp_path):
     """`fit-schedule --metric sw2` on a consistency run: the greedy search starts from the run's Karras grid,
     keeps its ends, saves the best grid with its cost (one call per step per scored grid) and the metric's value,

@@ -266,3 +266,32 @@ def _build(ctx: DistillContext, *, steps: int = 18, solver: str = "heun", target
 
 CONSISTENCY = DistillMethod("consistency", _config, _build,
                             summary="consistency distillation (Song et al. 2023) with iCT's pseudo-Huber metric")
+
+
+# ---- consistency tuning (difflab distill RUN --method consistency_tuning) --------------------------------
+def _tuning_build(ctx: DistillContext, *, total_steps: int = 1000, s0: int = 10, s1: int = 320,
+                  metric: str = "pseudo_huber", sigma_min: float = SIGMA_MIN, sigma_max: float = SIGMA_MAX,
+                  rho: float = 7.0, p_mean: float = -1.1, p_std: float = 2.0, sample_steps: int = 2,
+                  sample_sigma: float = SAMPLE_SIGMA) -> DistillPlan:
+    """Consistency training started from a trained diffusion model (Geng et al. 2024, "Consistency Models Made
+    Easy", ECT: a diffusion model is the consistency model of the coarsest discretization, so CT refines it
+    instead of starting from noise): the teacher-free CT pair x^_n = alpha(t_n)(x0 + sigma_n z) of the module
+    docstring, iCT's curriculum N(k) over total_steps (s0 -> s1), lognormal n, lambda = 1 / (sigma_{n+1} -
+    sigma_n), the stop-grad target and pseudo-Huber metric of iCT; the student starts from the teacher's
+    weights (the distill job's init) and the teacher is never called. ECT's own continuous dt schedule and
+    adaptive weighting are not reproduced: the curriculum is iCT's discrete one."""
+    loss = ConsistencyLoss(None, total_steps=total_steps, s0=s0, s1=s1, sigma_min=sigma_min, sigma_max=sigma_max,
+                           rho=rho, noise="lognormal", p_mean=p_mean, p_std=p_std, weighting="reciprocal",
+                           metric=metric)
+    return DistillPlan(loss, ConsistencyObjective, notes=[
+        f"consistency tuning: consistency training from the teacher's weights, curriculum N = "
+        f"{curriculum_steps(0, total_steps, s0, s1)} -> {s1 + 1} over {total_steps} steps, no teacher calls"])
+
+
+def _tuning_steps(*, total_steps: int = 1000, **_) -> int:
+    """The curriculum's length: the default budget (training on past it keeps N = s1 + 1)."""
+    return total_steps
+
+
+CONSISTENCY_TUNING = DistillMethod("consistency_tuning", _config, _tuning_build, _tuning_steps,
+                                   summary="consistency training from the teacher's weights (ECT, Geng et al. 2024)")

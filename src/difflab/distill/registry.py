@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from difflab.distill.base import DistillMethod
-from difflab.distill.consistency import CONSISTENCY
+from difflab.distill.consistency import CONSISTENCY, CONSISTENCY_TUNING
 from difflab.distill.meanflow import MEANFLOW
 from difflab.distill.progressive import PROGRESSIVE
 from difflab.distill.reflow import REFLOW
@@ -16,6 +16,7 @@ DISTILL_METHODS: dict[str, DistillMethod] = {
     "progressive": PROGRESSIVE,
     "reflow": REFLOW,
     "consistency": CONSISTENCY,
+    "consistency_tuning": CONSISTENCY_TUNING,
     "meanflow": MEANFLOW,
 }
 
