@@ -25,7 +25,8 @@ the same phase exactly. The optimizer runs on across phases (its Adam moments ca
 with every phase: its ramp-up clock (`ema_images`, EDM's half-life ramp-up, difflab.train.ema) counts the
 images of the current phase only, and `config` sets the ramp-up to 1/8 (a phase of L images ends with a
 half-life of L/8, capped at 1/8 of the longest phase), so the EMA at the end of a phase averages that phase's
-own student.
+own student. Option lr_anneal decays the learning rate linearly within each phase, lr (1 - j / L) at the
+phase's update j of L (after the run's warm-up), so each student ends its phase at a small step size.
 """
 
 from __future__ import annotations
@@ -148,11 +149,11 @@ class ProgressiveObjective(DenoisingObjective):
     (frozen) teacher and the student's step count halves."""
 
     def __init__(self, model, loss_fn: ProgressiveLoss, config, accelerator, *, phases: list[int],
-                 phase_steps: int | list[int], teacher0):
-        super().__init__(model, loss_fn, config, accelerator)
-        self.phases, self.teacher0 = list(phases), teacher0
+                 phase_steps: int | list[int], teacher0, lr_anneal: bool = False):
+        self.phases, self.teacher0, self.lr_anneal = list(phases), teacher0, bool(lr_anneal)
         self.phase_steps = _phase_steps(phase_steps, len(self.phases))
         self.ends = list(itertools.accumulate(self.phase_steps))  # the update count at which each phase ends
+        super().__init__(model, loss_fn, config, accelerator)  # its LR schedule reads the phases (lr_factor)
         self.milestones = frozenset(self.ends)  # each phase's student: checkpointed there, never pruned
         self.updates, self.phase = 0, 0
         self.phase_teacher: nn.Module | None = None  # the frozen student copy teaching phases k >= 1
@@ -177,6 +178,17 @@ class ProgressiveObjective(DenoisingObjective):
             teacher.load_state_dict(teacher_state)
         self.phase_teacher = teacher
         self.loss_fn.set_phase(teacher, self.phases[phase])
+
+    def lr_factor(self, step: int) -> float:
+        """The warm-up, times (lr_anneal) a linear decay within each phase: 1 - (step - start) / L at the
+        phase's update step - start of L, so its last update runs at 1 / L of the rate; past the schedule the
+        last phase's last factor."""
+        factor = super().lr_factor(step)
+        if not self.lr_anneal:
+            return factor
+        k = min(bisect.bisect_right(self.ends, step), len(self.ends) - 1)
+        start, length = (self.ends[k - 1] if k else 0), self.phase_steps[k]
+        return factor * max(1.0 - (step - start) / length, 1.0 / length)
 
     def update(self, batches, generator, need_norm, commit):
         """One DenoisingObjective update in the phase whose span holds `updates` (the last phase after the
@@ -234,17 +246,18 @@ def _phase_steps(phase_steps: int | list[int], phases: int) -> list[int]:
 
 
 def build(ctx: DistillContext, *, start_steps: int = 64, final_steps: int = 1, phase_steps: int | list[int] = 500,
-          weighting: str = "truncated_snr") -> DistillPlan:
+          weighting: str = "truncated_snr", lr_anneal: bool = False) -> DistillPlan:
     """Progressive distillation of ctx.teacher into ctx.student: halving from start_steps teacher DDIM steps
     (uniform in t) to final_steps student steps, phase_steps optimizer steps per phase (or a list, one count per
-    phase), with the paper's weighting (truncated_snr or snr_plus_one)."""
+    phase), with the paper's weighting (truncated_snr or snr_plus_one); lr_anneal decays the learning rate
+    linearly within each phase (ProgressiveObjective.lr_factor)."""
     phases = phase_plan(start_steps, final_steps)
     steps = _phase_steps(phase_steps, len(phases))
     loss = ProgressiveLoss(ctx.teacher, phases[0], weighting)
 
     def objective(model, loss_fn, config, accelerator):
         return ProgressiveObjective(model, loss_fn, config, accelerator, phases=phases, phase_steps=steps,
-                                    teacher0=ctx.teacher)
+                                    teacher0=ctx.teacher, lr_anneal=lr_anneal)
 
     return DistillPlan(loss, objective, notes=[f"phases (student steps): {phases}, optimizer steps: {steps}"])
 
@@ -254,7 +267,7 @@ EMA_RAMPUP = 0.125
 
 
 def config(teacher: dict, *, start_steps: int = 64, final_steps: int = 1, phase_steps: int | list[int] = 500,
-           weighting: str = "truncated_snr") -> dict:
+           **_) -> dict:
     """The student run's sampler (DDIM on the uniform grid it was distilled on, final_steps steps) and its EMA:
     restarted at every phase (ProgressiveObjective.ema_images) with a ramp-up of 1/8, capped at 1/8 of the
     longest phase in images, so each phase's sampled student is that phase's own average."""

@@ -93,13 +93,15 @@ class DenoisingObjective:
         self.params = list(model.parameters())  # gathered once: a module walk per step costs ~0.3 ms
         optimizer = torch.optim.AdamW(self.params, lr=config.lr, betas=config.betas,
                                       weight_decay=config.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: warmup_factor(s, config.warmup_steps)
-        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self.lr_factor)
         self.ddp_model, self.optimizer = accelerator.prepare(model, optimizer)
         forward = torch.compile(self.ddp_model) if config.compile else self.ddp_model
         self.trained = _TrainedDenoiser(forward, model)
 
+
+    def lr_factor(self, step: int) -> float:
+        """The LR multiplier of the step-th update (0-based): the linear warm-up (a subclass may add a decay)."""
+        return warmup_factor(step, self.config.warmup_steps)
 
     def _backward(self, batches: Batches, generator: torch.Generator) -> Tensor:
         """Accumulate the gradients of grad_accum micro-batches; returns the summed loss (device)."""
