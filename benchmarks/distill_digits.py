@@ -9,7 +9,7 @@ The teacher run is copied into OUT/teacher (its run.json and newest checkpoint) 
 method part distils the copy with `difflab distill` (difflab.jobs.distill.run_distill) into OUT/<method>
 with the METHODS entry's --set overrides and step budget, then scores its students with `difflab eval`'s
 digit metrics (difflab.jobs.evaluate.evaluate_loaded: FDD and class coverage against the training split,
-n samples, seed 0) at the NFE the entry names; the teacher part scores the teacher with every solver of
+n samples on each of seeds 0..SEEDS-1, their mean and spread) at the NFE the entry names; the teacher part scores the teacher with every solver of
 TEACHER_SOLVERS at each NFE. Parts write OUT/<part>.json (rows, CPU seconds of the process, wall seconds,
 steps); --report merges them into one markdown table and the picture of 1/2/4-step samples beside the
 teacher's. The straightness part (after reflow) measures Liu et al.'s straightness of the teacher's ODE and of

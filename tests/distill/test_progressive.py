@@ -189,27 +189,27 @@ def test_phases_of_their_own_lengths(tmp_path):
 
 
 def test_lr_anneal_decays_the_rate_linearly_within_each_phase(tmp_path):
-    """lr_anneal with phases of [2, 3, 1] updates and no warm-up: the rate at updates 0..5 is lr x (1, 1/2 |
-    1, 2/3, 1/3 | 1), then the last phase's last factor; the trainer logs exactly those rates; without the
-    option the rate stays lr."""
+    """lr_anneal with phases of [2, 3, 2] updates and no warm-up: the rate at updates 0..6 is lr x (1, 1/2 |
+    1, 2/3, 1/3 | 1, 1/2), then the last phase's last factor (1/2); the trainer logs exactly those rates;
+    without the option the rate stays lr."""
     from difflab.train import read_log
 
     teacher = ring_mixture().denoiser(make_process("flow"), "velocity")
     data = TensorBatchDataset(ring_mixture().sample(64, generator=torch.Generator().manual_seed(0))[0].float())
     rates = {}
     for anneal in (True, False):
-        cfg = TrainConfig(lr=1e-3, batch_size=32, max_steps=7, log_every=1, ckpt_every=0, ema=500, p_uncond=0.0,
+        cfg = TrainConfig(lr=1e-3, batch_size=32, max_steps=8, log_every=1, ckpt_every=0, ema=500, p_uncond=0.0,
                           warmup_steps=0)
 
         def objective(model, loss_fn, config, accelerator, anneal=anneal):
-            return ProgressiveObjective(model, loss_fn, config, accelerator, phases=[4, 2, 1], phase_steps=[2, 3, 1],
+            return ProgressiveObjective(model, loss_fn, config, accelerator, phases=[4, 2, 1], phase_steps=[2, 3, 2],
                                         teacher0=teacher, lr_anneal=anneal)
 
         out = tmp_path / f"a{anneal}"
         Trainer(_student(hidden=16), ProgressiveLoss(teacher, 4), data, cfg, out, objective=objective).train()
         rates[anneal] = [r["lr"] for r in read_log(out / "log.jsonl")]
-    assert rates[True] == pytest.approx([1e-3 * f for f in (1, 1 / 2, 1, 2 / 3, 1 / 3, 1, 1)], rel=1e-12)
-    assert rates[False] == pytest.approx([1e-3] * 7, rel=1e-12)
+    assert rates[True] == pytest.approx([1e-3 * f for f in (1, 1 / 2, 1, 2 / 3, 1 / 3, 1, 1 / 2, 1 / 2)], rel=1e-12)
+    assert rates[False] == pytest.approx([1e-3] * 8, rel=1e-12)
 
 
 def test_each_phase_starts_from_the_last_ones_ema_which_restarts(tmp_path):

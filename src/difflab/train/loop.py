@@ -129,6 +129,7 @@ class Trainer:
         self.objective = objective(model, loss_fn, config, acc)
         if hasattr(self.objective, "bind_ema"):  # an objective that restarts its model from the EMA
             self.objective.bind_ema(self.ema)
+        self._ema_clock = getattr(self.objective, "ema_images", None)  # an objective's own EMA ramp-up clock
         self.stream = BatchStream(data, self.micro_batch, config.seed, self.rank, self.world, config.num_workers)
         self.generator = torch.Generator(device=acc.device)
         self.step, self.images_seen, self.elapsed = 0, 0, 0.0
@@ -149,8 +150,8 @@ class Trainer:
         """The parameter update (inside the objective), then the EMA and the counters, as one unit."""
         with self._uninterrupted():
             yield
-            clock = getattr(self.objective, "ema_images", None)  # an objective may restart the EMA's ramp-up
-            self.ema.update(self.model, self.images_seen if clock is None else clock(), self.config.batch_size)
+            images = self.images_seen if self._ema_clock is None else self._ema_clock()
+            self.ema.update(self.model, images, self.config.batch_size)
             self.step += 1
             self.images_seen += self.config.batch_size
 
