@@ -187,6 +187,23 @@ def test_cd_target_is_one_teacher_heun_step_and_ct_target_shares_the_noise():
     assert curriculum_steps(0, 100) == 11 and bool((t_n < t_next).all())
 
 
+def test_ct_target_and_trained_call_share_their_dropout_masks():
+    """The stop-grad target is the trained network itself: both calls draw the same global random numbers (ECT's
+    shared dropout mask), so dropout adds no spurious difference between f(x_{n+1}) and sg f(x^_n)."""
+    class Draws(Recorder):
+        def forward(self, x, t, cond=None):
+            self.seen.append(torch.rand(3))
+            return x
+
+    x0 = torch.zeros(8, 2, dtype=f64)
+    for schedule in ("ict", "ect"):
+        model = Draws(RectifiedFlow())
+        ConsistencyLoss(None, total_steps=10, schedule=schedule)(model, x0, generator=torch.Generator().manual_seed(0))
+        target_draw, trained_draw = model.seen
+        assert torch.equal(target_draw, trained_draw)
+    assert not torch.equal(torch.rand(3), trained_draw)  # the stream moves on after the pair
+
+
 def test_the_loss_is_the_weighted_pseudo_huber_distance_of_the_two_outputs():
     """With f = identity, d(x_{n+1}, x_n) is computable: lambda(s_n) (sqrt(||(s_{n+1} - s_n) z||^2 + c^2) - c)."""
     process = VESDE()

@@ -14,7 +14,8 @@ One update draws n, z ~ N(0, I) and
     loss    = lambda(sigma_n) d(f_theta(x_{n+1}, t_{n+1}), f_theta-(x^_n, t_n))
 
 with theta- an EMA of theta (CD, Song et al. 2023: mu = 0.95 at N = 18) or theta itself under stop-grad
-(iCT). iCT's choices: the pseudo-Huber metric d(x, y) = sqrt(||x - y||^2 + c^2) - c, c = 0.00054 sqrt(d);
+(iCT), whose two calls then draw the same dropout masks (ECT's shared mask: the global RNG is rewound
+between them). iCT's choices: the pseudo-Huber metric d(x, y) = sqrt(||x - y||^2 + c^2) - c, c = 0.00054 sqrt(d);
 the curriculum N(k) = min(s0 2^floor(k / K'), s1) + 1, K' = floor(K / (log2 floor(s1 / s0) + 1)) over K
 training steps; n drawn with p(n) proportional to erf((ln sigma_{n+1} - P_mean) / (sqrt(2) P_std)) -
 erf((ln sigma_n - P_mean) / (sqrt(2) P_std)) (P_mean = -1.1, P_std = 2); lambda(sigma_n) = 1 / (sigma_{n+1} -
@@ -46,6 +47,7 @@ from difflab.distill.base import DistillContext, DistillMethod, DistillPlan
 from difflab.param.consistency import SIGMA_MAX, SIGMA_MIN
 from difflab.param.parameterization import X0, coefficients, get_parameterization
 from difflab.train.objective import DenoisingObjective
+from difflab.train.rng import capture_rng, restore_rng
 from difflab.utils.errors import DifflabError, check_choice
 from difflab.utils.keywords import check_keywords
 from difflab.utils.tensors import append_dims
@@ -218,6 +220,7 @@ class ConsistencyLoss:
             return append_dims(process.alpha(t), x0.ndim).to(dtype)
 
         x_next = scale(t_next) * (x0 + append_dims(s_next.to(device), x0.ndim).to(dtype) * z)
+        shared = capture_rng() if self.target is None else None
         with torch.no_grad():
             if self.teacher is None:
                 x_n = scale(t_n) * (x0 + append_dims(s_n.to(device), x0.ndim).to(dtype) * z)
@@ -226,6 +229,8 @@ class ConsistencyLoss:
             target = (self.target if self.target is not None else model)(x_n, t_n, cond)
             if bool(at_boundary.any()):
                 target = torch.where(append_dims(at_boundary.to(device), x0.ndim), x0, target)
+        if shared is not None:  # the stop-grad target and the trained call draw the same dropout masks (ECT)
+            restore_rng(shared)
         d = self.distance(model(x_next, t_next, cond), target.detach())
         w = 1.0 / (s_next - s_n) if self.weighting == "reciprocal" else torch.ones_like(s_n)
         return w.to(device=device, dtype=d.dtype) * d
