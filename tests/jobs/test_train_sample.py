@@ -66,6 +66,12 @@ def test_empty_image_folder_and_incompatible_resume(tmp_path):
                             "--set", "model.options={hidden_dim: 48, num_blocks: 1}"])
     out = r.output.replace("\n", " ")
     assert r.exit_code == 2 and "different architecture" in out and "Traceback" not in out
+    # the README's resume at a lower rate: the new steps take it, and the run's saved config names it
+    r = runner.invoke(app, ["train", "--out", str(run), "--resume", "--steps", "2", "--set", "train.lr=1e-5",
+                            "--set", "train.warmup_steps=0", "--set", "train.log_every=1"])
+    assert r.exit_code == 0, r.output
+    from difflab.train import read_log
+    assert [(x["step"], x["lr"]) for x in read_log(run / "log.jsonl")][-2:] == [(4, 1e-5), (5, 1e-5)]
 
 
 def test_run_json_records_the_data_range_and_sampling_honours_it(tmp_path):

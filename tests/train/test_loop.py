@@ -361,3 +361,19 @@ def test_ctrl_c_twice_during_a_save_does_not_cut_it_short(tmp_path, monkeypatch)
     assert (result.stop_reason, result.step) == ("interrupted", 2)
     assert latest_checkpoint(tmp_path) == tmp_path / "ckpt-2"
     assert (tmp_path / "ckpt-2" / "manifest.json").is_file()
+
+
+def test_a_resume_trains_at_the_rate_its_config_now_names(tmp_path):
+    """`difflab train --resume --set train.lr=...`: the resumed steps log (and take) the new rate, with the
+    warm-up factor at the saved position, while the saved Adam moments are kept; an unchanged config resumes
+    bitwise (test_resume_after_interrupt_repeats_the_uninterrupted_run)."""
+    Trainer(tiny_denoiser(), DiffusionLoss(), toy_data(), _config(max_steps=2, lr=1e-2, warmup_steps=4),
+            tmp_path).train()
+    resumed = Trainer(tiny_denoiser(), DiffusionLoss(), toy_data(),
+                      _config(max_steps=5, lr=1e-3, warmup_steps=4, betas=(0.8, 0.9), weight_decay=0.5), tmp_path)
+    resumed.train(resume=True)
+    lrs = [r["lr"] for r in read_log(tmp_path / "log.jsonl")]
+    assert lrs == pytest.approx([2.5e-3, 5e-3, 7.5e-4, 1e-3, 1e-3], rel=1e-12)
+    group = resumed.objective.optimizer.param_groups[0]
+    assert (group["betas"], group["weight_decay"]) == ((0.8, 0.9), 0.5)
+    assert int(resumed.objective.optimizer.state[resumed.objective.params[0]]["step"]) == 5  # moments carried on

@@ -44,7 +44,7 @@ from difflab.autoencoders.losses import (
     reconstruction_loss,
 )
 from difflab.utils.errors import DifflabError, check_choice
-from difflab.utils.optim import grad_norm_of, warmup_factor
+from difflab.utils.optim import grad_norm_of, load_optimizer, warmup_factor
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
@@ -268,8 +268,9 @@ class AutoencoderObjective:
             have = "has a discriminator" if "disc" in state else "has none"
             raise DifflabError(f"the checkpoint {have} but this run's disc_weight says otherwise: resume with "
                                "the loss options the run was started with")
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        c = self.config
+        load_optimizer(self.optimizer, self.scheduler, state["optimizer"], state["scheduler"], c.lr, c.betas,
+                       c.weight_decay)
         self.steps = int(state["steps"])
         if self.accelerator.scaler is not None and state.get("scaler") is not None:  # absent before it was saved
             self.accelerator.scaler.load_state_dict(state["scaler"])
@@ -280,8 +281,8 @@ class AutoencoderObjective:
                 raise DifflabError("the checkpoint's discriminator does not fit this run's critic options "
                                    "(disc_layers, disc_channels, disc_norm): resume with the loss options the "
                                    "run was started with, e.g. --set objective.disc_norm=group") from None
-            self.disc_optimizer.load_state_dict(state["disc_optimizer"])
-            self.disc_scheduler.load_state_dict(state["disc_scheduler"])
+            load_optimizer(self.disc_optimizer, self.disc_scheduler, state["disc_optimizer"], state["disc_scheduler"],
+                           self.losses.disc_lr or c.lr, c.betas, c.weight_decay)
 
 
 MakeObjective = Callable[[nn.Module, object, TrainConfig, "Accelerator"], AutoencoderObjective]

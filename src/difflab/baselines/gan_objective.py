@@ -30,7 +30,7 @@ from difflab.baselines.gan import DCGAN, discriminator_loss, generator_loss, r1_
 from difflab.train.data import derive_seed
 from difflab.train.settings import TrainConfig
 from difflab.utils.errors import DifflabError
-from difflab.utils.optim import grad_norm_of, warmup_factor
+from difflab.utils.optim import grad_norm_of, load_optimizer, warmup_factor
 
 DISCRIMINATOR_STREAM = 0xD15C  # derive_seed stream of the discriminator's initialization
 
@@ -127,9 +127,9 @@ class GANObjective:
 
     def load_state_dict(self, state: dict) -> None:
         self.discriminator.load_state_dict(state["discriminator"])
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
-        self.sched_g.load_state_dict(state["sched_g"])
-        self.sched_d.load_state_dict(state["sched_d"])
+        c = self.config
+        load_optimizer(self.opt_g, self.sched_g, state["opt_g"], state["sched_g"], c.lr, c.betas, c.weight_decay)
+        load_optimizer(self.opt_d, self.sched_d, state["opt_d"], state["sched_d"], c.lr * self.model.d_lr_ratio,
+                       c.betas, c.weight_decay)
         if self.accelerator.scaler is not None and state["scaler"] is not None:
             self.accelerator.scaler.load_state_dict(state["scaler"])

@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from difflab.param.denoiser import Denoiser
 from difflab.train.settings import TrainConfig
 from difflab.utils.errors import DifflabError
-from difflab.utils.optim import grad_norm_of, warmup_factor
+from difflab.utils.optim import grad_norm_of, load_optimizer, warmup_factor
 
 LossFn = Callable[..., Tensor]
 Batches = Iterator[tuple[Tensor, dict | None]]  # prepared micro-batches (x0, cond) on the device
@@ -145,7 +145,10 @@ class DenoisingObjective:
                 "scaler": scaler.state_dict() if scaler is not None else None}
 
     def load_state_dict(self, state: dict) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        """The saved optimizer moments and schedule position under the config's lr, betas and weight decay
+        (utils.optim.load_optimizer: a resume with --set train.lr=... trains at the new rate)."""
+        c = self.config
+        load_optimizer(self.optimizer, self.scheduler, state["optimizer"], state["scheduler"], c.lr, c.betas,
+                       c.weight_decay)
         if self.accelerator.scaler is not None and state["scaler"] is not None:
             self.accelerator.scaler.load_state_dict(state["scaler"])

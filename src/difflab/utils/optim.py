@@ -17,3 +17,16 @@ def grad_norm_of(params: list[Tensor]) -> Tensor:
     (the figure clip_grad_norm_ reports, for runs without clipping)."""
     grads = [p.grad for p in params if p.grad is not None]
     return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+
+
+def load_optimizer(optimizer, scheduler, state: dict, scheduler_state: dict, lr: float, betas, weight_decay: float) -> None:
+    """torch's load of an optimizer and its LambdaLR, then the run's own lr (scaled by the schedule's factor at
+    its saved position), betas and weight decay in every group: torch would restore the saved ones, so a
+    resume with --set train.lr=... would silently keep the old rate. With unchanged settings this is a no-op."""
+    optimizer.load_state_dict(state)
+    scheduler.load_state_dict(scheduler_state)
+    scheduler.base_lrs = [lr] * len(optimizer.param_groups)
+    for group, factor in zip(optimizer.param_groups, scheduler.lr_lambdas, strict=True):
+        group.update(initial_lr=lr, lr=lr * factor(scheduler.last_epoch), betas=tuple(betas),
+                     weight_decay=weight_decay)
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]  # what get_last_lr() reports
