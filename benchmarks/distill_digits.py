@@ -225,7 +225,7 @@ def fit_times(run: Path, fits: list[dict]) -> list[dict]:
     return done
 
 
-def method_part(name: str, teacher: Path, out: Path, n: int, rescore: bool = False, seeds: int = 1) -> dict:
+def method_part(name: str, teacher: Path | None, out: Path, n: int, rescore: bool = False, seeds: int = 1) -> dict:
     """Distil (or resume) OUT/<name> and score its rows; rescore: only score the rows again, keeping the
     distillation cost recorded in OUT/<name>.json."""
     entry = METHODS[name]
@@ -362,7 +362,9 @@ def main(argv=None) -> int:
     for part in a.parts:
         if part not in ("teacher", "straightness") and part not in METHODS:
             raise DifflabError(f"unknown part {part!r}; parts are: teacher, straightness, {', '.join(METHODS)}")
-        teacher = copy_teacher(a.teacher, a.out / "teacher")
+        # the parts trained from scratch (a METHODS entry with a preset) need no teacher
+        from_scratch = "preset" in METHODS.get(part, {})
+        teacher = None if from_scratch else copy_teacher(a.teacher, a.out / "teacher")
         start_wall, start_cpu = time.perf_counter(), time.process_time()
         if part == "straightness":
             d = straightness_part(a.out)
