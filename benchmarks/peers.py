@@ -33,6 +33,7 @@ import torch
 from difflab.analysis import GaussianMixture, image_like_mixture, ring_mixture
 from difflab.process import DiscreteVP
 from difflab.sampling import SAMPLERS, fit_grid, make_grid, probability_flow
+from difflab.utils.allocator import keep_freed_memory
 from difflab.utils.files import atomic_write_text
 
 f64 = torch.float64
@@ -292,6 +293,7 @@ def summary(rows: list[dict]) -> str:
 
 
 def main(argv=None) -> int:
+    keep_freed_memory()  # the bespoke fit reallocates large buffers every iteration
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     parser.add_argument("--nfes", nargs="+", type=int, default=list(NFES))

@@ -24,6 +24,9 @@ def _version(value: bool):
 @app.callback()
 def main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version.")):
     """difflab: diffusion and flow models, to the formula."""
+    from difflab.utils.allocator import keep_freed_memory
+
+    keep_freed_memory()
 
 
 @app.command()
