@@ -9,7 +9,8 @@ ls case: the first N `Shapes` images (3 x 32 x 32, seed 0, every colour-shape pa
 padding and no table (its (HW, N, 3 P^2) table is past any cap at these sizes, so it streams: a key block
 of training patches and a logit block are allocated and freed per block of images). Each measurement runs
 in its own process (malloc settings are per process), alternating the two settings; the process reports
-the call's wall, user and system seconds and its minor page faults (getrusage).
+the call's wall, user and system seconds, its minor page faults and the process's peak resident set
+(getrusage).
 bespoke case: benchmarks/peers.py's bespoke fit at NFE 10 on the broad 256-D mixture (the DDPM table), a
 `--pilot` noise batch and `--iterations` Adam steps, measured the same way.
 """
@@ -31,7 +32,8 @@ torch.set_num_threads(1)
 """
 REPORT = """
 print(json.dumps({"mode": mode, "applied": applied, "wall_s": t1 - t0, "user_s": r1.ru_utime - r0.ru_utime,
-                  "sys_s": r1.ru_stime - r0.ru_stime, "minor_faults": r1.ru_minflt - r0.ru_minflt}))
+                  "sys_s": r1.ru_stime - r0.ru_stime, "minor_faults": r1.ru_minflt - r0.ru_minflt,
+                  "peak_rss_mib": r1.ru_maxrss / 1024}))
 """
 LS = """
 from difflab.analysis.local_score import LocalScoreMachine
@@ -76,10 +78,10 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args(argv)
     rows = [measure(mode, args) for _ in range(args.repeats) for mode in ("default", "difflab")]
-    print("| malloc | wall s | user s | system s | minor faults |")
-    print("|---|---|---|---|---|")
+    print("| malloc | wall s | user s | system s | minor faults | peak RSS MiB |")
+    print("|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['mode']} | {r['wall_s']:.1f} | {r['user_s']:.1f} | {r['sys_s']:.1f} | {r['minor_faults']:,} |")
+        print(f"| {r['mode']} | {r['wall_s']:.1f} | {r['user_s']:.1f} | {r['sys_s']:.1f} | {r['minor_faults']:,} | {r['peak_rss_mib']:.0f} |")
     best = {m: min(r["wall_s"] for r in rows if r["mode"] == m) for m in ("default", "difflab")}
     print(f"wall, best of {args.repeats}: default {best['default']:.1f} s, difflab {best['difflab']:.1f} s, "
           f"ratio {best['default'] / best['difflab']:.2f}x")

@@ -46,6 +46,12 @@ def test_freed_blocks_are_reused():
 
 
 @glibc_only
+def test_system_malloc_on_request(monkeypatch):
+    monkeypatch.setenv("DIFFLAB_MALLOC", "system")
+    assert allocator.keep_freed_memory() is False
+
+
+@glibc_only
 def test_a_launchers_setting_is_kept(monkeypatch):
     monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "131072")
     assert allocator.keep_freed_memory() is False

@@ -7,8 +7,10 @@ pays a page fault per 4 KiB page on every iteration: the streamed LS machine at 
 21.6 of its 38 s in the kernel (benchmarks/allocator.py, docs/benchmarks.md "What freed memory costs").
 With large blocks taken from the heap and the heap never trimmed, the freed pages are reused.
 
-The cost: the resident set does not shrink after a peak (the peak itself is unchanged), which suits a
-command that runs one job and exits. A launcher's own choice is kept: nothing is changed when any of
+The cost is memory: the resident set does not shrink within a command, and blocks of changing sizes leave
+holes in the heap, so the peak grows (measured 1.4x on a short bespoke fit, 2x on the small LS call, whose
+256 MiB heap pad is a large part of it). `DIFFLAB_MALLOC=system` keeps glibc's defaults, for a job that
+needs its memory more than its speed. A launcher's own choice is kept too: nothing is changed when any of
 MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_, MALLOC_TOP_PAD_ or GLIBC_TUNABLES is set, and nothing
 happens off glibc (macOS, Windows, musl).
 """
@@ -32,8 +34,11 @@ LAUNCHER_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC
 
 
 def keep_freed_memory() -> bool:
-    """Set glibc's mmap threshold, trim threshold and top pad as above; True when they were set."""
+    """Set glibc's mmap threshold, trim threshold and top pad as above; True when they were set
+    (False off glibc, with DIFFLAB_MALLOC=system, or when a launcher set malloc itself)."""
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    if os.environ.get("DIFFLAB_MALLOC", "").strip().lower() == "system":
         return False
     if any(name in os.environ for name in LAUNCHER_SETTINGS):
         return False
