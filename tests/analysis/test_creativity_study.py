@@ -41,8 +41,10 @@ def test_calibration_recovers_the_patch_size_of_a_machine_network():
     truth = PatchSchedule((1.0, 0.7, 0.5, 0.2), (5, 5, 3, 3))
     network = EquivariantLocalScoreMachine(train, process, truth, "velocity", boundary_broken=True)
     x_T = torch.randn(4, 1, 6, 6, generator=g, dtype=torch.float64)
+    scored = []
     cal = calibrate_patch_sizes(network, lambda P: EquivariantLocalScoreMachine(train, process, P, boundary_broken=True),
-                                x_T, [1, 3, 5, 7], sampler="euler", steps=4)
+                                x_T, [1, 3, 5, 7], sampler="euler", steps=4, callback=lambda: scored.append(1))
+    assert len(scored) == 4 * 4  # the progress callback: once per (time, size) score
     assert cal.schedule.sizes[1:] == (5, 3, 3)  # at t = 1 (alpha = 0) every size gives the same estimate
     assert cal.scores.shape == (4, 4) and bool((cal.scores[1:].max(1).values > 0.999).all())
 
@@ -80,7 +82,9 @@ def test_creativity_study_on_a_tiny_run(tmp_path, capsys):
     per_seed = torch.tensor(res["agreement_per_seed"]["els"], dtype=torch.float64)
     middle = per_seed.sort().values[1:3].mean()
     assert abs(res["agreement"]["els"]["median"] - float(middle)) < 1e-5  # per-seed values are rounded to 1e-5
-    assert f"els {res['agreement']['els']['median']:.3f}" in " ".join(capsys.readouterr().out.split())
+    printed = " ".join(capsys.readouterr().out.split())
+    assert f"els {res['agreement']['els']['median']:.3f}" in printed
+    assert "calibrate els" in printed and "sample els (" in printed  # the long stages show their progress
 
 
 def test_creativity_command_bad_input(tmp_path):

@@ -88,12 +88,13 @@ class Calibration:
 
 def calibrate_patch_sizes(network, machine_for: Callable[[int], PosteriorMeanMachine], x_T: Tensor,
                           sizes: Sequence[int], *, sampler: str = "unipc", steps: int = 20,
-                          schedule="default", cond=None) -> Calibration:
+                          schedule="default", cond=None, callback: Callable[[], None] | None = None) -> Calibration:
     """Pick the patch size per noise level that best predicts the network's x0 estimate on its own path.
 
     Samples `network` from x_T, and at each grid time t_k (k < steps) scores machine_for(P)'s
     E[x0 | x_{t_k}] against the network's x0 estimate at the network's states (median Pearson agreement
     over the batch); schedule.sizes[k] is the argmax (Kamb & Ganguli 2025: a patch scale calibrated per time step).
+    callback() is called after each of the steps x len(sizes) scores (a caller's progress).
     """
     if len(sizes) == 0:
         raise DifflabError("give at least one candidate patch size")
@@ -107,6 +108,8 @@ def calibrate_patch_sizes(network, machine_for: Callable[[int], PosteriorMeanMac
             target = network.predict(xk, tk.to(xk.dtype), cond).x0
             for j, m in enumerate(machines):
                 scores[k, j] = pearson_agreement(m.posterior_mean(xk, tk), target).median()
+                if callback is not None:
+                    callback()
     best = scores.argmax(1)
     chosen = PatchSchedule(tuple(float(t) for t in run.times[:steps]), tuple(int(sizes[i]) for i in best))
     return Calibration(chosen, tuple(int(P) for P in sizes), scores)

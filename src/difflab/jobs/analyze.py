@@ -36,6 +36,7 @@ from difflab.sampling.api import sample
 from difflab.train.checkpoint import checkpoint_step
 from difflab.utils.errors import DifflabError
 from difflab.utils.files import atomic_write, atomic_write_json
+from difflab.utils.progress import Progress
 from difflab.utils.seeding import per_sample_noise
 from difflab.viz import save_image_grid
 
@@ -76,10 +77,12 @@ def default_sizes(shape) -> list[int]:
     return list(range(1, 2 * max(shape[-2:]), 2))
 
 
-def _sample(denoiser, x_T: Tensor, how: dict) -> Tensor:
-    """Final images in float64, clamped to the image range [-1, 1] as `difflab sample` does."""
+def _sample(denoiser, x_T: Tensor, how: dict, bar: Progress | None = None) -> Tensor:
+    """Final images in float64, clamped to the image range [-1, 1] as `difflab sample` does; `bar` advances
+    once per sampler step."""
+    callback = None if bar is None else (lambda step: bar.advance())
     with torch.no_grad():
-        return sample(denoiser, x_T, **how).x.to(torch.float64).clamp(-1, 1)
+        return sample(denoiser, x_T, callback=callback, **how).x.to(torch.float64).clamp(-1, 1)
 
 
 def save_samples(path: Path, samples: dict[str, Tensor]) -> Path:
@@ -222,9 +225,12 @@ def _study_run(name: str, ld: LoadedRun, train: Tensor, held: Tensor | None, ide
     cal, samples, machines = {}, {}, {}
     for kind in ("ls", "els"):
         t0 = time.perf_counter()
-        cal[kind] = calibrate_patch_sizes(ld.model, base[kind].with_patch_size, x_cal, sizes, **how)
+        with Progress(how["steps"] * len(sizes), f"{name}: calibrate {kind}", unit="score") as bar:
+            cal[kind] = calibrate_patch_sizes(ld.model, base[kind].with_patch_size, x_cal, sizes, callback=bar.advance,
+                                              **how)
         machines[kind] = base[kind].with_patch_size(cal[kind].schedule)
-        samples[kind] = _sample(machines[kind], x_T, how)
+        with Progress(how["steps"], f"{name}: sample {kind} ({len(x_T)} seeds)") as bar:
+            samples[kind] = _sample(machines[kind], x_T, how, bar)
         console.print(f"{name}: {kind} calibrated (P = {list(cal[kind].schedule.sizes)}) and sampled in "
                       f"{time.perf_counter() - t0:.0f} s")
     samples["ideal"] = ideal
