@@ -4,7 +4,7 @@ torch allocates CPU tensors with glibc's malloc, which serves every block above 
 (32 MiB at most by default) with a fresh mmap and returns it to the kernel on free. A loop that allocates
 a large temporary per iteration (the streamed LS/ELS posteriors, the bespoke solver fit's descent) then
 pays a page fault per 4 KiB page on every iteration: the streamed LS machine at 2000 shapes images spent
-21.6 of its 38 s in the kernel (benchmarks/allocator.py, docs/benchmarks.md "What freed memory costs").
+22.3 of its 41.8 s in the kernel (benchmarks/allocator.py, docs/benchmarks.md "What freed memory costs").
 With large blocks taken from the heap and the heap never trimmed, the freed pages are reused.
 
 The cost is memory: the resident set does not shrink within a command, and blocks of changing sizes leave
