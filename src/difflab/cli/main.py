@@ -126,6 +126,7 @@ def demo(
 from difflab.cli import (  # noqa: E402, F401
     analyze,
     autoencoder,  # train-autoencoder, reconstruct
+    average,
     bench,
     classifier,
     distill,

@@ -40,16 +40,16 @@ from difflab.utils.seeding import seed_everything
 from difflab.viz import plot_points, save_image_grid
 
 
-def refuse_existing(out: Path, resume: bool) -> None:
-    """Without --resume, a folder that holds a run is refused before anything in it changes."""
+def refuse_existing(out: Path, resume: bool, fix: str = "add --resume to continue it, or choose another --out") -> None:
+    """Without --resume, a folder that holds a run is refused before anything in it changes (`fix`: what
+    the message tells the user to do instead)."""
     if out.exists() and not out.is_dir():
         raise DifflabError(f"--out {out} is a file, not a run folder: choose another --out")
     if resume or not out.is_dir():
         return
     held = sorted(p.name for p in out.iterdir() if p.name in ("run.json", "log.jsonl") or CKPT_RE.fullmatch(p.name))
     if held:
-        raise DifflabError(f"{out} already holds a run ({', '.join(held[:4])}): add --resume to continue it, "
-                           "or choose another --out")
+        raise DifflabError(f"{out} already holds a run ({', '.join(held[:4])}): {fix}")
 
 
 def folder_state(out: Path) -> tuple[set[str] | None, list[Path]]:

@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 import yaml
 from safetensors import safe_open
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_model, save_file, save_model
 from torch import nn
 
 from difflab.utils.errors import DifflabError
@@ -133,9 +133,9 @@ def sha256(path: str | Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def _manifest(folder: Path) -> dict:
+def _manifest(folder: Path, names: Iterable[str] = FILES) -> dict:
     return {"files": {name: {"bytes": (folder / name).stat().st_size, "sha256": sha256(folder / name)}
-                      for name in FILES}}
+                      for name in names}}
 
 
 def save_checkpoint(
@@ -168,24 +168,64 @@ def save_checkpoint(
         config_text = yaml.safe_dump(config, sort_keys=False)
     except yaml.representer.RepresenterError as e:
         raise DifflabError(f"the run config must hold plain data (numbers, strings, lists, dicts): {e}") from e
-    tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{step}-", dir=run_dir))
-    try:
-        tmp.chmod(0o755)  # mkdtemp makes it private; a checkpoint is an ordinary folder
+
+    def write(tmp: Path) -> None:
         save_model(model, str(tmp / "model.safetensors"))
         save_model(ema_module, str(tmp / "ema.safetensors"))
         torch.save(trainer_state, tmp / "trainer.pt")
         (tmp / "config.yaml").write_text(config_text)
         (tmp / "state.json").write_text(json.dumps(state))
-        (tmp / MANIFEST).write_text(json.dumps(_manifest(tmp), indent=1))
-        for name in (*FILES, MANIFEST):
+
+    _write_atomically(run_dir, step, write, FILES)
+    prune_checkpoints(run_dir, keep_last, keep)
+    return final
+
+
+def _write_atomically(run_dir: Path, step: int, write, names: tuple[str, ...]) -> Path:
+    """Fill a hidden temporary folder with `write(tmp)` (the files `names`), add the manifest, fsync, and
+    rename it to `run_dir/ckpt-<step>` in one os.replace; nothing is left behind on failure."""
+    final = run_dir / f"ckpt-{step}"
+    tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{step}-", dir=run_dir))
+    try:
+        tmp.chmod(0o755)  # mkdtemp makes it private; a checkpoint is an ordinary folder
+        write(tmp)
+        (tmp / MANIFEST).write_text(json.dumps(_manifest(tmp, names), indent=1))
+        for name in (*names, MANIFEST):
             _fsync(tmp / name)
         os.replace(tmp, final)
         _fsync(run_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    prune_checkpoints(run_dir, keep_last, keep)
     return final
+
+
+def save_with_weights(source: str | Path, run_dir: str | Path, weights: dict[str, dict[str, torch.Tensor]]) -> Path:
+    """Write `run_dir/ckpt-<step>` as a copy of the checkpoint `source` (same step) whose safetensors files
+    named in `weights` (e.g. {"ema.safetensors": state_dict}) hold the given tensors instead; the other files
+    of `source` (trainer.pt only if it has one) are copied byte for byte, after verifying them, and the new
+    folder gets its own manifest. Atomic like save_checkpoint; an existing ckpt-<step> is refused."""
+    source, run_dir = Path(source), Path(run_dir)
+    step = checkpoint_step(source)
+    if step is None:
+        raise DifflabError(f"{source} is not a ckpt-<step> folder")
+    names = tuple(n for n in FILES if (source / n).is_file() or n in weights)
+    unknown = sorted(set(weights) - {n for n in FILES if n.endswith(".safetensors")})
+    if unknown:
+        raise DifflabError(f"only model.safetensors and ema.safetensors can be replaced, not {', '.join(unknown)}")
+    check_checkpoint(source, [n for n in names if n not in weights])
+    if (run_dir / f"ckpt-{step}").exists():
+        raise DifflabError(f"{run_dir / f'ckpt-{step}'} exists already; write into a new run folder")
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    def write(tmp: Path) -> None:
+        for name in names:
+            if name in weights:
+                save_file({k: v.contiguous() for k, v in weights[name].items()}, str(tmp / name))
+            else:
+                shutil.copyfile(source / name, tmp / name)
+
+    return _write_atomically(run_dir, step, write, names)
 
 
 # ---- verification -----------------------------------------------------------------------------------
