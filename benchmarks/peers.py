@@ -221,7 +221,7 @@ def fitted_grid(sampler: str, options: dict, steps: int, D, dim: int, pilot: int
     """difflab.sampling.fit_grid on its own pilot batch (seed 1, independent of the measured z); every call
     of the fit is in the returned grid's fit_nfe, reported as a one-time set-up beside the sampling NFE.
     max_evals: Nelder-Mead's solver runs, or the bespoke solver's gradient iterations; start: the bespoke
-    fit's (grid, weights) start."""
+    fit's (grid, weights) start, or a list of them."""
     return fit_grid(D, steps, sampler, shape=(dim,), options=options, pilot=pilot, seed=1, max_evals=max_evals,
                     dtype=f64, start=start if sampler == "bespoke" else None)
 
@@ -309,8 +309,9 @@ def main(argv=None) -> int:
     parser.add_argument("--max-evals", type=int, default=150,
                         help="fit_grid's max_evals: Nelder-Mead solver runs, or the bespoke solver's iterations")
     parser.add_argument("--no-fixed", action="store_true", help="leave out difflab's fixed grids")
-    parser.add_argument("--bespoke-start", nargs=2, metavar=("GRID", "WEIGHTS"),
-                        help="where the bespoke fit starts, e.g. trailing ipndm (default: the DEIS default grid)")
+    parser.add_argument("--bespoke-start", nargs=2, metavar=("GRID", "WEIGHTS"), action="append",
+                        help="where the bespoke fit starts, e.g. trailing ipndm (default: the DEIS default grid); "
+                        "repeat it for several starts on one pilot, the lowest fitting loss kept")
     a = parser.parse_args(argv)
     torch.set_num_threads(1)
     start = time.perf_counter()
@@ -319,7 +320,7 @@ def main(argv=None) -> int:
         rows += run_case(case, a.nfes, log=(lambda m: None) if a.quiet else (lambda m: print(m, flush=True)),
                          peers=not a.no_peers, leading=not a.no_leading, tol=a.tol, fitted=tuple(a.fitted),
                          pilot=a.pilot, fixed=not a.no_fixed, max_evals=a.max_evals,
-                         bespoke_start=tuple(a.bespoke_start) if a.bespoke_start else None)
+                         bespoke_start=[tuple(st) for st in a.bespoke_start] if a.bespoke_start else None)
         if a.json:
             atomic_write_text(a.json, json.dumps(rows, indent=1))
     report = (f"Peers benchmark ({time.perf_counter() - start:.0f} s, torch {torch.__version__}, "

@@ -1,6 +1,8 @@
 """The bespoke solver (difflab.sampling.bespoke) and its fit (difflab.sampling.bespoke_fit), against DEIS and
 the exact probability-flow endpoint of Gaussian mixtures."""
 
+import re
+
 import pytest
 import torch
 
@@ -140,3 +142,33 @@ def test_a_discrete_start_grid_must_span_the_fit():
     with pytest.raises(DifflabError, match="start the fit from another grid"):
         fit_grid(D, 4, "bespoke", shape=(2,), pilot=8, seed=0, max_evals=0, dtype=f64, t_max=0.5,
                  start=("trailing", "deis"))
+
+
+def test_several_starts_keep_the_fit_of_lowest_fitting_loss():
+    """Two starts on one pilot: zero iterations keep the start whose own RMSE on the fitting part (computed
+    here with the samplers themselves) is lower; with iterations, the result is that start's single fit, bit
+    for bit, and fit_nfe counts one adaptive solve and both descents."""
+    process = DiscreteVP()
+    D = ring_mixture().denoiser(process, "eps")
+    starts = [("trailing", "ipndm"), ("polynomial", "deis")]
+    z = _noise(64, 0)[:56]  # the pilot's fitting part (the last eighth is held out)
+    exact = probability_flow(D, z, [1.0, 0.0], rtol=1e-10, atol=1e-10, method="DOP853")
+    rmse = {grid: float((SAMPLERS[w](D, z, make_grid(process, grid, 6).to(f64)) - exact).square().mean().sqrt())
+            for grid, w in starts}
+    winner = min(starts, key=lambda st: rmse[st[0]])
+    kept = fit_grid(D, 6, "bespoke", shape=(2,), pilot=64, seed=0, max_evals=0, dtype=f64, start=starts)
+    assert torch.allclose(kept.times, make_grid(process, winner[0], 6).to(f64), rtol=0, atol=1e-6)
+    assert kept.start.startswith(f"{winner[1]} on {winner[0]} (lowest fitting RMSE of ")
+    for grid, w in starts:  # the receipt's figure for each start, to its 4 digits
+        shown = float(re.search(rf"{w} on {grid} ([0-9.e-]+)", kept.start.split(" (", 1)[1]).group(1))
+        assert shown == pytest.approx(rmse[grid], rel=1e-3)
+    counted = CountingDenoiser(D)
+    both = fit_grid(counted, 6, "bespoke", shape=(2,), pilot=64, seed=0, max_evals=3, dtype=f64, start=starts)
+    solve = CountingDenoiser(D)
+    probability_flow(solve, _noise(64, 0), [1.0, 0.0], rtol=1e-7, atol=1e-7)
+    assert counted.nfe == both.fit_nfe == solve.nfe + 2 * (3 + 1) * 6 + 6
+    name = both.start.split(" (")[0]
+    alone = fit_grid(D, 6, "bespoke", shape=(2,), pilot=64, seed=0, max_evals=3, dtype=f64,
+                     start=next(st for st in starts if f"{st[1]} on {st[0]}" == name))
+    assert torch.equal(both.times, alone.times) and torch.equal(both.weights, alone.weights)
+    assert both.pilot_rmse == alone.pilot_rmse

@@ -89,3 +89,18 @@ def test_bespoke_start_options(tiny_run):
     r = runner.invoke(app, ["fit-schedule", str(run), "--steps", "3", "--sampler", "dpmpp_2m", "--pilot", "8",
                             "--start-weights", "ipndm", "--device", "cpu"])
     assert r.exit_code == 2 and "a start is the bespoke fit's" in r.output and "Traceback" not in r.output
+
+
+def test_several_bespoke_starts(tiny_run):
+    """Repeated --start-schedule (one --start-weights for all) descends from each; the receipt names them."""
+    (run, _model), runner = tiny_run, CliRunner()
+    r = runner.invoke(app, ["fit-schedule", str(run), "--steps", "3", "--sampler", "bespoke", "--pilot", "8",
+                            "--max-evals", "1", "--start-schedule", "uniform", "--start-schedule", "logsnr",
+                            "--start-weights", "ipndm", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    saved = json.loads(schedule_path(run, "bespoke", 3).read_text())
+    assert "(lowest fitting RMSE of ipndm on uniform " in saved["start"] and "ipndm on logsnr " in saved["start"]
+    r = runner.invoke(app, ["fit-schedule", str(run), "--steps", "3", "--sampler", "bespoke", "--pilot", "8",
+                            "--start-schedule", "uniform", "--start-schedule", "logsnr", "--start-weights", "ipndm",
+                            "--start-weights", "deis", "--start-weights", "deis", "--device", "cpu"])
+    assert r.exit_code == 2 and "2 --start-schedule and 3 --start-weights" in r.output, r.output

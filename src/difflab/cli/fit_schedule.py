@@ -23,10 +23,12 @@ def fit_schedule(
                              "eval's seed 0, so the times are not chosen on the noises they are scored on)."),
     ema: bool = typer.Option(True, "--ema/--no-ema", help="Fit to the EMA weights."),
     device: str = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
-    start_schedule: str = typer.Option(None, "--start-schedule", help="The grid the fit starts from (bespoke: "
-                                       "default the process's grid for deis; --metric: default the run's grid)."),
-    start_weights: str = typer.Option(None, "--start-weights", help="Bespoke only: the weights its fit starts "
-                                      "from, deis (default) or ipndm."),
+    start_schedule: list[str] = typer.Option(None, "--start-schedule", help="The grid the fit starts from (bespoke: "
+                                             "default the process's grid for deis, repeatable for several starts, "
+                                             "the lowest fitting loss kept; --metric: default the run's grid)."),
+    start_weights: list[str] = typer.Option(None, "--start-weights", help="Bespoke only: the weights its fit starts "
+                                            "from, deis (default) or ipndm; repeatable, paired with --start-schedule "
+                                            "in order (one value applies to every start)."),
     metric: str = typer.Option(None, help="Choose the times by a sample metric instead of the ODE endpoint "
                                "(fdd, fid, kdd, kid, sw2, mmd: Song et al.'s greedy search, for samplers with no "
                                "ODE endpoint such as consistency)."),
@@ -41,17 +43,36 @@ def fit_schedule(
         from difflab.config.loader import parse_options
         from difflab.jobs.fit_times import METRIC_SEED, run_fit_times
 
-        if start_weights is not None:
+        if start_weights:
             fail("--start-weights is the bespoke fit's: a --metric search moves times only")
+        if len(start_schedule or []) > 1:
+            fail("--metric searches from one start grid: give --start-schedule once")
         run_job(run_fit_times, run, steps=steps, sampler=sampler, metric=metric,
                 pilot=1000 if pilot is None else pilot, seed=METRIC_SEED if seed is None else seed, rounds=rounds,
-                start_schedule=start_schedule, start_options=run_job(parse_options, start_option, "--start-option"),
+                start_schedule=start_schedule[0] if start_schedule else None, start_options=run_job(parse_options, start_option, "--start-option"),
                 ema=ema, device=device, log=typer.echo)
         return
     if start_option:
         fail("--start-option goes with --metric (the time search); the ODE fit describes its grid itself")
     from difflab.jobs.fit_schedule import run_fit_schedule
 
-    start = None if start_schedule is None and start_weights is None else (start_schedule, start_weights or "deis")
+    start = _starts(start_schedule or [], start_weights or [])
     run_job(run_fit_schedule, run, steps=steps, sampler=sampler, pilot=128 if pilot is None else pilot,
             seed=0 if seed is None else seed, max_evals=max_evals, ema=ema, device=device, start=start, log=typer.echo)
+
+
+def _starts(schedules: list[str], weights: list[str]):
+    """The bespoke fit's start(s) from the repeated options: None, one (grid, weights) pair, or a list of them
+    (one value of either option applies to every start of the other)."""
+    if not schedules and not weights:
+        return None
+    schedules, weights = schedules or [None], weights or ["deis"]
+    if len(weights) == 1:
+        weights = weights * len(schedules)
+    if len(schedules) == 1:
+        schedules = schedules * len(weights)
+    if len(schedules) != len(weights):
+        fail(f"{len(schedules)} --start-schedule and {len(weights)} --start-weights: give one of each per start, "
+             "or one value for all")
+    pairs = list(zip(schedules, weights, strict=True))
+    return pairs[0] if len(pairs) == 1 else pairs

@@ -132,7 +132,7 @@ def fit_grid(
     t_end: float = 0.0,
     dtype: torch.dtype = torch.float32,
     device: torch.device | str = "cpu",
-    start: tuple[str | None, str] | None = None,
+    start: tuple[str | None, str] | list[tuple[str | None, str]] | None = None,
 ) -> FittedGrid:
     """The grid of `steps` steps that minimizes `sampler`'s RMSE to the exact probability-flow endpoint on a
     pilot batch of `pilot` samples of `shape` (one sample's shape, e.g. (3, 32, 32)) drawn from `seed`
@@ -145,7 +145,8 @@ def fit_grid(
     folder) and pass it as `schedule=` to difflab.sample: its fit_nfe is a set-up cost, reported beside
     the sampling NFE. sampler='bespoke' fits the grid and the bespoke solver's weights instead
     (difflab.sampling.bespoke_fit.fit_bespoke; max_evals: its gradient iterations; no options; `start`:
-    (grid name or None, 'deis' or 'ipndm'), where its descent starts, default the process's DEIS grid and DEIS).
+    (grid name or None, 'deis' or 'ipndm'), where its descent starts, default the process's DEIS grid and DEIS;
+    or a list of such pairs: one descent from each on the same pilot, the lowest fitting loss kept).
     """
     check_choice("sampler", sampler, SAMPLERS)
     if start is not None and sampler != "bespoke":
@@ -155,10 +156,10 @@ def fit_grid(
 
         if options:
             raise DifflabError(f"the bespoke solver takes no options (its weights are fitted); got {sorted(options)}")
-        start_schedule, start_weights = start or (None, "deis")
+        starts = [start] if start is None or isinstance(start, tuple) else list(start)
+        starts = [st or (None, "deis") for st in starts]
         return fit_bespoke(denoiser, steps, shape=shape, pilot=pilot, seed=seed, iterations=max_evals, cond=cond,
-                           t_max=t_max, t_end=t_end, dtype=dtype, device=device, start_schedule=start_schedule,
-                           start_weights=start_weights)
+                           t_max=t_max, t_end=t_end, dtype=dtype, device=device, starts=starts)
     if sampler not in DETERMINISTIC or sampler == "adaptive":
         raise DifflabError(
             f"grids are fitted to a deterministic fixed-grid sampler; {sampler!r} is not one "
