@@ -260,10 +260,11 @@ def run_case(name: str, nfes=NFES, log=print, peers: bool = True, leading: bool 
             steps = difflab_steps(sampler, nfe)
             start = time.perf_counter()
             fg = fitted_grid(sampler, options, steps, D, mixture.dim, pilot, max_evals, bespoke_start)
-            log(f"{name} fitted {label} NFE {nfe}: fit {fg.fit_nfe} calls x {pilot} ({time.perf_counter() - start:.0f}s)")
+            log(f"{name} fitted {label} NFE {nfe}: fit {fg.fit_nfe} calls x {pilot} ({time.perf_counter() - start:.0f}s)"
+                + (f", start {fg.start}" if fg.start else "") + f", held-out pilot RMSE {fg.pilot_rmse:.4g}")
             fitted_options = options if fg.weights is None else {**options, "weights": fg.weights}  # bespoke's table
             record("difflab-fitted", f"{label}/fitted", nfe, run_difflab, sampler, fitted_options, fg.times, steps, z,
-                   D, refs, fit_nfe=fg.fit_nfe, pilot=pilot)
+                   D, refs, fit_nfe=fg.fit_nfe, pilot=pilot, start=fg.start, pilot_rmse=fg.pilot_rmse)
         if peers:
             for label, cls_name, options, space in diffusers_configs(leading):
                 steps = diffusers_steps(cls_name, nfe)
