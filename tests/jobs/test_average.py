@@ -71,11 +71,30 @@ def test_named_checkpoints(run, tmp_path):
     assert all(np.allclose(got[k].double().numpy(), v, rtol=0, atol=1e-7) for k, v in want.items())
 
 
+def test_step_shares_and_a_half_life(run, tmp_path):
+    out = tmp_path / "avg"
+    r = CliRunner().invoke(app, ["average", str(run), "--out", str(out), "--weighting", "steps", "--half-life", "2"])
+    assert r.exit_code == 0, r.output
+    # steps 2, 4, 6: trapezoid shares 1, 2, 1 times 2^(-(6 - s) / 2) = 1/4, 1/2, 1
+    w = np.array([0.25, 1.0, 1.0]) / 2.25
+    dicts = [load_file(str(run / f"ckpt-{s}" / "ema.safetensors")) for s in (2, 4, 6)]
+    got = load_file(str(out / "ckpt-6" / "ema.safetensors"))
+    for k in got:
+        want = sum(c * d[k].double().numpy() for c, d in zip(w, dicts, strict=True))
+        np.testing.assert_allclose(got[k].double().numpy(), want, rtol=0, atol=1e-7)
+    receipt = json.loads((out / "averaged.json").read_text())
+    assert receipt["weighting"] == "steps" and receipt["half_life"] == 2
+    np.testing.assert_allclose(receipt["coefficients"], w, rtol=0, atol=1e-12)
+    assert "coefficients 0.111, 0.444, 0.444" in " ".join(r.output.split())
+
+
 @pytest.mark.parametrize("args, message", [
     (["--checkpoint", "3", "--checkpoint", "4"], "has no checkpoint at step 3; its checkpoints are at steps 2, 4, 6"),
     (["--from", "6"], "averaging needs at least two checkpoints, 1 chosen"),
     (["--checkpoint", "2", "--checkpoint", "4", "--to", "4"], "either by --checkpoint or by --from / --to"),
     (["--weights", "raw"], "--weights must be one of ema, model, not 'raw'"),
+    (["--weighting", "linear"], "must be one of equal, steps, not 'linear'"),
+    (["--half-life", "-5"], "positive number of steps, not -5"),
 ])
 def test_bad_choices_get_one_message(run, tmp_path, args, message):
     out = tmp_path / "avg"

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from difflab.train import checkpoint as ckpt_mod
-from difflab.train.averaging import average_weights
+from difflab.train.averaging import average_weights, checkpoint_coefficients
 from difflab.utils.errors import DifflabError
 
 
@@ -77,6 +77,39 @@ def test_bad_coefficients_and_unreadable_files(tmp_path):
     (tmp_path / "bad.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(DifflabError, match="cannot read weights from .*bad.safetensors"):
         average_weights([files[0], tmp_path / "bad.safetensors"])
+
+
+def test_checkpoint_coefficients_by_hand():
+    np.testing.assert_allclose(checkpoint_coefficients([10, 20, 40]), [1 / 3] * 3, rtol=0, atol=1e-15)
+    # trapezoid shares of steps 0, 500, 1000, 1250, 1500: 250, 500, 375, 250, 125 of 1500
+    np.testing.assert_allclose(checkpoint_coefficients([0, 500, 1000, 1250, 1500], "steps"),
+                               np.array([250, 500, 375, 250, 125]) / 1500, rtol=0, atol=1e-15)
+    # a half-life of 500 steps halves the share of a checkpoint 500 steps older: 1/4, 1/2, 1 of 7/4
+    np.testing.assert_allclose(checkpoint_coefficients([1000, 1500, 2000], half_life=500),
+                               np.array([0.25, 0.5, 1.0]) / 1.75, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(checkpoint_coefficients([2, 4, 6], "steps", half_life=2),
+                               np.array([0.25, 1.0, 1.0]) / 2.25, rtol=0, atol=1e-15)
+
+
+def test_step_shares_integrate_weights_that_move_linearly():
+    """The 'steps' average of theta(s) = a + b s over unevenly saved s is theta at the window's middle (the
+    mean of theta over [s_1, s_K]); the 'equal' mean is not."""
+    steps = [3000, 3500, 4000, 4250, 4500, 4750, 5000]
+    theta = 0.7 - 0.002 * np.array(steps, dtype=np.float64)
+    middle = 0.7 - 0.002 * (3000 + 5000) / 2
+    assert np.dot(checkpoint_coefficients(steps, "steps"), theta) == pytest.approx(middle, abs=1e-12)
+    assert abs(np.dot(checkpoint_coefficients(steps), theta) - middle) > 0.1
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"steps": [4, 2]}, "at least two and increasing"),
+    ({"steps": [4]}, "at least two and increasing"),
+    ({"steps": [2, 4], "weighting": "linear"}, "must be one of equal, steps, not 'linear'"),
+    ({"steps": [2, 4], "half_life": 0}, "positive number of steps, not 0"),
+])
+def test_bad_coefficient_settings(kwargs, message):
+    with pytest.raises(DifflabError, match=message):
+        checkpoint_coefficients(**kwargs)
 
 
 def test_save_with_weights_copies_the_rest_and_writes_a_manifest(tmp_path):

@@ -19,10 +19,14 @@ def average(
     last: int = typer.Option(None, "--to", help="... up to this step (default: the newest)."),
     weights: str = typer.Option("ema", help="Which weights to average: ema (the sampling weights) or model (the "
                                 "raw trained weights)."),
+    weighting: str = typer.Option("equal", help="Each checkpoint's share: equal (one per checkpoint) or steps "
+                                  "(the training steps it stands for, trapezoid rule: for unevenly saved windows)."),
+    half_life: float = typer.Option(None, "--half-life", help="Lean the mean toward the newest checkpoint: "
+                                    "shares times 2^(-(newest step - step) / HALF_LIFE), in steps (default: none)."),
 ):
     """Average the weights of RUN's checkpoints into a new run (LAWA / LCSC-style checkpoint averaging): the
     mean is RUN2's sampling weights, so `difflab sample RUN2` and `difflab eval RUN2` use it."""
     from difflab.jobs.average import run_average
 
     run_job(run_average, expand(run), expand(out), steps=checkpoint or None, first=first, last=last,
-            weights=weights, log=typer.echo)
+            weights=weights, weighting=weighting, half_life=half_life, log=typer.echo)

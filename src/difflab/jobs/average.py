@@ -4,7 +4,8 @@
     RUN2/ckpt-<N>/             RUN's newest chosen checkpoint, its ema.safetensors replaced by the average
                                (difflab.train.averaging.average_weights) of the chosen checkpoints' EMA (or raw)
                                weights; model.safetensors, trainer.pt, state.json and config.yaml as they were
-    RUN2/averaged.json         the receipt: source run, checkpoints, which weights, coefficients
+    RUN2/averaged.json         the receipt: source run, checkpoints, which weights, weighting, half-life and
+                               the coefficients they give
 
 RUN2 samples and evaluates like any run (`difflab sample RUN2`, `difflab eval RUN2`); `--resume` on it would
 continue RUN's training from ckpt-<N> with the average as its EMA. RUN itself is only read. A run that holds
@@ -21,7 +22,7 @@ from difflab.config.distill import build_distill_method
 from difflab.config.loader import config_from_dict
 from difflab.jobs.runs import read_meta, write_meta
 from difflab.jobs.train import folder_state, refusal_leaves_nothing, refuse_existing
-from difflab.train.averaging import average_weights
+from difflab.train.averaging import average_weights, checkpoint_coefficients
 from difflab.train.checkpoint import (
     DamagedCheckpoint,
     check_checkpoint,
@@ -77,9 +78,11 @@ def _one_phase(cfg, chosen: list[Path]) -> None:
 
 
 def run_average(run: str | Path, out: str | Path, *, steps: list[int] | None = None, first: int | None = None,
-                last: int | None = None, weights: str = "ema", log=print) -> Path:
-    """Average the `weights` ('ema' or 'model') of RUN's chosen checkpoints into the new run `out`; returns
-    the written checkpoint folder."""
+                last: int | None = None, weights: str = "ema", weighting: str = "equal",
+                half_life: float | None = None, log=print) -> Path:
+    """Average the `weights` ('ema' or 'model') of RUN's chosen checkpoints into the new run `out`, with the
+    coefficients of `weighting` and `half_life` (difflab.train.averaging.checkpoint_coefficients); returns the
+    written checkpoint folder."""
     run, out = Path(run).expanduser(), Path(out).expanduser()
     if weights not in WEIGHTS:
         raise DifflabError(f"--weights must be one of {', '.join(WEIGHTS)}, not {weights!r}")
@@ -95,6 +98,7 @@ def run_average(run: str | Path, out: str | Path, *, steps: list[int] | None = N
             check_checkpoint(ckpt, (name, "state.json", "config.yaml"))
         except DamagedCheckpoint as e:
             raise DifflabError(f"{e}; leave {ckpt.name} out of the average") from None
+    coefficients = checkpoint_coefficients([checkpoint_step(c) for c in chosen], weighting, half_life)
     newest = chosen[-1]
     _one_phase(config_from_dict(read_config(newest)), chosen)
     refuse_existing(out, resume=False, fix="choose another --out (the average is written into a new run)")
@@ -102,15 +106,18 @@ def run_average(run: str | Path, out: str | Path, *, steps: list[int] | None = N
     with RunLock(out) as lock, refusal_leaves_nothing(out, state):
         if lock.note:
             log(lock.note)
-        averaged = average_weights([c / name for c in chosen])
+        averaged = average_weights([c / name for c in chosen], coefficients)
         write_meta(out, meta)
         if (run / "classifier").is_dir():  # a guidance classifier does not depend on the denoiser's weights
             shutil.copytree(run / "classifier", out / "classifier")
         written = save_with_weights(newest, out, {"ema.safetensors": averaged})
         atomic_write_json(out / RECEIPT, {"source": str(run.resolve()), "weights": weights,
                                           "checkpoints": [checkpoint_step(c) for c in chosen],
-                                          "coefficients": [1.0 / len(chosen)] * len(chosen)})
+                                          "weighting": weighting, "half_life": half_life,
+                                          "coefficients": coefficients})
+    lean = "" if half_life is None else f", half-life {half_life:g} steps"
     log(f"averaged the {weights} weights of {len(chosen)} checkpoints of {run} (steps "
-        f"{', '.join(str(checkpoint_step(c)) for c in chosen)}) into {written}; sample it with "
+        f"{', '.join(str(checkpoint_step(c)) for c in chosen)}; {weighting} shares{lean}: coefficients "
+        f"{', '.join(f'{c:.3f}' for c in coefficients)}) into {written}; sample it with "
         f"`difflab sample {out}`")
     return written

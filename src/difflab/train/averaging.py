@@ -10,6 +10,16 @@ whose checkpoints fluctuate, and search the w_k by FID. Averaging snapshots of a
 averaging window after the fact (EDM2's post-hoc EMA, Karras et al. 2024, reconstructs a target EMA profile
 from snapshots of two power-function EMAs by least squares; this is the box-window case).
 
+The coefficients come from the checkpoints' training steps s_1 < ... < s_K (`checkpoint_coefficients`):
+
+    w_k = q_k * 2^(-(s_K - s_k) / h)
+
+with q_k = 1 ('equal': one vote per saved checkpoint) or the trapezoid weights of the steps ('steps': q_1 =
+(s_2 - s_1) / 2, q_k = (s_{k+1} - s_{k-1}) / 2, q_K = (s_K - s_{K-1}) / 2, so a window saved unevenly is still
+an average over training time, exact for weights that move linearly in s), and an optional half-life h (in
+steps) that leans the mean toward the newest checkpoint: an exponential moving average of the snapshots,
+taken after the fact (h = None: no lean, the box window).
+
 Pure tensor code: it reads safetensors files (never a pickle) and returns a state dict. The sum is taken in
 float64 and cast back to each tensor's own dtype; tensors that are not floating point (counters, indices)
 cannot be averaged and are taken from the last file, which must hold the same keys and shapes as the others.
@@ -46,6 +56,32 @@ def _check_same_layout(reference: dict[str, Tensor], other: dict[str, Tensor], f
                  f"{len(reshaped)} keys of another shape or dtype (e.g. {reshaped[0]})" if reshaped else ""]
         raise DifflabError(f"{file} does not hold the same weights as {first}: "
                            f"{'; '.join(p for p in parts if p)}; average checkpoints of one architecture only")
+
+
+WEIGHTINGS = ("equal", "steps")
+
+
+def checkpoint_coefficients(steps: Sequence[int], weighting: str = "equal",
+                            half_life: float | None = None) -> list[float]:
+    """The averaging coefficients w_k (summing to 1) of checkpoints saved at training `steps` (increasing):
+    q_k * 2^(-(s_K - s_k) / half_life), q_k = 1 ('equal') or the trapezoid weights of the steps ('steps');
+    see the module docstring."""
+    steps = [int(s) for s in steps]
+    if weighting not in WEIGHTINGS:
+        raise DifflabError(f"the averaging weighting must be one of {', '.join(WEIGHTINGS)}, not {weighting!r}")
+    if len(steps) < 2 or any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
+        raise DifflabError(f"checkpoint steps must be at least two and increasing, got {steps}")
+    if half_life is not None and not half_life > 0:
+        raise DifflabError(f"the averaging half-life must be a positive number of steps, not {half_life}")
+    s = torch.tensor(steps, dtype=torch.float64)
+    if weighting == "equal":
+        q = torch.ones_like(s)
+    else:
+        edges = torch.cat([s[:1], (s[1:] + s[:-1]) / 2, s[-1:]])  # the midpoints between neighbours
+        q = edges[1:] - edges[:-1]
+    if half_life is not None:
+        q = q * torch.exp2(-(s[-1] - s) / half_life)
+    return (q / q.sum()).tolist()
 
 
 def average_weights(files: Sequence[str | Path], coefficients: Sequence[float] | None = None) -> dict[str, Tensor]:
