@@ -517,6 +517,20 @@ def test_multistep_times_chosen_by_a_metric_are_saved_and_reused(tmp_path):
     assert json.loads(schedule_path(out, "consistency", 2).read_text())["history"][0]["times"] == \
         pytest.approx([0.9877, 0.9877 / 2, 0.0], abs=1e-12)
 
+    # the mean over two pilot batches: the saved value is the mean of eval's values on the two seeds, twice the calls
+    r = runner.invoke(app, ["fit-schedule", str(out), "--steps", "2", "--sampler", "consistency", "--metric", "sw2",
+                            "--pilot", "16", "--pilot-seeds", "2", "--rounds", "1", "--device", "cpu"])
+    assert r.exit_code == 0 and "(the mean over seeds 1000..1001)" in " ".join(r.output.split()), r.output
+    saved = json.loads(schedule_path(out, "consistency", 2).read_text())
+    assert saved["seeds"] == [1000, 1001] and saved["fit_nfe"] == 2 * 2 * saved["max_evals"]
+    values = []
+    for seed in (1000, 1001):
+        r = runner.invoke(app, ["eval", str(out), "--sampler", "consistency", "--steps", "2", "--schedule", "fitted",
+                                "--n", "16", "--seed", str(seed), "--metrics", "sw2", "--json", str(tmp_path / "e.json")])
+        assert r.exit_code == 0, r.output
+        values.append(json.loads((tmp_path / "e.json").read_text())["results"]["sw2"])
+    assert saved["metric_value"] == pytest.approx(sum(values) / 2, rel=1e-12) and values[0] != values[1]
+
     def fails(args, needle):
         r = runner.invoke(app, ["fit-schedule", str(out), "--steps", "3", *args])
         assert r.exit_code == 2 and needle in r.output and "Traceback" not in r.output, r.output
@@ -524,4 +538,6 @@ def test_multistep_times_chosen_by_a_metric_are_saved_and_reused(tmp_path):
     fails(["--sampler", "consistency", "--metric", "class_coverage"], "lower is better")
     fails(["--sampler", "consistency", "--metric", "sw2", "--start-weights", "ipndm"], "moves times only")
     fails(["--start-option", "rho=3"], "--start-option goes with --metric")
+    fails(["--pilot-seeds", "2"], "--pilot-seeds goes with --metric")
+    fails(["--sampler", "consistency", "--metric", "sw2", "--pilot-seeds", "0"], "--pilot-seeds")
     fails(["--sampler", "consistency", "--metric", "sw2", "--steps", "1"], "no interior time")

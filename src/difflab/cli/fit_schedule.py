@@ -32,6 +32,8 @@ def fit_schedule(
     metric: str = typer.Option(None, help="Choose the times by a sample metric instead of the ODE endpoint "
                                "(fdd, fid, kdd, kid, sw2, mmd: Song et al.'s greedy search, for samplers with no "
                                "ODE endpoint such as consistency)."),
+    pilot_seeds: int = typer.Option(1, "--pilot-seeds", help="With --metric: score each grid on this many pilot "
+                                    "batches (seeds SEED, SEED+1, ...) and search on their mean metric."),
     rounds: int = typer.Option(2, help="With --metric: passes of the greedy search over the interior times."),
     start_option: list[str] = typer.Option(None, "--start-option", help="With --metric: a KEY=VALUE option of "
                                            "the start grid, e.g. t_max=0.9877 (repeatable)."),
@@ -48,10 +50,13 @@ def fit_schedule(
         if len(start_schedule or []) > 1:
             fail("--metric searches from one start grid: give --start-schedule once")
         run_job(run_fit_times, run, steps=steps, sampler=sampler, metric=metric,
-                pilot=1000 if pilot is None else pilot, seed=METRIC_SEED if seed is None else seed, rounds=rounds,
+                pilot=1000 if pilot is None else pilot, seed=METRIC_SEED if seed is None else seed, seeds=pilot_seeds,
+                rounds=rounds,
                 start_schedule=start_schedule[0] if start_schedule else None, start_options=run_job(parse_options, start_option, "--start-option"),
                 ema=ema, device=device, log=typer.echo)
         return
+    if pilot_seeds != 1:
+        fail("--pilot-seeds goes with --metric (the time search); the ODE fit's pilot is one batch of --pilot noises")
     if start_option:
         fail("--start-option goes with --metric (the time search); the ODE fit describes its grid itself")
     from difflab.jobs.fit_schedule import run_fit_schedule
