@@ -72,6 +72,14 @@ def test_empty_image_folder_and_incompatible_resume(tmp_path):
     assert r.exit_code == 0, r.output
     from difflab.train import read_log
     assert [(x["step"], x["lr"]) for x in read_log(run / "log.jsonl")][-2:] == [(4, 1e-5), (5, 1e-5)]
+    # and 4 steps more that decay linearly to 0 (warm-up, stable, decay); without a step limit it is refused
+    r = runner.invoke(app, ["train", "--out", str(run), "--resume", "--minutes", "1", "--set", "train.lr_decay=linear"])
+    assert r.exit_code == 2 and "give a step limit past lr_decay_from" in " ".join(r.output.split()), r.output
+    assert "Traceback" not in r.output
+    r = runner.invoke(app, ["train", "--out", str(run), "--resume", "--steps", "4", "--set", "train.lr_decay=linear",
+                            "--set", "train.lr_decay_from=5"])
+    assert r.exit_code == 0, r.output
+    assert [x["lr"] for x in read_log(run / "log.jsonl")][-4:] == pytest.approx([1e-5, 7.5e-6, 5e-6, 2.5e-6], rel=1e-12)
 
 
 def test_run_json_records_the_data_range_and_sampling_honours_it(tmp_path):

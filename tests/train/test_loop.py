@@ -377,3 +377,33 @@ def test_a_resume_trains_at_the_rate_its_config_now_names(tmp_path):
     group = resumed.objective.optimizer.param_groups[0]
     assert (group["betas"], group["weight_decay"]) == ((0.8, 0.9), 0.5)
     assert int(resumed.objective.optimizer.state[resumed.objective.params[0]]["step"]) == 5  # moments carried on
+
+
+@pytest.mark.parametrize("decay, tail", [("linear", [1.0, 0.75, 0.5, 0.25]),
+                                         ("cosine", [1.0, 0.5 + 0.5 * 2**-0.5, 0.5, 0.5 - 0.5 * 2**-0.5])])
+def test_the_rate_decays_from_lr_decay_from_to_zero_at_max_steps(tmp_path, decay, tail):
+    """warm-up over 2 updates, stable, then decay over updates 2..5 of 6: u = (step - 2) / 4 per update."""
+    Trainer(tiny_denoiser(), DiffusionLoss(), toy_data(),
+            _config(lr=1e-2, warmup_steps=2, lr_decay=decay, lr_decay_from=2), tmp_path).train()
+    lrs = [r["lr"] for r in read_log(tmp_path / "log.jsonl")]
+    assert lrs == pytest.approx([5e-3, 1e-2, *(1e-2 * f for f in tail)], rel=1e-12)
+
+
+def test_a_resume_can_add_steps_that_decay(tmp_path):
+    """Warm-up-stable-decay on resume: 4 steps at a constant rate, then 4 more that decay linearly to 0 at 8."""
+    Trainer(tiny_denoiser(), DiffusionLoss(), toy_data(), _config(max_steps=4), tmp_path).train()
+    Trainer(tiny_denoiser(), DiffusionLoss(), toy_data(),
+            _config(max_steps=8, lr_decay="linear", lr_decay_from=4), tmp_path).train(resume=True)
+    lrs = [r["lr"] for r in read_log(tmp_path / "log.jsonl")]
+    assert lrs == pytest.approx([1e-2] * 4 + [1e-2, 7.5e-3, 5e-3, 2.5e-3], rel=1e-12)
+
+
+def test_bad_decay_settings(tmp_path):
+    with pytest.raises(DifflabError, match="lr_decay must be one of none, linear, cosine, not 'step'"):
+        _config(lr_decay="step")
+    with pytest.raises(DifflabError, match="lr_decay_from must be >= 0"):
+        _config(lr_decay="linear", lr_decay_from=-1)
+    for kw in ({"lr_decay_from": 6}, {"max_steps": None, "max_minutes": 1.0}):  # checked once the limits are known
+        cfg = _config(lr_decay="linear", **kw)
+        with pytest.raises(DifflabError, match="give a step limit past lr_decay_from"):
+            Trainer(tiny_denoiser(), DiffusionLoss(), toy_data(), cfg, tmp_path / "x")

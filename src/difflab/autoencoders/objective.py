@@ -44,7 +44,7 @@ from difflab.autoencoders.losses import (
     reconstruction_loss,
 )
 from difflab.utils.errors import DifflabError, check_choice
-from difflab.utils.optim import grad_norm_of, load_optimizer, warmup_factor
+from difflab.utils.optim import check_decay, grad_norm_of, load_optimizer, lr_factor
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
@@ -106,7 +106,8 @@ class AutoencoderLossConfig:
 
 def _adamw(params, lr: float, config: TrainConfig):
     optimizer = torch.optim.AdamW(params, lr=lr, betas=config.betas, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_factor(s, config.warmup_steps))
+    check_decay(config)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config))
     return optimizer, scheduler
 
 

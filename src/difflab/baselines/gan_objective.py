@@ -30,7 +30,7 @@ from difflab.baselines.gan import DCGAN, discriminator_loss, generator_loss, r1_
 from difflab.train.data import derive_seed
 from difflab.train.settings import TrainConfig
 from difflab.utils.errors import DifflabError
-from difflab.utils.optim import grad_norm_of, load_optimizer, warmup_factor
+from difflab.utils.optim import check_decay, grad_norm_of, load_optimizer, lr_factor
 
 DISCRIMINATOR_STREAM = 0xD15C  # derive_seed stream of the discriminator's initialization
 
@@ -50,9 +50,10 @@ class GANObjective:
         opt_g = torch.optim.AdamW(self.g_params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
         opt_d = torch.optim.AdamW(self.d_params, lr=config.lr * model.d_lr_ratio, betas=config.betas,
                                   weight_decay=config.weight_decay)
-        warm = lambda s: warmup_factor(s, config.warmup_steps)  # noqa: E731
-        self.sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, warm)
-        self.sched_d = torch.optim.lr_scheduler.LambdaLR(opt_d, warm)
+        check_decay(config)
+        schedule = lambda s: lr_factor(s, config)  # noqa: E731
+        self.sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, schedule)
+        self.sched_d = torch.optim.lr_scheduler.LambdaLR(opt_d, schedule)
         self.g, self.d, self.opt_g, self.opt_d = accelerator.prepare(model, self.discriminator, opt_g, opt_d)
 
     def _accumulate(self, loss_of, modules) -> None:

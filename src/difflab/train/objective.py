@@ -6,7 +6,7 @@ seed 001's Algorithm 1 generalized by the loss callable:
 
     for each of grad_accum micro-batches:  x0, cond = prepare(batch);  L = mean_i loss_fn(D, x0, cond)_i / grad_accum;
                                            backward(L)    (DDP all-reduces on the last micro-batch)
-    clip ||g|| to grad_clip;  AdamW step with lr * warmup_factor(step).
+    clip ||g|| to grad_clip;  AdamW step with lr * warmup_factor(step) * decay_factor(step).
 
 A GAN objective (two optimizers, alternating updates) or a distillation objective (a frozen teacher
 beside the student) implements the same three methods: `update`, `state_dict`, `load_state_dict`,
@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from difflab.param.denoiser import Denoiser
 from difflab.train.settings import TrainConfig
 from difflab.utils.errors import DifflabError
-from difflab.utils.optim import grad_norm_of, load_optimizer, warmup_factor
+from difflab.utils.optim import check_decay, grad_norm_of, load_optimizer, lr_factor
 
 LossFn = Callable[..., Tensor]
 Batches = Iterator[tuple[Tensor, dict | None]]  # prepared micro-batches (x0, cond) on the device
@@ -93,6 +93,7 @@ class DenoisingObjective:
         self.params = list(model.parameters())  # gathered once: a module walk per step costs ~0.3 ms
         optimizer = torch.optim.AdamW(self.params, lr=config.lr, betas=config.betas,
                                       weight_decay=config.weight_decay)
+        check_decay(config)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self.lr_factor)
         self.ddp_model, self.optimizer = accelerator.prepare(model, optimizer)
         forward = torch.compile(self.ddp_model) if config.compile else self.ddp_model
@@ -100,8 +101,9 @@ class DenoisingObjective:
 
 
     def lr_factor(self, step: int) -> float:
-        """The LR multiplier of the step-th update (0-based): the linear warm-up (a subclass may add a decay)."""
-        return warmup_factor(step, self.config.warmup_steps)
+        """The LR multiplier of the step-th update (0-based): the linear warm-up and the config's decay
+        (difflab.utils.optim.lr_factor; a subclass may add its own)."""
+        return lr_factor(step, self.config)
 
     def _backward(self, batches: Batches, generator: torch.Generator) -> Tensor:
         """Accumulate the gradients of grad_accum micro-batches; returns the summed loss (device)."""

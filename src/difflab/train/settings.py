@@ -10,6 +10,7 @@ from difflab.train.ema import check_ema
 from difflab.utils.errors import DifflabError, check_choice
 
 MIXED_PRECISION = ("no", "bf16")
+LR_DECAYS = ("none", "linear", "cosine")
 
 
 @dataclass
@@ -17,7 +18,10 @@ class TrainConfig:
     """Settings of `Trainer`.
 
     The optimizer is AdamW (Loshchilov & Hutter 2019) with weight_decay on every parameter and a
-    linear LR warm-up over warmup_steps (see warmup_factor), constant afterwards.
+    linear LR warm-up over warmup_steps (see warmup_factor), constant afterwards unless lr_decay is
+    'linear' or 'cosine': then the rate decays from step lr_decay_from to 0 at max_steps (see
+    decay_factor; warm-up, stable, decay, as in Hu et al. 2024 and Hägele et al. 2024, so a run can be
+    resumed with a longer max_steps and a decay over its new last steps).
     batch_size is the number of images per optimizer step over all processes and accumulation
     micro-batches: each process draws batch_size / (num_processes * grad_accum) images per micro-batch,
     so a run means the same thing on one device or eight.
@@ -41,6 +45,8 @@ class TrainConfig:
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
     warmup_steps: int = 0
+    lr_decay: str = "none"
+    lr_decay_from: int = 0
     grad_clip: float | None = 1.0
     batch_size: int = 128
     grad_accum: int = 1
@@ -67,6 +73,8 @@ class TrainConfig:
             (self.weight_decay >= 0, "weight_decay must be >= 0"),
             (len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "betas must be two numbers in [0, 1)"),
             (self.warmup_steps >= 0, "warmup_steps must be >= 0"),
+            (self.lr_decay in LR_DECAYS, f"lr_decay must be one of {', '.join(LR_DECAYS)}, not {self.lr_decay!r}"),
+            (self.lr_decay_from >= 0, "lr_decay_from must be >= 0"),
             (self.grad_clip is None or self.grad_clip > 0, "grad_clip must be positive, or None for no clipping"),
             (self.batch_size >= 1 and self.grad_accum >= 1, "batch_size and grad_accum must be >= 1"),
             (self.max_steps is None or self.max_steps >= 1, "max_steps must be >= 1, or None for no limit"),
