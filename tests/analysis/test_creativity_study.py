@@ -156,3 +156,18 @@ def test_creativity_command_end_to_end_streamed_equals_tabulated(tmp_path):
     assert set(a) == set(b) and all(abs(x - y) <= 2e-5 for k in a for x, y in zip(a[k], b[k], strict=True))
     r = runner.invoke(app, ["analyze", "creativity", str(run), "--table-mib", "-1"])
     assert r.exit_code == 2 and "--table-mib must be 0" in r.output
+    # --machine els: the LS pass skipped, the ELS numbers and the network's those of the full study
+    out = tmp_path / "els-only"
+    r = runner.invoke(app, ["analyze", "creativity", str(run), "--out", str(out), "-n", "3", "--calibration-n", "1",
+                            "--size", "1", "--size", "3", "--steps", "2", "--sampler", "euler", "--machine", "els",
+                            "--threads", "1"])
+    assert r.exit_code == 0 and "calibrate ls" not in r.output, r.output
+    only = json.loads((out / "creativity.json").read_text())
+    c = only["runs"]["run"]
+    assert only["settings"]["machines"] == ["els"] and set(c["agreement_per_seed"]) == set(b) - {"ls"}
+    assert all(c["agreement_per_seed"][k] == b[k] for k in c["agreement_per_seed"])
+    assert set(np.load(c["samples"]).files) == {"network", "els", "ideal"} and "ls" not in c["calibration"]
+    assert c["els_closer_than_ideal"] == reports[256]["runs"]["run"]["els_closer_than_ideal"]
+    r = runner.invoke(app, ["analyze", "creativity", str(run), "--out", str(tmp_path / "x"), "--machine", "sls"])
+    assert r.exit_code == 2 and "--machine must be one or more of ls, els; got sls" in r.output, r.output
+    assert not (tmp_path / "x").exists()

@@ -28,6 +28,8 @@ def creativity(
                                               "(zero-padded networks) or everywhere."),
     table_mib: int = typer.Option(256, "--table-mib", help="Memory (MiB, float64) each patch size's table of training "
                                   "patches may hold; a larger table is streamed instead (slower, same result)."),
+    machine: list[str] = typer.Option(None, "--machine", help="Local machine to calibrate and sample beside the "
+                                      "ideal one: els or ls (repeatable; default both)."),
     threads: int = THREADS,
 ):
     """Sample the networks and the ideal, LS and ELS machines from the same noises; agreement, memorization, figures."""
@@ -40,4 +42,5 @@ def creativity(
     use_threads(threads)
     run_job(run_creativity, [expand(r) for r in runs], expand(out), n=n, calibration_n=calibration_n,
             sizes=list(size or []) or None, sampler=sampler, steps=steps, schedule=schedule, ema=ema,
-            boundary_broken=boundary_broken, max_table_elements=table_mib * 2**20 // 8)
+            boundary_broken=boundary_broken, max_table_elements=table_mib * 2**20 // 8,
+            machines=tuple(machine or ("ls", "els")))

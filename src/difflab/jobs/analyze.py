@@ -45,6 +45,8 @@ METRIC = ("Pearson correlation of the two final images after centring (mean pixe
           "(unit norm) each, per seed; median over seeds (as in Kamb & Ganguli's released code)")
 
 
+LOCAL_MACHINES = ("ls", "els")
+
 def _stats(v: Tensor) -> dict:
     q = torch.quantile(v.to(torch.float64), torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64))
     return {"median": float(q[1]), "q25": float(q[0]), "q75": float(q[2]), "mean": float(v.mean()), "n": len(v)}
@@ -159,14 +161,15 @@ def creativity_study(loaded: dict[str, LoadedRun], train: Tensor, held: Tensor |
                      sampler: str | None = None, steps: int | None = None, schedule: str | None = None,
                      strip_times=(0.9, 0.7, 0.5, 0.3, 0.1, 0.0), boundary_broken: bool = True, n_show: int = 12,
                      ema: bool = True, heldout: str | None = None,
-                     max_table_elements: int = DEFAULT_MAX_TABLE_ELEMENTS) -> dict:
+                     max_table_elements: int = DEFAULT_MAX_TABLE_ELEMENTS,
+                     machines: tuple[str, ...] = LOCAL_MACHINES) -> dict:
     """Agreement, memorization and pictures for networks `loaded` (name -> run) trained on `train`;
-    `heldout` says what `held` is (written to the report)."""
+    `heldout` says what `held` is (written to the report). `machines`: the local machines calibrated and
+    sampled beside the ideal one ('ls', 'els' or both; the LS pass is the dearer one on large images)."""
     console = Console(markup=False, highlight=False)
     if n < 2 or calibration_n < 1:
         raise DifflabError(f"need at least 2 evaluation seeds and 1 calibration seed; got n={n}, calibration_n={calibration_n}")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     first = next(iter(loaded.values()))
     shape = tuple(train.shape[1:])
     process = first.model.process
@@ -176,8 +179,14 @@ def creativity_study(loaded: dict[str, LoadedRun], train: Tensor, held: Tensor |
     steps = s.steps if steps is None else steps
     if steps < 1:
         raise DifflabError(f"steps must be at least 1, got {steps}")
+    unknown = sorted(set(machines) - set(LOCAL_MACHINES))
+    if unknown or not machines:
+        raise DifflabError(f"--machine must be one or more of {', '.join(LOCAL_MACHINES)}; got "
+                           f"{', '.join(machines) or 'none'}")
+    machines = tuple(m for m in LOCAL_MACHINES if m in machines)  # the report's order, each once
     for P in sizes or []:  # refused before any sampling, not after the ideal machine's pass
         check_patch_size(P, *shape[-2:], "zeros")
+    out.mkdir(parents=True, exist_ok=True)  # after the checks: a refused study leaves no folder
     how = {"sampler": sampler, "steps": steps, "schedule": schedule}
     sizes = default_sizes(shape) if sizes is None else sizes
     std = float(process.sigma(torch.tensor(1.0, dtype=torch.float64)))
@@ -185,14 +194,14 @@ def creativity_study(loaded: dict[str, LoadedRun], train: Tensor, held: Tensor |
     x_cal = per_sample_noise(range(CALIBRATION_SEED0, CALIBRATION_SEED0 + calibration_n), shape) * std
     report: dict = {"metric": METRIC, "settings": {**how, "n": n, "calibration_n": calibration_n, "sizes": sizes,
                                                    "train_images": len(train), "shape": list(shape),
-                                                   "boundary_broken": boundary_broken, "ema": ema,
+                                                   "boundary_broken": boundary_broken, "ema": ema, "machines": list(machines),
                                                    "heldout": heldout, "max_table_elements": max_table_elements},
                     "runs": {}}
     t0 = time.perf_counter()
     ideal = _sample(build_machine("ideal", train, process), x_T, how)
     console.print(f"ideal machine: {n} samples in {time.perf_counter() - t0:.0f} s")
     base = {k: build_machine(k, train, process, 1, boundary_broken=boundary_broken,
-                             max_table_elements=max_table_elements) for k in ("ls", "els")}
+                             max_table_elements=max_table_elements) for k in machines}
     for name, ld in loaded.items():
         if tuple(ld.meta.data_shape) != shape or repr(ld.model.process) != repr(process):
             raise DifflabError(f"{name} was trained on other data or another process; compare runs one at a time")
@@ -223,7 +232,7 @@ def _study_run(name: str, ld: LoadedRun, train: Tensor, held: Tensor | None, ide
     """One network against the LS and ELS machines (calibrated to it) and the ideal machine, same noises."""
     net = _sample(ld.model, x_T.float(), how)
     cal, samples, machines = {}, {}, {}
-    for kind in ("ls", "els"):
+    for kind in base:
         t0 = time.perf_counter()
         with Progress(how["steps"] * len(sizes), f"{name}: calibrate {kind}", unit="score") as bar:
             cal[kind] = calibrate_patch_sizes(ld.model, base[kind].with_patch_size, x_cal, sizes, callback=bar.advance,
@@ -240,9 +249,11 @@ def _study_run(name: str, ld: LoadedRun, train: Tensor, held: Tensor | None, ide
     per_seed["other_seed"] = pearson_agreement(torch.roll(net, 1, 0), net)  # chance level
     rmse = {k: (v - net).pow(2).flatten(1).mean(1).sqrt() for k, v in samples.items()}
     k = min(6, len(x_T))
+    local = "els" if "els" in machines else "ls"
     strips = {"network": x0_strip(ld.model, x_T[:k].float(), strip_times, **how)[0],
-              "els": x0_strip(machines["els"], x_T[:k], strip_times, **how)[0]}
-    rows = {"network": net, "els": samples["els"], "ls": samples["ls"], "ideal": ideal, "nearest training": nearest}
+              local: x0_strip(machines[local], x_T[:k], strip_times, **how)[0]}
+    rows = {"network": net, **{m: samples[m] for m in ("els", "ls") if m in samples}, "ideal": ideal,
+            "nearest training": nearest}
     agreement = {k: _stats(v) for k, v in per_seed.items()}  # one median (interpolated) for console and JSON
     console.print(f"{name} (step {checkpoint_step(ld.checkpoint)}): median agreement with the network "
                   + ", ".join(f"{k} {v['median']:.3f}" for k, v in agreement.items()))
@@ -251,7 +262,7 @@ def _study_run(name: str, ld: LoadedRun, train: Tensor, held: Tensor | None, ide
         "agreement": agreement,
         "agreement_per_seed": {k: [round(float(a), 5) for a in v] for k, v in per_seed.items()},
         "rmse_to_network": {k: _stats(v) for k, v in rmse.items()},
-        "els_closer_than_ideal": float((rmse["els"] < rmse["ideal"]).double().mean()),
+        **({"els_closer_than_ideal": float((rmse["els"] < rmse["ideal"]).double().mean())} if "els" in rmse else {}),
         "samples": str(save_samples(out / f"{name}-samples.npz", {"network": net, **samples})),
         "calibration": {k: c.to_dict() for k, c in cal.items()},
         "memorization": _memorization({"network": net, **samples}, train, held),
