@@ -33,7 +33,7 @@ def creativity(
     threads: int = THREADS,
 ):
     """Sample the networks and the ideal, LS and ELS machines from the same noises; agreement, memorization, figures."""
-    from difflab.jobs.analyze import run_creativity
+    from difflab.jobs.analyze import LOCAL_MACHINES, run_creativity
 
     if n < 2:
         fail(f"-n must be at least 2 seeds; got {n}")
@@ -43,4 +43,4 @@ def creativity(
     run_job(run_creativity, [expand(r) for r in runs], expand(out), n=n, calibration_n=calibration_n,
             sizes=list(size or []) or None, sampler=sampler, steps=steps, schedule=schedule, ema=ema,
             boundary_broken=boundary_broken, max_table_elements=table_mib * 2**20 // 8,
-            machines=tuple(machine or ("ls", "els")))
+            machines=tuple(machine or LOCAL_MACHINES))

@@ -44,8 +44,8 @@ CALIBRATION_SEED0 = 1_000_000  # calibration noises never coincide with evaluati
 METRIC = ("Pearson correlation of the two final images after centring (mean pixel removed) and normalizing "
           "(unit norm) each, per seed; median over seeds (as in Kamb & Ganguli's released code)")
 
+LOCAL_MACHINES = ("ls", "els")  # the local machines a study can calibrate and sample beside the ideal one
 
-LOCAL_MACHINES = ("ls", "els")
 
 def _stats(v: Tensor) -> dict:
     q = torch.quantile(v.to(torch.float64), torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64))
@@ -229,7 +229,8 @@ def _memorization(samples: dict[str, Tensor], train: Tensor, held: Tensor | None
 def _study_run(name: str, ld: LoadedRun, train: Tensor, held: Tensor | None, ideal: Tensor, base: dict,
                x_T: Tensor, x_cal: Tensor, sizes: list[int], how: dict, out: Path, strip_times, n_show: int,
                console: Console) -> dict:
-    """One network against the LS and ELS machines (calibrated to it) and the ideal machine, same noises."""
+    """One network against the local machines of `base` (LS, ELS, calibrated to it) and the ideal machine, same
+    noises."""
     net = _sample(ld.model, x_T.float(), how)
     cal, samples, machines = {}, {}, {}
     for kind in base:
