@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import math
 
+import pytest
 import torch
 from accelerate import Accelerator
 
@@ -66,3 +67,27 @@ def test_the_gan_moves_its_samples_onto_the_data():
     for _ in range(100):
         objective.update(stream, g, False, contextlib.nullcontext)
     assert (mean() - target).norm() < 0.2
+
+
+def test_the_gan_and_autoencoder_optimizers_follow_the_configs_decay():
+    """Both GAN optimizers and the autoencoder's use the run's warm-up-stable-decay schedule (utils.optim.lr_factor):
+    a linear decay over updates 2..5 of 6 at lr 0.1, and the refusal of a decay with no step limit past its start."""
+    from difflab.autoencoders.objective import _adamw
+    from difflab.utils.errors import DifflabError
+
+    cfg = TrainConfig(lr=0.1, max_steps=6, lr_decay="linear", lr_decay_from=2, grad_clip=None)
+    gan = GANObjective(DCGAN((2,), None, latent_dim=2, width=8, d_width=8, d_lr_ratio=0.5), None, cfg,
+                       Accelerator(cpu=True))
+    optimizer, scheduler = _adamw([torch.nn.Parameter(torch.zeros(2))], 0.1, cfg)
+    rates = {"g": [], "d": [], "autoencoder": []}
+    for _ in range(6):
+        for key, sched in (("g", gan.sched_g), ("d", gan.sched_d), ("autoencoder", scheduler)):
+            rates[key].append(sched.get_last_lr()[0])
+            sched.optimizer.step()
+            sched.step()
+    want = [0.1, 0.1, 0.1, 0.075, 0.05, 0.025]
+    assert rates["g"] == pytest.approx(want, rel=1e-12) and rates["autoencoder"] == pytest.approx(want, rel=1e-12)
+    assert rates["d"] == pytest.approx([0.5 * w for w in want], rel=1e-12)  # the discriminator at d_lr_ratio
+    with pytest.raises(DifflabError, match="give a step limit past lr_decay_from"):
+        _adamw([torch.nn.Parameter(torch.zeros(2))], 0.1, TrainConfig(lr=0.1, max_steps=2, lr_decay="cosine",
+                                                                      lr_decay_from=2))
