@@ -25,9 +25,10 @@ from pathlib import Path
 import torch
 
 from difflab.config.loader import parse_options
-from difflab.jobs.average import RECEIPT, run_average
+from difflab.jobs.average import RECEIPT, choose_checkpoints, run_average
 from difflab.jobs.evaluate import evaluate_loaded
 from difflab.jobs.runs import load_run
+from difflab.train.checkpoint import checkpoint_step
 from difflab.utils.errors import DifflabError
 from difflab.utils.files import atomic_write_json, atomic_write_text
 
@@ -41,7 +42,8 @@ def make_candidate(run: Path, folder: Path, first: int, half_life: float | None,
     receipt = folder / RECEIPT
     if receipt.is_file():
         got = json.loads(receipt.read_text())
-        if (got["checkpoints"][0], got.get("half_life"), got.get("weighting", "equal")) != (first, half_life, weighting):
+        steps = [checkpoint_step(c) for c in choose_checkpoints(run, first=first)]  # --from need not be a step
+        if (got["checkpoints"], got.get("half_life"), got.get("weighting", "equal")) != (steps, half_life, weighting):
             raise DifflabError(f"{folder} holds another average ({got}); remove it or choose another --out")
         return got
     run_average(run, folder, first=first, weighting=weighting, half_life=half_life, log=lambda _: None)

@@ -63,3 +63,13 @@ def test_overlapping_seeds_are_refused(run, tmp_path):
         main([str(run), "--out", str(tmp_path / "s"), "--from", "2", "--select-seeds", "0", "1",
               "--score-seeds", "1", "2", "--steps", "2"])
     assert not (tmp_path / "s").exists()
+
+
+def test_a_window_start_between_checkpoints_is_reused_on_a_rerun(run, tmp_path):
+    """--from 3 chooses ckpt-4 and ckpt-6; a second run finds that average and reuses it."""
+    args = [str(run), "--out", str(tmp_path / "s"), "--from", "3", "--select-seeds", "7", "--score-seeds", "0",
+            "--steps", "2", "--n", "32", "--sampler", "euler", "--metrics", "sw2", "--json", str(tmp_path / "c.json")]
+    assert main(args) == 0
+    first = json.loads((tmp_path / "c.json").read_text())
+    assert first["candidates"][0]["receipt"]["checkpoints"] == [4, 6]
+    assert main(args) == 0 and json.loads((tmp_path / "c.json").read_text())["candidates"] == first["candidates"]

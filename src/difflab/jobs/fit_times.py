@@ -78,10 +78,10 @@ def run_fit_times(run: str | Path, *, steps: int, sampler: str, metric: str = "f
     def score(times) -> float:
         return sum(score_one(times, s) for s in pilot_seeds) / len(pilot_seeds)
 
-    where = f"seed {seed}" if seeds == 1 else f"the mean over seeds {seed}..{seed + seeds - 1}"
+    named = f"seed {seed}" if seeds == 1 else f"seeds {seed}..{seed + seeds - 1}"
 
     log(f"searching the {steps - 1} interior times of a {steps}-step {sampler} grid from {described} on the "
-        f"{metric} of {pilot} samples ({where}), {rounds} round(s) of {len(FRACTIONS)} candidates each")
+        f"{metric} of {pilot} samples ({named if seeds == 1 else 'the mean over ' + named}), {rounds} round(s) of {len(FRACTIONS)} candidates each")
     found = greedy_time_search(score, start, rounds=rounds, log=log)
     fitted = FittedGrid(found.times, sampler, steps, fit_nfe=sum(calls), pilot=pilot, seed=seed,
                         max_evals=found.evaluations, pilot_rmse=None, process=repr(loaded.model.process),
@@ -94,5 +94,5 @@ def run_fit_times(run: str | Path, *, steps: int, sampler: str, metric: str = "f
         f"{', '.join(f'{t:.4f}' for t in found.times.tolist())} ({found.evaluations} grids scored, one-time "
         f"set-up {fitted.fit_nfe} denoiser calls on {pilot} samples); wrote {path}. Sample on it with "
         f"`difflab sample {run} --sampler {sampler} --steps {steps} --schedule {FITTED}`, and score it on other "
-        f"noises than {where.removeprefix('the mean over ')} (`difflab eval {run} --sampler {sampler} --steps {steps} --schedule {FITTED}`)")
+        f"noises than {named} (`difflab eval {run} --sampler {sampler} --steps {steps} --schedule {FITTED}`)")
     return fitted
