@@ -49,11 +49,12 @@ def test_calibration_recovers_the_patch_size_of_a_machine_network():
     assert cal.scores.shape == (4, 4) and bool((cal.scores[1:].max(1).values > 0.999).all())
 
 
-def tiny_run(seed=0):
+def tiny_run(seed=0, mid_attention=True):
     """An untrained tiny U-Net with the digits preset's process and sampler (the study needs no training)."""
     torch.manual_seed(seed)
     cfg = load_config("digits", ["model.options={base_channels: 8, channel_mult: [1], num_res_blocks: 1, "
-                                 "attention_resolutions: []}", "sample.steps=3", "sample.sampler=euler"])
+                                 f"attention_resolutions: [], mid_attention: {str(mid_attention).lower()}}}",
+                                 "sample.steps=3", "sample.sampler=euler"])
     model = build_denoiser(cfg, build_process(cfg.process), (1, 8, 8), None, None).eval().requires_grad_(False)
     return LoadedRun(cfg, RunMeta((1, 8, 8), None, None), model, Path("ckpt-0"), None)
 
@@ -62,9 +63,10 @@ def test_creativity_study_on_a_tiny_run(tmp_path, capsys):
     images, _ = load_digits("train")
     held, _ = load_digits("test")
     train = images[:40].double()
-    rep = creativity_study({"a": tiny_run(0), "b": tiny_run(1)}, train, held[:30].double(), tmp_path, n=4,
-                           calibration_n=2, sizes=[1, 3])
+    rep = creativity_study({"a": tiny_run(0, mid_attention=False), "b": tiny_run(1)}, train, held[:30].double(),
+                           tmp_path, n=4, calibration_n=2, sizes=[1, 3])
     res = rep["runs"]["a"]
+    assert res["attention_layers"] == 0 and rep["runs"]["b"]["attention_layers"] == 1  # ADM's middle attention
     assert set(res["agreement"]) == {"ideal", "ls", "els", "nearest_training_image", "other_seed"}
     assert all(-1 <= a <= 1 for v in res["agreement_per_seed"].values() for a in v)
     assert res["steps_trained"] == 0 and len(res["calibration"]["els"]["sizes"]) == 3

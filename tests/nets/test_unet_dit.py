@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from difflab.nets import DiT, UNet, UNet_models, count_parameters, patchify, sincos_2d, unpatchify
+from difflab.nets.classifier import NoisyClassifier
 from difflab.nets.unet import SpatialAttention, attention_levels_from_resolutions
 from difflab.utils import DifflabError
 
@@ -25,6 +26,29 @@ def test_unet_places_attention_at_the_chosen_levels():
     net = UNet(base_channels=8, channel_mult=(1, 2, 2), num_res_blocks=1, num_heads=2, attention_resolutions=(8,))
     widths_with_attention = [m.norm.num_channels for m in net.down_blocks.modules() if isinstance(m, SpatialAttention)]
     assert widths_with_attention == [16]  # level 2 only (8 = 32 / 2^2), width 8 * 2
+
+
+def test_mid_attention_false_leaves_no_attention_anywhere(perturb):
+    """ADM's middle has self-attention even with attention_resolutions=(): mid_attention=False removes it, so
+    the network is convolutional only; the default keeps it (old runs load), and the two differ by exactly
+    one SpatialAttention of the middle's width."""
+    kwargs = dict(in_channels=1, base_channels=8, channel_mult=(1, 2), num_res_blocks=1, num_heads=2,
+                  attention_resolutions=(), image_size=16)
+    default, conv_only = UNet(**kwargs), UNet(**kwargs, mid_attention=False)
+    attention_of = lambda net: [m for m in net.modules() if isinstance(m, SpatialAttention)]  # noqa: E731
+    assert [m.norm.num_channels for m in attention_of(default)] == [16]
+    assert attention_of(conv_only) == [] and not any("attn" in k for k in conv_only.state_dict())
+    extra = sum(p.numel() for p in attention_of(default)[0].parameters())
+    assert count_parameters(default) - count_parameters(conv_only) == extra
+    # The same weights everywhere else: the default with its middle attention bypassed is the same function.
+    perturb(conv_only)
+    default.load_state_dict(conv_only.state_dict(), strict=False)
+    default.mid_blocks[0].attn = None
+    x, t = torch.randn(2, 1, 16, 16, generator=torch.Generator().manual_seed(0)), torch.tensor([10.0, 700.0])
+    assert torch.equal(default(x, t), conv_only(x, t))
+    classifier = NoisyClassifier(in_channels=1, base_channels=8, channel_mult=(1, 2), num_res_blocks=1, num_heads=2,
+                                 attention_resolutions=(), image_size=16, pool="mean", mid_attention=False)
+    assert attention_of(classifier) == []
 
 
 def test_unet_10m_preset_is_near_ten_million_parameters():

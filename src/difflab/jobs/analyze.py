@@ -32,6 +32,7 @@ from difflab.config.factory import build_data, held_out_config
 from difflab.data.shapes import Shapes, held_out_draw
 from difflab.jobs.runs import LoadedRun, load_run
 from difflab.metrics.lowdim import memorization_check
+from difflab.nets.attention import count_attention_layers
 from difflab.sampling.api import sample
 from difflab.train.checkpoint import checkpoint_step
 from difflab.utils.errors import DifflabError
@@ -256,10 +257,12 @@ def _study_run(name: str, ld: LoadedRun, train: Tensor, held: Tensor | None, ide
     rows = {"network": net, **{m: samples[m] for m in ("els", "ls") if m in samples}, "ideal": ideal,
             "nearest training": nearest}
     agreement = {k: _stats(v) for k, v in per_seed.items()}  # one median (interpolated) for console and JSON
-    console.print(f"{name} (step {checkpoint_step(ld.checkpoint)}): median agreement with the network "
+    console.print(f"{name} (step {checkpoint_step(ld.checkpoint)}, {count_attention_layers(ld.model)} attention "
+                  "layers): median agreement with the network "
                   + ", ".join(f"{k} {v['median']:.3f}" for k, v in agreement.items()))
     return {
         "checkpoint": str(ld.checkpoint), "steps_trained": checkpoint_step(ld.checkpoint),
+        "attention_layers": count_attention_layers(ld.model),  # 0: purely convolutional, the paper's regime
         "agreement": agreement,
         "agreement_per_seed": {k: [round(float(a), 5) for a in v] for k, v in per_seed.items()},
         "rmse_to_network": {k: _stats(v) for k, v in rmse.items()},

@@ -7,7 +7,7 @@ classifier of classifier guidance, has the same signature but returns logits (B,
 The frozen text encoder that produces cond["context"] lives here too.
 """
 
-from difflab.nets.attention import CrossAttention, SelfAttention, attend
+from difflab.nets.attention import CrossAttention, SelfAttention, attend, count_attention_layers
 from difflab.nets.classifier import AttentionPool, NoisyClassifier
 from difflab.nets.dit import DiT, DiT_models, patchify, sincos_2d, unpatchify
 from difflab.nets.embeddings import (
@@ -23,6 +23,7 @@ from difflab.nets.text_encoder import TextEncoder, default_model_path
 from difflab.nets.unet import ResBlock, UNet, UNet_models
 
 __all__ = [
+    "count_attention_layers",
     "NETWORKS",
     "AttentionPool",
     "ClassEmbedding",

@@ -71,3 +71,8 @@ class CrossAttention(nn.Module):
     def forward(self, x: Tensor, context: Tensor, mask: Tensor | None = None) -> Tensor:
         k, v = self.kv(context).chunk(2, dim=-1)  # 2 x (B, L, C)
         return self.proj(attend(self.q(x), k, v, self.num_heads, mask))  # (B, N, C)
+
+
+def count_attention_layers(module: nn.Module) -> int:
+    """How many self- and cross-attention layers `module` holds: 0 for a purely convolutional network."""
+    return sum(isinstance(m, (SelfAttention, CrossAttention)) for m in module.modules())

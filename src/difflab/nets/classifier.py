@@ -75,7 +75,7 @@ class NoisyClassifier(nn.Module):
 
     The encoder of difflab.nets.UNet with the same arguments (widths base_channels * channel_mult[l],
     num_res_blocks per level, attention at attention_resolutions for an image_size input), the middle
-    blocks, and a pooled linear head. c_noise follows the networks' convention (TimeClassifier feeds
+    blocks (with self-attention unless mid_attention=False), and a pooled linear head. c_noise follows the networks' convention (TimeClassifier feeds
     1000 t). The class is the output, so cond may carry no "class_labels" or "context".
     pool="attention" learns a positional embedding for the image_size input and so takes only that size;
     pool="mean" takes any H, W divisible by 2^(levels - 1).
@@ -93,6 +93,7 @@ class NoisyClassifier(nn.Module):
         num_heads: int = 4,
         dropout: float = 0.0,
         pool: str = "attention",
+        mid_attention: bool = True,
     ):
         super().__init__()
         if len(channel_mult) < 1 or num_res_blocks < 1:
@@ -117,7 +118,7 @@ class NoisyClassifier(nn.Module):
 
         # Encoder: the UNet's down path and middle (difflab.nets.unet.encoder), without skips.
         self.in_conv, self.down_blocks, self.mid_blocks, block_widths = encoder(
-            block, in_channels, base_channels, widths, num_res_blocks, attention_levels
+            block, in_channels, base_channels, widths, num_res_blocks, attention_levels, mid_attention
         )
         ch = block_widths[-1]
 

@@ -131,12 +131,14 @@ def zero_init_residual_branches(module: nn.Module) -> None:
 
 
 def encoder(block, in_channels: int, base_channels: int, widths: list[int], num_res_blocks: int,
-            attention_levels: set[int]) -> tuple[nn.Conv2d, nn.ModuleList, nn.ModuleList, list[int]]:
+            attention_levels: set[int], mid_attention: bool = True) -> tuple[nn.Conv2d, nn.ModuleList, nn.ModuleList, list[int]]:
     """ADM's encoder half and middle, shared by UNet and NoisyClassifier: (in_conv, down_blocks, mid_blocks,
     the width after in_conv and after every down block, the skips' widths; the last is the middle's width).
 
     Level l has num_res_blocks blocks of width widths[l] (attention at attention_levels) and, except the
-    last, a stride-2 Downsample; the middle is ResBlock, attention, ResBlock."""
+    last, a stride-2 Downsample; the middle is ResBlock, attention, ResBlock (ADM's), or two ResBlocks with
+    mid_attention=False: with no attention_resolutions either, the network is then purely convolutional, local
+    (its receptive field is finite) and translation equivariant away from the zero-padded border."""
     in_conv = nn.Conv2d(in_channels, base_channels, 3, padding=1)
     widths_out, ch, down_blocks = [base_channels], base_channels, nn.ModuleList()
     for level, width in enumerate(widths):
@@ -147,7 +149,7 @@ def encoder(block, in_channels: int, base_channels: int, widths: list[int], num_
         if level < len(widths) - 1:
             down_blocks.append(Downsample(ch))
             widths_out.append(ch)
-    mid_blocks = nn.ModuleList([block(ch, ch, attention=True), block(ch, ch, attention=False)])
+    mid_blocks = nn.ModuleList([block(ch, ch, attention=mid_attention), block(ch, ch, attention=False)])
     return in_conv, down_blocks, mid_blocks, widths_out
 
 
@@ -157,7 +159,8 @@ class UNet(nn.Module):
     Level l (0 = full resolution) has width base_channels * channel_mult[l] and num_res_blocks blocks
     in the encoder (num_res_blocks + 1 in the decoder, one per skip). attention_resolutions are
     feature-map sizes for an image_size input, turned into levels (image_size / r = 2^l), so the same
-    network runs on any H, W divisible by 2^(levels - 1), with attention at the same levels.
+    network runs on any H, W divisible by 2^(levels - 1), with attention at the same levels; the middle
+    has self-attention unless mid_attention=False (a network without any attention needs both).
     num_classes adds a class embedding (with a learned null class) to the time embedding; context_dim
     adds cross-attention to text tokens of that width after every attention layer; interval_embedding adds
     the embedding of a second time, cond["interval"] (difflab.nets.embeddings.ConditionEmbedding).
@@ -178,6 +181,7 @@ class UNet(nn.Module):
         context_dim: int | None = None,
         num_null_tokens: int = 1,
         interval_embedding: bool = False,
+        mid_attention: bool = True,
     ):
         super().__init__()
         if len(channel_mult) < 1 or num_res_blocks < 1:
@@ -201,7 +205,7 @@ class UNet(nn.Module):
 
         # Encoder and middle: every block and every downsampling leaves a skip for the decoder.
         self.in_conv, self.down_blocks, self.mid_blocks, skip_widths = encoder(
-            block, in_channels, base_channels, widths, num_res_blocks, attention_levels
+            block, in_channels, base_channels, widths, num_res_blocks, attention_levels, mid_attention
         )
         ch = skip_widths[-1]
 
