@@ -257,12 +257,13 @@ def _study_run(name: str, ld: LoadedRun, train: Tensor, held: Tensor | None, ide
     rows = {"network": net, **{m: samples[m] for m in ("els", "ls") if m in samples}, "ideal": ideal,
             "nearest training": nearest}
     agreement = {k: _stats(v) for k, v in per_seed.items()}  # one median (interpolated) for console and JSON
-    console.print(f"{name} (step {checkpoint_step(ld.checkpoint)}, {count_attention_layers(ld.model)} attention "
+    attention = count_attention_layers(ld.model)  # 0: purely convolutional, the paper's regime
+    console.print(f"{name} (step {checkpoint_step(ld.checkpoint)}, {attention} attention "
                   "layers): median agreement with the network "
                   + ", ".join(f"{k} {v['median']:.3f}" for k, v in agreement.items()))
     return {
         "checkpoint": str(ld.checkpoint), "steps_trained": checkpoint_step(ld.checkpoint),
-        "attention_layers": count_attention_layers(ld.model),  # 0: purely convolutional, the paper's regime
+        "attention_layers": attention,
         "agreement": agreement,
         "agreement_per_seed": {k: [round(float(a), 5) for a in v] for k, v in per_seed.items()},
         "rmse_to_network": {k: _stats(v) for k, v in rmse.items()},
