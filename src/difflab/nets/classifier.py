@@ -75,8 +75,8 @@ class NoisyClassifier(nn.Module):
 
     The encoder of difflab.nets.UNet with the same arguments (widths base_channels * channel_mult[l],
     num_res_blocks per level, attention at attention_resolutions for an image_size input), the middle
-    blocks (with self-attention unless mid_attention=False), and a pooled linear head. c_noise follows the networks' convention (TimeClassifier feeds
-    1000 t). The class is the output, so cond may carry no "class_labels" or "context".
+    blocks (with self-attention unless mid_attention=False), and a pooled linear head. c_noise follows the
+    networks' convention (TimeClassifier feeds 1000 t). The class is the output, so cond may carry no "class_labels" or "context".
     pool="attention" learns a positional embedding for the image_size input and so takes only that size;
     pool="mean" takes any H, W divisible by 2^(levels - 1).
     """

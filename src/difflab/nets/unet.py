@@ -131,14 +131,15 @@ def zero_init_residual_branches(module: nn.Module) -> None:
 
 
 def encoder(block, in_channels: int, base_channels: int, widths: list[int], num_res_blocks: int,
-            attention_levels: set[int], mid_attention: bool = True) -> tuple[nn.Conv2d, nn.ModuleList, nn.ModuleList, list[int]]:
+            attention_levels: set[int],
+            mid_attention: bool = True) -> tuple[nn.Conv2d, nn.ModuleList, nn.ModuleList, list[int]]:
     """ADM's encoder half and middle, shared by UNet and NoisyClassifier: (in_conv, down_blocks, mid_blocks,
     the width after in_conv and after every down block, the skips' widths; the last is the middle's width).
 
     Level l has num_res_blocks blocks of width widths[l] (attention at attention_levels) and, except the
     last, a stride-2 Downsample; the middle is ResBlock, attention, ResBlock (ADM's), or two ResBlocks with
-    mid_attention=False: with no attention_resolutions either, the network is then purely convolutional, local
-    (its receptive field is finite) and translation equivariant away from the zero-padded border."""
+    mid_attention=False: with no attention_resolutions either, no layer attends over positions (the GroupNorm
+    statistics still span the whole feature map)."""
     in_conv = nn.Conv2d(in_channels, base_channels, 3, padding=1)
     widths_out, ch, down_blocks = [base_channels], base_channels, nn.ModuleList()
     for level, width in enumerate(widths):
